@@ -1,0 +1,42 @@
+"""The `micrornn` command: one sub-command per module in this package."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each name is a module of this package with `add_parser(subparsers)` and `run(args) -> int`.
+COMMANDS = ["gradcheck"]
+
+
+class UsageError(Exception):
+    """Bad user input: printed as one line, exit status 2, no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit status 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every sub-command registered."""
+    parser = _Parser(prog="micrornn", description="Recurrent networks on a reverse-mode autodiff engine.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"micrornn.cli.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse argv, run the chosen command, map usage errors to exit status 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args._run(args) or 0)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
