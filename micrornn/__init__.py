@@ -1,2 +1,8 @@
 """micrornn: reverse-mode autodiff on scalars and NumPy tensors, and RNNs whose BPTT falls out of the graph."""
+from micrornn.scalar import Value
+from micrornn.tensor import Tensor, concatenate, is_grad_enabled, no_grad, scope, stack
+from micrornn import functional, gradcheck, ops
+
 __version__ = "0.1.0"
+__all__ = ["Value", "Tensor", "stack", "concatenate", "no_grad", "is_grad_enabled", "scope",
+           "functional", "gradcheck", "ops"]

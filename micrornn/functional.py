@@ -1,0 +1,87 @@
+"""Composites built only from primitives (no hand-written backward): softmax, losses, one_hot."""
+from __future__ import annotations
+
+import numpy as np
+
+from micrornn.tensor import Tensor
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _as_tensor(x) -> Tensor:
+    """Accept a Tensor or anything array-like."""
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    """log softmax(x) = (x - max) - log(sum(exp(x - max))): finite for logits of any size."""
+    x = _as_tensor(x)
+    shifted = x - x.max(axis=axis, keepdims=True).detach()  # a constant shift leaves softmax unchanged
+    return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+
+
+def softmax(x, axis=-1) -> Tensor:
+    """softmax(x)_i = exp(x_i - max) / sum_j exp(x_j - max)."""
+    x = _as_tensor(x)
+    e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    """Apply a 'mean' | 'sum' | 'none' reduction."""
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
+def _check_reduction(reduction) -> None:
+    """Reject an unknown reduction by name."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def cross_entropy(logits, targets, reduction="mean") -> Tensor:
+    """Softmax cross-entropy of logits (..., C) against integer class indices (...)."""
+    _check_reduction(reduction)
+    logits = _as_tensor(logits)
+    targets = np.asarray(getattr(targets, "data", targets))
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {targets.dtype}")
+    if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets of shape {targets.shape} do not match logits of shape "
+                         f"{logits.shape} (expected targets of shape {logits.shape[:-1]})")
+    classes = logits.shape[-1]
+    if targets.size and (targets.min() < 0 or targets.max() >= classes):
+        bad = targets[(targets < 0) | (targets >= classes)].flat[0]
+        raise ValueError(f"cross_entropy: target {bad} is out of range for {classes} classes (0..{classes - 1})")
+    logp = log_softmax(logits, axis=-1).reshape(-1, classes)
+    picked = logp[np.arange(targets.size), targets.reshape(-1)]  # gather: gradient is a scatter-add
+    return _reduce(-picked.reshape(targets.shape), reduction)
+
+
+def mse_loss(pred, target, reduction="mean") -> Tensor:
+    """Mean squared error (pred - target)^2."""
+    _check_reduction(reduction)
+    pred = _as_tensor(pred)
+    target_shape = np.shape(getattr(target, "data", target))
+    if target_shape != pred.shape:
+        raise ValueError(f"mse_loss: pred has shape {pred.shape} but target has shape {target_shape}")
+    diff = pred - target
+    return _reduce(diff * diff, reduction)
+
+
+def one_hot(indices, num_classes: int, dtype=np.float64) -> Tensor:
+    """A constant tensor (..., num_classes) with a 1 at each index."""
+    indices = np.asarray(getattr(indices, "data", indices))
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: indices must be integers, got dtype {indices.dtype}")
+    if not isinstance(num_classes, (int, np.integer)) or num_classes <= 0:
+        raise ValueError(f"one_hot: num_classes must be a positive integer, got {num_classes!r}")
+    if indices.size and (indices.min() < 0 or indices.max() >= num_classes):
+        raise ValueError(f"one_hot: indices must lie in 0..{num_classes - 1}, got min {indices.min()} "
+                         f"and max {indices.max()}")
+    out = np.zeros(indices.shape + (int(num_classes),), dtype=dtype)
+    np.put_along_axis(out, indices[..., None], 1, axis=-1)
+    return Tensor(out, dtype=dtype)

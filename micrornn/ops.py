@@ -1,0 +1,328 @@
+"""The primitive table: each op's forward and its vector-Jacobian product (VJP) side by side.
+
+A forward takes NumPy arrays (and keyword attributes) and returns ``(out, saved)``; ``saved`` is
+what the VJP needs. A VJP takes the output gradient ``g``, ``saved`` and ``needs`` (one bool per
+input: does that input want a gradient?) and returns one gradient per input (None where not
+needed). A gradient may have the output's broadcast shape: the engine sums it back to the input's
+shape in one place (``unbroadcast``). Two lazy gradient kinds let the engine accumulate cheaply:
+``IndexGrad`` (a slice or gather's gradient, added in place into one buffer) and ``ProductGrad``
+(a weight gradient ``a^T g``, batched with the other uses of the same weight before it is formed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PRIMITIVES: dict[str, "Primitive"] = {}
+
+
+class Primitive:
+    """A named op: forward(*arrays, **attrs) -> (out, saved); vjp(g, saved, needs) -> grads."""
+
+    __slots__ = ("name", "forward", "vjp")
+
+    def __init__(self, name, forward, vjp):
+        self.name, self.forward, self.vjp = name, forward, vjp
+
+    def __repr__(self):
+        return f"Primitive({self.name!r})"
+
+
+def defprimitive(name, forward, vjp) -> Primitive:
+    """Register a primitive in the table and return it."""
+    prim = PRIMITIVES[name] = Primitive(name, forward, vjp)
+    return prim
+
+
+class IndexGrad:
+    """Gradient of ``a[index]``: zeros of a's shape with ``values`` added at ``index``."""
+
+    __slots__ = ("index", "values", "advanced")
+
+    def __init__(self, index, values):
+        self.index, self.values = index, values
+        self.advanced = _is_advanced(index)
+
+    def add_into(self, buf):
+        """buf[index] += values, summing repeated indices of a gather."""
+        if self.advanced:
+            np.add.at(buf, self.index, self.values)
+        else:
+            buf[self.index] += self.values
+
+
+class ProductGrad:
+    """Gradient ``a^T g`` of a 2-D matrix ``b`` in ``a @ b``, formed lazily (rows of a and g)."""
+
+    __slots__ = ("a", "g")
+
+    def __init__(self, a, g):
+        self.a, self.g = a, g
+
+
+def _is_advanced(index) -> bool:
+    """True when an index triggers NumPy advanced indexing (arrays, lists, masks)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, (np.ndarray, list)) for i in items)
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast gradient back to ``shape`` (leading axes, then axes of size 1)."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    ones = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if ones:
+        grad = grad.sum(axis=ones, keepdims=True)
+    return grad.reshape(shape)
+
+
+# ---- elementwise binary ----------------------------------------------------------------------
+
+def add_fwd(a, b):
+    return a + b, None
+
+
+def add_vjp(g, saved, needs):
+    # d(a+b)/da = 1, d(a+b)/db = 1
+    return g, g
+
+
+def sub_fwd(a, b):
+    return a - b, None
+
+
+def sub_vjp(g, saved, needs):
+    # d(a-b)/da = 1, d(a-b)/db = -1
+    return g, (-g if needs[1] else None)
+
+
+def mul_fwd(a, b):
+    return a * b, (a, b)
+
+
+def mul_vjp(g, saved, needs):
+    # d(ab)/da = b, d(ab)/db = a
+    a, b = saved
+    return (g * b if needs[0] else None), (g * a if needs[1] else None)
+
+
+def div_fwd(a, b):
+    return a / b, (a, b)
+
+
+def div_vjp(g, saved, needs):
+    # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+    a, b = saved
+    return (g / b if needs[0] else None), (-g * a / (b * b) if needs[1] else None)
+
+
+def pow_fwd(a, b):
+    out = a ** b
+    return out, (a, b, out)
+
+
+def pow_vjp(g, saved, needs):
+    # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log(a)
+    a, b, out = saved
+    ga = g * b * a ** (b - 1) if needs[0] else None
+    gb = g * out * np.log(a) if needs[1] else None
+    return ga, gb
+
+
+# ---- elementwise unary -----------------------------------------------------------------------
+
+def neg_fwd(a):
+    return -a, None
+
+
+def neg_vjp(g, saved, needs):
+    # d(-a)/da = -1
+    return (-g,)
+
+
+def exp_fwd(a):
+    out = np.exp(a)
+    return out, out
+
+
+def exp_vjp(g, out, needs):
+    # d(e^a)/da = e^a
+    return (g * out,)
+
+
+def log_fwd(a):
+    return np.log(a), a
+
+
+def log_vjp(g, a, needs):
+    # d(log a)/da = 1/a
+    return (g / a,)
+
+
+def tanh_fwd(a):
+    out = np.tanh(a)
+    return out, out
+
+
+def tanh_vjp(g, out, needs):
+    # d(tanh a)/da = 1 - tanh(a)^2
+    return (g * (1 - out * out),)
+
+
+def sigmoid_fwd(a):
+    e = np.exp(-np.abs(a))  # never overflows: sigmoid(a) = 1/(1+e^-a) for a>=0, e^a/(1+e^a) for a<0
+    out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+    return out, out
+
+
+def sigmoid_vjp(g, out, needs):
+    # d(sigmoid a)/da = s (1 - s)
+    return (g * out * (1 - out),)
+
+
+def relu_fwd(a):
+    out = np.maximum(a, 0)
+    return out, out
+
+
+def relu_vjp(g, out, needs):
+    # d(relu a)/da = 1 where a > 0, else 0
+    return (g * (out > 0),)
+
+
+# ---- matrix product --------------------------------------------------------------------------
+
+def matmul_fwd(a, b):
+    try:
+        return a @ b, (a, b)
+    except ValueError:
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("operands must have at least one axis") from None
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            inner = b.shape[-2 if b.ndim > 1 else 0]
+            raise ValueError(f"inner dimensions differ ({a.shape[-1]} vs {inner})") from None
+        raise ValueError("batch dimensions do not broadcast") from None
+
+
+def matmul_vjp(g, saved, needs):
+    # d(A@B)/dA = G B^T, d(A@B)/dB = A^T G (summed over batch axes by unbroadcast)
+    a, b = saved
+    if a.ndim == 1:
+        a, g = a[None, :], np.expand_dims(g, -2)
+    if b.ndim == 1:
+        b, g = b[:, None], np.expand_dims(g, -1)
+    ga = g @ np.swapaxes(b, -1, -2) if needs[0] else None
+    gb = None
+    if needs[1]:
+        if b.ndim == 2:  # a shared weight: all rows of all batches form one product, lazily
+            gb = ProductGrad(a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1]))
+        else:
+            gb = np.swapaxes(a, -1, -2) @ g
+    return ga, gb
+
+
+# ---- reductions ------------------------------------------------------------------------------
+
+def _expand(g, shape, axis, keepdims):
+    """Re-insert reduced axes of g so it broadcasts against ``shape``."""
+    if axis is None or keepdims:
+        return g.reshape([1] * len(shape)) if axis is None and not keepdims else g
+    axes = (axis,) if isinstance(axis, int) else axis
+    return np.expand_dims(g, tuple(ax % len(shape) for ax in axes))
+
+
+def sum_fwd(a, axis=None, keepdims=False):
+    return a.sum(axis=axis, keepdims=keepdims), (a.shape, axis, keepdims)
+
+
+def sum_vjp(g, saved, needs):
+    # d(sum a)/da_i = 1: the gradient is broadcast back over the summed axes
+    shape, axis, keepdims = saved
+    return (np.broadcast_to(_expand(g, shape, axis, keepdims), shape),)
+
+
+def max_fwd(a, axis=None, keepdims=False):
+    out = a.max(axis=axis, keepdims=keepdims)
+    return out, (a, out, axis, keepdims)
+
+
+def max_vjp(g, saved, needs):
+    # d(max a)/da_i = 1 at the maximum (split evenly between ties), 0 elsewhere
+    a, out, axis, keepdims = saved
+    hit = a == _expand(out, a.shape, axis, keepdims)
+    count = hit.sum(axis=axis, keepdims=True).astype(a.dtype)
+    return (_expand(g, a.shape, axis, keepdims) * hit / count,)
+
+
+# ---- shape ops -------------------------------------------------------------------------------
+
+def reshape_fwd(a, shape):
+    return a.reshape(shape), a.shape
+
+
+def reshape_vjp(g, in_shape, needs):
+    # reshape moves no values: the gradient is reshaped back
+    return (g.reshape(in_shape),)
+
+
+def transpose_fwd(a, axes=None):
+    return a.transpose(axes), axes
+
+
+def transpose_vjp(g, axes, needs):
+    # transpose permutes values: the gradient takes the inverse permutation
+    return (g.transpose(None if axes is None else np.argsort(axes)),)
+
+
+def getitem_fwd(a, index):
+    return a[index], index
+
+
+def getitem_vjp(g, index, needs):
+    # d(a[index])/da scatters g back into index (repeated gather indices add up)
+    return (IndexGrad(index, g),)
+
+
+def stack_fwd(*arrays, axis=0):
+    return np.stack(arrays, axis=axis), (len(arrays), axis)
+
+
+def stack_vjp(g, saved, needs):
+    # each input gets its slice of g along the new axis
+    n, axis = saved  # axis is non-negative here
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (i,)] if need else None for i, need in zip(range(n), needs))
+
+
+def concatenate_fwd(*arrays, axis=0):
+    ends = np.cumsum([a.shape[axis] for a in arrays])
+    return np.concatenate(arrays, axis=axis), (ends, axis)
+
+
+def concatenate_vjp(g, saved, needs):
+    # each input gets its own block of g along the joined axis
+    ends, axis = saved
+    return tuple(np.split(g, ends[:-1], axis=axis))
+
+
+ADD = defprimitive("add", add_fwd, add_vjp)
+SUB = defprimitive("sub", sub_fwd, sub_vjp)
+MUL = defprimitive("mul", mul_fwd, mul_vjp)
+DIV = defprimitive("div", div_fwd, div_vjp)
+POW = defprimitive("pow", pow_fwd, pow_vjp)
+NEG = defprimitive("neg", neg_fwd, neg_vjp)
+EXP = defprimitive("exp", exp_fwd, exp_vjp)
+LOG = defprimitive("log", log_fwd, log_vjp)
+TANH = defprimitive("tanh", tanh_fwd, tanh_vjp)
+SIGMOID = defprimitive("sigmoid", sigmoid_fwd, sigmoid_vjp)
+RELU = defprimitive("relu", relu_fwd, relu_vjp)
+MATMUL = defprimitive("matmul", matmul_fwd, matmul_vjp)
+SUM = defprimitive("sum", sum_fwd, sum_vjp)
+MAX = defprimitive("max", max_fwd, max_vjp)
+RESHAPE = defprimitive("reshape", reshape_fwd, reshape_vjp)
+TRANSPOSE = defprimitive("transpose", transpose_fwd, transpose_vjp)
+GETITEM = defprimitive("getitem", getitem_fwd, getitem_vjp)
+STACK = defprimitive("stack", stack_fwd, stack_vjp)
+CONCATENATE = defprimitive("concatenate", concatenate_fwd, concatenate_vjp)

@@ -1,0 +1,141 @@
+"""Value: a scalar autodiff engine where every number is a node (the micrograd idea, made robust).
+
+Each op stores its parents in order (so ``x*x`` keeps both) and the local derivative toward each
+parent, computed during the forward; backward is then a loop over an iterative topological order.
+"""
+from __future__ import annotations
+
+import math
+
+
+class Value:
+    """A scalar node: ``data``, ``grad`` and the local derivatives toward its parents."""
+
+    __slots__ = ("data", "grad", "_parents", "_local", "_op", "_g")
+
+    def __init__(self, data, _parents=(), _local=(), _op=""):
+        self.data = float(data)
+        self.grad = 0.0
+        self._parents = _parents  # ordered tuple of Values
+        self._local = _local      # d(self)/d(parent) for each parent, same order
+        self._op = _op
+        self._g = 0.0             # this backward's gradient, before it is added to .grad
+
+    def __repr__(self):
+        return f"Value(data={self.data:.6g}, grad={self.grad:.6g})"
+
+    @property
+    def parents(self) -> tuple:
+        """The inputs of the op that made this value, in order."""
+        return self._parents
+
+    @property
+    def op(self) -> str:
+        """The op that made this value ('' for a leaf)."""
+        return self._op
+
+    # ---- binary ops: local derivatives beside each rule --------------------------------------
+    def __add__(self, other):
+        other = _lift(other)  # d(a+b)/da = 1, d(a+b)/db = 1
+        return Value(self.data + other.data, (self, other), (1.0, 1.0), "+")
+
+    def __mul__(self, other):
+        other = _lift(other)  # d(ab)/da = b, d(ab)/db = a
+        return Value(self.data * other.data, (self, other), (other.data, self.data), "*")
+
+    def __pow__(self, other):
+        if isinstance(other, Value):  # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a (a > 0)
+            out = self.data ** other.data
+            dlog = out * math.log(self.data) if self.data > 0 else math.nan
+            return Value(out, (self, other), (other.data * self.data ** (other.data - 1), dlog), "**")
+        if not isinstance(other, (int, float)):
+            return NotImplemented  # d(a^n)/da = n a^(n-1)
+        return Value(self.data ** other, (self,), (other * self.data ** (other - 1),), f"**{other:g}")
+
+    def __rpow__(self, other):
+        return _lift(other) ** self
+
+    def __neg__(self):
+        return Value(-self.data, (self,), (-1.0,), "neg")  # d(-a)/da = -1
+
+    def __sub__(self, other):
+        other = _lift(other)  # d(a-b)/da = 1, d(a-b)/db = -1
+        return Value(self.data - other.data, (self, other), (1.0, -1.0), "-")
+
+    def __truediv__(self, other):
+        other = _lift(other)  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+        return Value(self.data / other.data, (self, other),
+                     (1.0 / other.data, -self.data / (other.data * other.data)), "/")
+
+    def __radd__(self, other):
+        return self + other
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __rsub__(self, other):
+        return _lift(other) - self
+
+    def __rtruediv__(self, other):
+        return _lift(other) / self
+
+    # ---- unary functions ---------------------------------------------------------------------
+    def exp(self):
+        try:
+            out = math.exp(self.data)
+        except OverflowError:
+            out = math.inf
+        return Value(out, (self,), (out,), "exp")  # d(e^a)/da = e^a
+
+    def log(self):
+        if self.data <= 0:
+            raise ValueError(f"Value.log: log of a non-positive number {self.data!r}")
+        return Value(math.log(self.data), (self,), (1.0 / self.data,), "log")  # d(log a)/da = 1/a
+
+    def tanh(self):
+        t = math.tanh(self.data)  # math.tanh never overflows
+        return Value(t, (self,), (1.0 - t * t,), "tanh")  # d(tanh a)/da = 1 - tanh^2
+
+    def sigmoid(self):
+        if self.data >= 0:
+            s = 1.0 / (1.0 + math.exp(-self.data))
+        else:
+            e = math.exp(self.data)
+            s = e / (1.0 + e)
+        return Value(s, (self,), (s * (1.0 - s),), "sigmoid")  # d(sigmoid a)/da = s (1 - s)
+
+    def relu(self):
+        positive = self.data > 0
+        return Value(self.data if positive else 0.0, (self,), (1.0 if positive else 0.0,), "relu")
+
+    # ---- backward ----------------------------------------------------------------------------
+    def backward(self) -> None:
+        """Add d(self)/d(node) to ``.grad`` of every node of the graph (gradients accumulate)."""
+        order = _topological_order(self)
+        self._g = 1.0
+        for node in order:
+            g = node._g
+            node._g = 0.0
+            node.grad += g
+            for parent, local in zip(node._parents, node._local):
+                parent._g += local * g
+
+
+def _lift(x) -> Value:
+    """Wrap a Python number as a constant Value."""
+    return x if isinstance(x, Value) else Value(x)
+
+
+def _topological_order(root: Value) -> list:
+    """Every node reachable from root, each before its parents, without recursion."""
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+        elif node not in visited:
+            visited.add(node)
+            stack.append((node, True))
+            stack.extend((p, False) for p in node._parents if p not in visited)
+    order.reverse()
+    return order
