@@ -1,0 +1,84 @@
+"""Module and Parameter: parameters found by walking attributes (no metaclass, no __setattr__ magic)."""
+from __future__ import annotations
+
+import numpy as np
+
+from micrornn.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires grad and that modules discover as a parameter."""
+
+    __slots__ = ()
+
+    def __init__(self, data, dtype=None, name=None):
+        super().__init__(data, requires_grad=True, dtype=dtype, name=name)
+
+
+def _children(value, prefix):
+    """(dotted name, value) for the parameters and modules held directly in an attribute value."""
+    if isinstance(value, (Parameter, Module)):
+        return [(prefix, value)]
+    if isinstance(value, (list, tuple)):
+        return [(f"{prefix}.{i}", v) for i, v in enumerate(value) if isinstance(v, (Parameter, Module))]
+    if isinstance(value, dict):
+        return [(f"{prefix}.{k}", v) for k, v in value.items() if isinstance(v, (Parameter, Module))]
+    return []
+
+
+class Module:
+    """Base class: subclasses assign Parameters, Modules, or lists/dicts of them as attributes."""
+
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs in attribute order, each parameter once."""
+        found, seen, stack = [], set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            children = []
+            for attr, value in vars(module).items():
+                children += _children(value, f"{name}.{attr}" if name else attr)
+            for child_name, child in children:
+                if isinstance(child, Parameter) and id(child) not in seen:
+                    seen.add(id(child))
+                    found.append((child_name, child))
+            stack.extend(reversed([(n, c) for n, c in children if isinstance(c, Module)]))
+        return found
+
+    def parameters(self) -> list[Parameter]:
+        """Every parameter, in the order of named_parameters()."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients (set them to None)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter's data, by dotted name."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays into the parameters in place; on any mismatch raise and change nothing."""
+        params = dict(self.named_parameters())
+        arrays = {k: np.asarray(getattr(v, "data", v)) for k, v in state.items()}
+        problems = [f"wrong shape for {k}: expected {params[k].shape}, got {a.shape}"
+                    for k, a in arrays.items() if k in params and a.shape != params[k].shape]
+        if strict:
+            problems += [f"missing {k}" for k in params if k not in arrays]
+            problems += [f"unexpected {k}" for k in arrays if k not in params]
+        if problems:
+            raise ValueError("load_state_dict: " + "; ".join(problems) + " (nothing was loaded)")
+        for k, a in arrays.items():
+            if k in params:
+                params[k].data[...] = a
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters."""
+        return sum(p.size for p in self.parameters())
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        """The module's computation; subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
