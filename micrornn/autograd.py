@@ -74,8 +74,8 @@ class _Grads:
             dense[node] = g
         elif node in self.owned:
             current += g
-        else:
-            dense[node] = current + g
+        else:  # asarray: for 0-d tensors `current + g` is a NumPy scalar, which `+=` would not update
+            dense[node] = np.asarray(current + g)
             self.owned.add(node)
 
     def pop(self, node):
@@ -137,4 +137,4 @@ def _store_grad(node, g, owned) -> None:
     if node.grad is None:
         node.grad = g if owned and g.flags.writeable else np.array(g)
     else:
-        node.grad = node.grad + g
+        node.grad = np.asarray(node.grad + g)  # stays an ndarray for 0-d tensors
