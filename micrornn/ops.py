@@ -46,10 +46,24 @@ class IndexGrad:
 
     def add_into(self, buf):
         """buf[index] += values, summing repeated indices of a gather."""
-        if self.advanced:
-            np.add.at(buf, self.index, self.values)
-        else:
+        if not self.advanced:
             buf[self.index] += self.values
+        elif type(self.index) is np.ndarray and self.index.dtype.kind in "iu" and buf.ndim > 1:
+            _scatter_add_rows(buf, self.index, self.values)
+        else:
+            np.add.at(buf, self.index, self.values)
+
+
+def _scatter_add_rows(buf, rows, values):
+    """buf[rows] += values with repeated rows summed: sort, sum runs (np.add.at is slow on rows)."""
+    rows = rows.reshape(-1)
+    if rows.size and rows.min() < 0:
+        rows = np.where(rows < 0, rows + buf.shape[0], rows)  # -1 and n-1 are the same row
+    values = values.reshape((rows.size,) + buf.shape[1:])
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    buf[ordered[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
 class ProductGrad:
