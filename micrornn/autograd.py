@@ -22,26 +22,32 @@ state = _State()
 
 
 def topological_order(root) -> list:
-    """Nodes that need a gradient, each before all of its inputs (iterative depth-first search)."""
-    order, visited, stack = [], set(), [(root, False)]
+    """Nodes that need a gradient, each before all of its inputs.
+
+    Every tensor gets an increasing creation number, and an op's inputs always exist before its
+    output, so sorting the reachable nodes by that number (newest first) is a topological order:
+    no recursion, no per-node bookkeeping beyond one set.
+    """
+    seen, stack = {root}, [root]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+        node = stack.pop()
+        if node._op is None:
             continue
-        if node in visited:
-            continue
-        visited.add(node)
-        stack.append((node, True))
-        if node._op is not None:
-            if node._saved is _RELEASED:
-                raise RuntimeError(
-                    f"backward: the graph through '{node._op.name}' (output shape {node.shape}) was already "
-                    "back-propagated and its saved arrays freed; pass retain_graph=True to the first backward "
-                    "to go through it twice")
-            stack.extend((p, False) for p in node._parents if p.requires_grad and p not in visited)
-    order.reverse()
-    return order
+        if node._saved is _RELEASED:
+            raise RuntimeError(
+                f"backward: the graph through '{node._op.name}' (output shape {node.shape}) was already "
+                "back-propagated and its saved arrays freed; pass retain_graph=True to the first backward "
+                "to go through it twice")
+        for parent in node._parents:
+            if parent.requires_grad and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return sorted(seen, key=_creation_number, reverse=True)
+
+
+def _creation_number(node) -> int:
+    """The order in which the tensor was created."""
+    return node._id
 
 
 class _Grads:
@@ -117,8 +123,7 @@ def backward(root, grad=None, retain_graph=False) -> None:
             _store_grad(node, g, owned)
             if node._op is None:
                 continue
-        parents = node._parents
-        needs = tuple(p.requires_grad for p in parents)
+        parents, needs = node._parents, node._needs
         parent_grads = node._op.vjp(g, node._saved, needs)
         if state.anomaly:
             state.check_backward(node, parent_grads)

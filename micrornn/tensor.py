@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import numpy as np
 
@@ -9,13 +10,14 @@ from micrornn import ops
 from micrornn.autograd import backward as _backward, state
 
 _FLOAT_KINDS = "f"
+_creation_numbers = itertools.count()  # parents are always numbered before their outputs
 
 
 class Tensor:
     """An ndarray node of the computation graph; float64 unless told otherwise."""
 
-    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_parents", "_saved", "_scope",
-                 "_retain", "_origin", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_parents", "_saved", "_needs",
+                 "_scope", "_retain", "_origin", "_id", "__weakref__")
     __array_priority__ = 1000  # make ndarray <op> Tensor call our reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -36,9 +38,10 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.name = name
-        self._op = self._parents = self._saved = self._origin = None
+        self._op = self._parents = self._saved = self._needs = self._origin = None
         self._scope = state.scope
         self._retain = False
+        self._id = next(_creation_numbers)
 
     # ---- attributes ------------------------------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="Shape of the data.")
@@ -155,8 +158,8 @@ def _leaf(array, requires_grad=False) -> Tensor:
     """Fast constructor for a leaf around an existing array (no copy, no checks)."""
     t = Tensor.__new__(Tensor)
     t.data, t.grad, t.requires_grad, t.name = array, None, requires_grad, None
-    t._op = t._parents = t._saved = t._origin = None
-    t._scope, t._retain = state.scope, False
+    t._op = t._parents = t._saved = t._needs = t._origin = None
+    t._scope, t._retain, t._id = state.scope, False, next(_creation_numbers)
     return t
 
 
@@ -178,9 +181,10 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
         shapes = " and ".join(str(a.shape) for a in arrays)
         raise type(err)(f"{prim.name}: cannot apply to shapes {shapes}{_attrs_text(attrs)}: {err}") from None
     out = _leaf(data)
-    if state.grad_enabled and any(t.requires_grad for t in inputs):
+    needs = tuple([t.requires_grad for t in inputs])
+    if True in needs and state.grad_enabled:
         out.requires_grad = True
-        out._op, out._parents, out._saved = prim, inputs, saved
+        out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     return out
