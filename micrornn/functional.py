@@ -14,17 +14,14 @@ def _as_tensor(x) -> Tensor:
 
 
 def log_softmax(x, axis=-1) -> Tensor:
-    """log softmax(x) = (x - max) - log(sum(exp(x - max))): finite for logits of any size."""
+    """log softmax(x) = x - logsumexp(x): finite for logits of any size."""
     x = _as_tensor(x)
-    shifted = x - x.max(axis=axis, keepdims=True).detach()  # a constant shift leaves softmax unchanged
-    return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()
+    return x - x.logsumexp(axis=axis, keepdims=True)
 
 
 def softmax(x, axis=-1) -> Tensor:
-    """softmax(x)_i = exp(x_i - max) / sum_j exp(x_j - max)."""
-    x = _as_tensor(x)
-    e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
-    return e / e.sum(axis=axis, keepdims=True)
+    """softmax(x) = exp(x - logsumexp(x)): never overflows."""
+    return log_softmax(x, axis).exp()
 
 
 def _reduce(losses: Tensor, reduction: str) -> Tensor:
@@ -56,9 +53,10 @@ def cross_entropy(logits, targets, reduction="mean") -> Tensor:
     if targets.size and (targets.min() < 0 or targets.max() >= classes):
         bad = targets[(targets < 0) | (targets >= classes)].flat[0]
         raise ValueError(f"cross_entropy: target {bad} is out of range for {classes} classes (0..{classes - 1})")
-    logp = log_softmax(logits, axis=-1).reshape(-1, classes)
-    picked = logp[np.arange(targets.size), targets.reshape(-1)]  # gather: gradient is a scatter-add
-    return _reduce(-picked.reshape(targets.shape), reduction)
+    flat = logits if logits.ndim == 2 else logits.reshape(-1, classes)
+    picked = flat[np.arange(targets.size), targets.reshape(-1)]  # gather: gradient is a scatter-add
+    losses = flat.logsumexp(axis=-1) - picked  # -log softmax(logits)[target]
+    return _reduce(losses if targets.ndim == 1 else losses.reshape(targets.shape), reduction)
 
 
 def mse_loss(pred, target, reduction="mean") -> Tensor:

@@ -272,6 +272,20 @@ def max_vjp(g, saved, needs):
     return (_expand(g, a.shape, axis, keepdims) * hit / count,)
 
 
+def logsumexp_fwd(a, axis=-1, keepdims=False):
+    peak = a.max(axis=axis, keepdims=True)
+    e = np.exp(a - peak)  # shifted so the largest term is exp(0): no overflow at logits of 1000
+    total = e.sum(axis=axis, keepdims=True)
+    out = np.log(total) + peak
+    return (out if keepdims else np.squeeze(out, axis)), (e / total, axis, keepdims)
+
+
+def logsumexp_vjp(g, saved, needs):
+    # d log(sum_j e^a_j)/da_i = softmax(a)_i
+    softmax, axis, keepdims = saved
+    return ((g if keepdims else np.expand_dims(g, axis)) * softmax,)
+
+
 # ---- shape ops -------------------------------------------------------------------------------
 
 def reshape_fwd(a, shape):
@@ -351,6 +365,7 @@ RELU = defprimitive("relu", relu_fwd, relu_vjp)
 MATMUL = defprimitive("matmul", matmul_fwd, matmul_vjp)
 SUM = defprimitive("sum", sum_fwd, sum_vjp)
 MAX = defprimitive("max", max_fwd, max_vjp)
+LOGSUMEXP = defprimitive("logsumexp", logsumexp_fwd, logsumexp_vjp)
 RESHAPE = defprimitive("reshape", reshape_fwd, reshape_vjp)
 TRANSPOSE = defprimitive("transpose", transpose_fwd, transpose_vjp)
 GETITEM = defprimitive("getitem", getitem_fwd, getitem_vjp)

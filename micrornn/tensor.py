@@ -120,6 +120,12 @@ class Tensor:
         """Maximum over ``axis``; ties share the gradient equally."""
         return apply(ops.MAX, self, axis=_axis(axis), keepdims=keepdims)
 
+    def logsumexp(self, axis=-1, keepdims=False):
+        """log(sum(exp(x))) over ``axis``, computed without overflow."""
+        if not isinstance(axis, int):
+            raise TypeError(f"logsumexp: axis must be an int, got {axis!r}")
+        return apply(ops.LOGSUMEXP, self, axis=axis, keepdims=keepdims)
+
     def reshape(self, *shape):
         """Same values in a new shape; accepts ``reshape(2, 3)`` or ``reshape((2, 3))``."""
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
