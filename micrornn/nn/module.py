@@ -34,6 +34,9 @@ class Module:
         found, seen, stack = [], set(), [(prefix, self)]
         while stack:
             name, module = stack.pop()
+            if id(module) in seen:  # a shared or cyclic reference: walk each module once
+                continue
+            seen.add(id(module))
             children = []
             for attr, value in vars(module).items():
                 children += _children(value, f"{name}.{attr}" if name else attr)
