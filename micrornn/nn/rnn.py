@@ -163,6 +163,7 @@ class SequenceModel(Module):
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
                  fused=False, bias=True, batch_first=False, dtype=np.float64, rng=None):
         rng = default_rng(rng)
+        check_size("output_size", output_size)  # name the argument the caller used, not Linear's
         self.rnn = RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, fused, dtype, rng)
         self.head = Linear(hidden_size, output_size, bias=bias, dtype=dtype, rng=rng)
 
