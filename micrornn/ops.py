@@ -225,10 +225,10 @@ def matmul_fwd(a, b):
 def matmul_vjp(g, saved, needs):
     # d(A@B)/dA = G B^T, d(A@B)/dB = A^T G (summed over batch axes by unbroadcast)
     a, b = saved
+    if b.ndim == 1:  # b's axis first: for vector @ vector, g is 0-d and becomes (1, 1)
+        b, g = b[:, None], np.expand_dims(g, -1)
     if a.ndim == 1:
         a, g = a[None, :], np.expand_dims(g, -2)
-    if b.ndim == 1:
-        b, g = b[:, None], np.expand_dims(g, -1)
     ga = g @ np.swapaxes(b, -1, -2) if needs[0] else None
     gb = None
     if needs[1]:
