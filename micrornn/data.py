@@ -15,7 +15,7 @@ class Vocab:
     """A character vocabulary: id i is the i-th character of the sorted set of characters."""
 
     def __init__(self, text):
-        """Build the vocabulary of the distinct characters of `text` (any iterable of characters)."""
+        """Build the vocabulary of the distinct characters of `text` (any iterable of chars)."""
         self._set_chars(sorted(set(text)))
 
     @classmethod
@@ -24,7 +24,8 @@ class Vocab:
         chars = list(chars)
         for i, c in enumerate(chars):
             if not isinstance(c, str) or len(c) != 1:
-                raise ValueError(f"Vocab.from_list: entry {i} must be a single character, got {c!r}")
+                raise ValueError(f"Vocab.from_list: entry {i} must be a single character, "
+                                 f"got {c!r}")
         if len(set(chars)) != len(chars):
             dup = next(c for i, c in enumerate(chars) if c in chars[:i])
             raise ValueError(f"Vocab.from_list: character {dup!r} appears more than once")
@@ -86,7 +87,7 @@ class Vocab:
 
 
 def load_text(path):
-    """Read a UTF-8 text file; missing, empty or binary files raise a clear error naming the path."""
+    """Read a UTF-8 text file; a missing, empty or binary file raises an error naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"text file not found: {path}")
