@@ -64,7 +64,7 @@ def test_load_text_errors_name_the_path(tmp_path):
         load_text(empty)
     nul = tmp_path / "nul.bin"
     nul.write_bytes(b"abc\x00def")
-    with pytest.raises(ValueError, 
+    with pytest.raises(ValueError,
                        match=r"nul.bin looks like a binary file \(NUL byte at offset 3"):
         load_text(nul)
     latin = tmp_path / "latin1.txt"
