@@ -3,9 +3,10 @@ from micrornn.scalar import Value
 from micrornn.tensor import Tensor, concatenate, is_grad_enabled, no_grad, scope, stack
 from micrornn import functional, gradcheck, ops
 from micrornn.random import manual_seed
+from micrornn.anomaly import AnomalyError, detect_anomaly
 from micrornn import nn, bptt
 
 __version__ = "0.1.0"
 __all__ = ["Value", "Tensor", "stack", "concatenate", "no_grad", "is_grad_enabled", "scope",
            "functional", "gradcheck", "ops",
-           "manual_seed", "nn", "bptt"]
+           "manual_seed", "nn", "bptt", "detect_anomaly", "AnomalyError"]
