@@ -1,0 +1,134 @@
+"""Three-way gradient check of a SequenceModel: autograd vs analytic BPTT vs central differences.
+
+Used by ``micrornn gradcheck`` and ``examples/gradcheck_rnn.py``. Every parameter gets one row:
+
+* ``autograd_vs_analytic``: max |autograd - analytic| over its elements (absolute); it passes when
+  it is at most ``AGREE_RTOL * max|analytic| + AGREE_ATOL`` (1e-10 relative to the largest entry);
+* ``autograd_vs_numeric`` and ``analytic_vs_numeric``: the worst element of
+  |g - numeric| / (atol + rtol*|numeric|); it passes when it is at most 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from micrornn import bptt
+from micrornn.gradcheck import numerical_grad
+from micrornn.nn import SequenceModel
+from micrornn.tensor import Tensor
+
+AGREE_RTOL, AGREE_ATOL = 1e-10, 1e-12  # autograd vs analytic: |a - r| <= 1e-10 * max|r| + 1e-12
+
+
+@dataclass
+class Row:
+    """The comparison for one parameter."""
+
+    name: str
+    shape: tuple
+    autograd_vs_analytic: float  # max |autograd - analytic|
+    agree_tol: float             # the bound that max must stay under
+    autograd_vs_numeric: float   # worst |autograd - numeric| / (atol + rtol |numeric|)
+    analytic_vs_numeric: float   # worst |analytic - numeric| / (atol + rtol |numeric|)
+
+    @property
+    def passed(self) -> bool:
+        """All three comparisons within tolerance (a NaN never passes)."""
+        return bool(self.autograd_vs_analytic <= self.agree_tol and self.autograd_vs_numeric <= 1.0
+                    and self.analytic_vs_numeric <= 1.0)
+
+
+def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6, batch=2,
+                   nonlinearity="tanh", seed=0, fused=False, with_h0=False):
+    """A float64 SequenceModel and random time-major data: (model, x (T,B,I), targets (T,B), h0)."""
+    rng = np.random.default_rng(seed)
+    model = SequenceModel(input_size, hidden_size, output_size, num_layers=layers,
+                          nonlinearity=nonlinearity, fused=fused, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((steps, batch, input_size))
+    targets = rng.integers(0, output_size, size=(steps, batch))
+    h0 = rng.uniform(-0.5, 0.5, size=(layers, batch, hidden_size)) if with_h0 else None
+    return model, x, targets, h0
+
+
+def autograd_grads(model, x, targets, h0=None) -> tuple[float, dict]:
+    """(loss, grads by name) from the engine: forward through the model's graph, then backward."""
+    x, targets = _model_layout(model, x, targets)
+    model.zero_grad()
+    loss, _ = model.loss(x, targets, None if h0 is None else Tensor(h0), reduction="sum")
+    loss.backward()
+    grads = {name: np.zeros(p.shape) if p.grad is None else np.array(p.grad, dtype=np.float64)
+             for name, p in model.named_parameters()}
+    model.zero_grad()
+    return loss.item(), grads
+
+
+def numeric_grads(model, x, targets, h0=None, eps=1e-6) -> dict:
+    """Central differences of the summed loss for every parameter (two forwards per element)."""
+    x, targets = _model_layout(model, x, targets)
+    h0 = None if h0 is None else Tensor(h0)
+    named = model.named_parameters()
+    loss = lambda *params: model.loss(x, targets, h0, reduction="sum")[0]  # noqa: E731 (params perturbed in place)
+    return dict(zip([n for n, _ in named], numerical_grad(loss, [p for _, p in named], eps)))
+
+
+def compare(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3) -> list[Row]:
+    """One Row per parameter (in named_parameters() order); x and targets are time-major."""
+    _, auto = autograd_grads(model, x, targets, h0)
+    _, analytic = bptt.loss_and_grads(model, x, targets, h0)
+    numeric = numeric_grads(model, x, targets, h0, eps)
+    rows = []
+    for name, p in model.named_parameters():
+        a, r, n = auto[name], analytic[name], numeric[name]
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        rows.append(Row(name, tuple(p.shape), _max_abs(a - r), AGREE_RTOL * scale + AGREE_ATOL,
+                        _worst_ratio(a, n, atol, rtol), _worst_ratio(r, n, atol, rtol)))
+    return rows
+
+
+def format_table(rows: list[Row], atol=1e-5, rtol=1e-3) -> str:
+    """The rows as a text table with a header that says what each column measures."""
+    width = max([len("parameter")] + [len(r.name) for r in rows])
+    lines = [
+        "columns: |auto-analytic| = max over elements of |autograd - analytic| "
+        f"(must be <= {AGREE_RTOL:g} * max|analytic| + {AGREE_ATOL:g});",
+        f"         auto~numeric, analytic~numeric = worst |g - numeric| / ({atol:g} + {rtol:g}*|numeric|) "
+        "(must be <= 1)",
+        f"{'parameter':<{width}}  {'shape':<9} {'|auto-analytic|':>15} {'auto~numeric':>13} "
+        f"{'analytic~numeric':>16}  result",
+    ]
+    for r in rows:
+        shape = "x".join(str(s) for s in r.shape)
+        lines.append(f"{r.name:<{width}}  {shape:<9} {r.autograd_vs_analytic:>15.2e} "
+                     f"{r.autograd_vs_numeric:>13.2e} {r.analytic_vs_numeric:>16.2e}  "
+                     f"{'PASS' if r.passed else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> str:
+    """One line: how many parameters passed, and the worst value of each column."""
+    failed = [r.name for r in rows if not r.passed]
+    worst = (f"worst |auto-analytic| {max(r.autograd_vs_analytic for r in rows):.2e}, "
+             f"auto~numeric {max(r.autograd_vs_numeric for r in rows):.2e}, "
+             f"analytic~numeric {max(r.analytic_vs_numeric for r in rows):.2e}")
+    if failed:
+        return f"FAIL: {len(failed)} of {len(rows)} parameters disagree ({', '.join(failed)}); {worst}"
+    return f"PASS: all {len(rows)} parameters agree; {worst}"
+
+
+def _model_layout(model, x, targets):
+    """Time-major x and targets rearranged to the model's layout (batch-major if batch_first)."""
+    x, targets = np.asarray(x), np.asarray(targets)
+    if model.rnn.batch_first:
+        return x.transpose(1, 0, 2), targets.T
+    return x, targets
+
+
+def _max_abs(d) -> float:
+    """max |d| (0 for an empty array; NaN propagates)."""
+    return float(np.max(np.abs(d))) if d.size else 0.0
+
+
+def _worst_ratio(g, n, atol, rtol) -> float:
+    """max over elements of |g - n| / (atol + rtol |n|) (NaN propagates)."""
+    return float(np.max(np.abs(g - n) / (atol + rtol * np.abs(n)))) if n.size else 0.0
