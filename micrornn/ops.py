@@ -57,7 +57,9 @@ class IndexGrad:
 def _scatter_add_rows(buf, rows, values):
     """buf[rows] += values with repeated rows summed: sort, sum runs (np.add.at is slow on rows)."""
     rows = rows.reshape(-1)
-    if rows.size and rows.min() < 0:
+    if not rows.size:  # an empty gather adds nothing (and reduceat needs at least one run)
+        return
+    if rows.min() < 0:
         rows = np.where(rows < 0, rows + buf.shape[0], rows)  # -1 and n-1 are the same row
     values = values.reshape((rows.size,) + buf.shape[1:])
     order = np.argsort(rows, kind="stable")
