@@ -33,6 +33,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+try:
+    import resource  # page-fault counts (Unix only)
+except ImportError:
+    resource = None
+
 import micrornn
 from micrornn import bptt
 from micrornn.nn import SequenceModel
@@ -213,22 +218,30 @@ def contenders_for(size: str, dtype: str, which: str = "numpy") -> dict:
     return steps
 
 
-def time_round_robin(steps: dict, rounds: int, warmup: int = 2) -> dict:
-    """Per contender: list of seconds for ``rounds`` calls, interleaved, the start rotating each round."""
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where the resource module is missing)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
+
+
+def time_round_robin(steps: dict, rounds: int, warmup: int = 2):
+    """Per contender, lists of seconds and of minor page faults for ``rounds`` interleaved calls
+    (the start rotating each round); returns (times, faults)."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     names = list(steps)
-    times = {name: [] for name in names}
+    times, faults = {name: [] for name in names}, {name: [] for name in names}
     clock = time.perf_counter
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             step = steps[name]
+            f0 = _minor_faults()
             start = clock()
             step()
             times[name].append(clock() - start)
-    return times
+            faults[name].append(_minor_faults() - f0)
+    return times, faults
 
 
 def loss_mismatches(steps: dict, dtype: str) -> list:
@@ -293,11 +306,12 @@ def measure_timings(options: Options, mode: str, which: str = "numpy") -> dict:
                     del steps[REFERENCE]
                 gc.collect()
                 rounds = options.rounds[size]
-                times = time_round_robin(steps, rounds, warmup=1 if size == "large" else 2)
+                times, faults = time_round_robin(steps, rounds, warmup=1 if size == "large" else 2)
                 for name, seconds in times.items():
                     q1, med, q3 = np.percentile(seconds, [25, 50, 75])
                     result["rows"].append({"size": size, "dtype": dtype, "contender": name, "median": float(med),
                                            "iqr": float((q3 - q1) / med), "rounds": rounds,
+                                           "faults": float(np.median(faults[name])),
                                            "loss_mismatch": name in bad})
                 _progress(f"  threads={mode} {which} {dtype} {size}: {rounds} rounds")
     result["load"].append(_load())
@@ -462,7 +476,7 @@ def long_sequence(steps: int = 10_000, hidden: int = 100, repeats: int = 3) -> d
     np.put_along_axis(dense, indices[..., None], 1, axis=-1)
     runs = {"unrolled": engine_step(model, indices, targets), REFERENCE: reference_step(model, dense, targets)}
     out = {"steps": steps, "hidden": hidden}
-    times = time_round_robin(runs, repeats, warmup=1)
+    times, _ = time_round_robin(runs, repeats, warmup=1)
     for name, step in runs.items():
         out[name] = {"time": statistics.median(times[name]), "peak": peak_bytes(step)}
     return out
@@ -477,7 +491,7 @@ def profile_unrolled(size: str, dtype: str = "float64", rounds: int | None = Non
     with thread_limit("1"):
         for name in (REFERENCE, "unrolled"):
             steps[name]()
-        ref = time_round_robin({REFERENCE: steps[REFERENCE], "unrolled": steps["unrolled"]}, rounds, warmup=1)
+        ref, _ = time_round_robin({REFERENCE: steps[REFERENCE], "unrolled": steps["unrolled"]}, rounds, warmup=1)
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(rounds):
@@ -519,7 +533,8 @@ def header_lines(options: Options) -> list:
         f"{os.cpu_count()} CPUs ({platform.machine()}); {env}",
         "medians after warm-up; contenders interleaved round-robin, start rotating each round; "
         "ratio = median / median of the reference (bptt.loss_and_grads, dense one-hot input); "
-        "iqr = interquartile range / median",
+        "iqr = interquartile range / median; faults = median minor page faults per step (fresh memory "
+        "touched: each costs ~3 us on a VM)",
     ] + ([f"note: {env} in the environment: pass --clean-blas-env to measure OpenBLAS's native kernel"]
          if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else []) + [
         "* torch (only when importable) runs alone in its own subprocess right after the others, same seeded "
@@ -539,7 +554,7 @@ def format_timings(result: dict, options: Options) -> str:
         lines.append("   (measured in a subprocess with " +
                      ", ".join(f"{k}={v or 'unset'}" for k, v in result["env"].items()) + ")")
     lines.append(f"{'dtype':8} {'size':6} {'T':>3} {'B':>3} {'H':>4}  {'contender':33} {'median ms':>10} "
-                 f"{'iqr':>5} {'ratio':>6} {'target':>7}  result")
+                 f"{'iqr':>5} {'faults':>6} {'ratio':>6} {'target':>7}  result")
     by_key = {(r["dtype"], r["size"], r["contender"]): r for r in result["rows"]}
     for dtype in options.dtypes:
         for size in options.sizes:
@@ -558,7 +573,7 @@ def format_timings(result: dict, options: Options) -> str:
                 if row["loss_mismatch"]:
                     verdict += " (loss differs from reference!)"
                 lead = f"{dtype:8} {size:6} {T:>3} {B:>3} {H:>4}" if first else " " * 28
-                lines.append(f"{lead}  {label:33} {_ms(row['median']):>10} {row['iqr'] * 100:>4.0f}% {ratio:>5.2f}x "
+                lines.append(f"{lead}  {label:33} {_ms(row['median']):>10} {row['iqr'] * 100:>4.0f}% {row['faults']:>6.0f} {ratio:>5.2f}x "
                              f"{'' if target is None else f'<={target:g}x':>7}  {verdict}".rstrip())
                 first = False
     return "\n".join(lines)
