@@ -1,11 +1,11 @@
 """Benchmarks of the RNN training step: micrornn (unrolled and fused) against the analytic NumPy BPTT.
 
 One training step = forward + softmax cross-entropy summed over time and batch + backward, for a
-one-layer ``SequenceModel`` with one-hot inputs of 65 classes and 65 outputs. Contenders run in
-one process, interleaved round-robin (so machine noise hits all of them alike), after a warm-up;
-each figure is a median, each ratio is against ``bptt.loss_and_grads`` on the same model and data.
-PyTorch eager autograd over the same per-step ops is timed too when torch is importable (never a
-dependency). Also: peak memory (tracemalloc) of the unrolled step against the reference, the
+one-layer ``SequenceModel`` with one-hot inputs of 65 classes and 65 outputs. The NumPy
+contenders run in one process, interleaved round-robin (so machine noise hits all of them alike),
+after a warm-up; each figure is a median, each ratio is against ``bptt.loss_and_grads`` on the same
+model and data. PyTorch eager autograd over the same per-step ops is timed too when torch is
+importable (never a dependency), alone in a subprocess on the same seeded data. Also: peak memory (tracemalloc) of the unrolled step against the reference, the
 scalar engine's throughput, and a 10,000-step unrolled sequence.
 
 Used by ``micrornn bench`` (``add_arguments``, ``options_from_args``, ``run``) and by
