@@ -50,51 +50,83 @@ def _creation_number(node) -> int:
     return node._id
 
 
-class _Grads:
-    """Per-node gradient buffers for one backward; adds in place only into buffers it allocated."""
+_FOLD_ROWS = 1024  # weight-gradient products are batched until they hold this many rows
 
-    __slots__ = ("dense", "owned", "pending")
+
+class _Grads:
+    """Per-node gradient buffers for one backward; adds in place only into buffers it owns.
+
+    A buffer is owned when the engine allocated it in this backward (a sum it formed, a scatter
+    buffer, or a VJP result its primitive declares fresh); anything else (the seed, a view, the g
+    that `add` hands to both inputs) is copied before it is ever modified.
+    """
+
+    __slots__ = ("dense", "owned", "pending", "pending_rows")
 
     def __init__(self):
-        self.dense, self.owned, self.pending = {}, set(), {}
+        self.dense, self.owned, self.pending, self.pending_rows = {}, set(), {}, {}
 
-    def add(self, node, g) -> None:
+    def add(self, node, g, fresh=False) -> None:
         """Accumulate gradient ``g`` (ndarray, IndexGrad or ProductGrad) into node's buffer."""
-        if type(g) is ProductGrad:
+        kind = type(g)
+        if kind is ProductGrad:
             self.pending.setdefault(node, []).append(g)
-            return
-        dense = self.dense
+            rows = self.pending_rows[node] = self.pending_rows.get(node, 0) + g.a.shape[0]
+            if rows >= _FOLD_ROWS:
+                self._fold(node)
+        elif kind is IndexGrad:
+            g.add_into(self._owned_buffer(node))
+        else:
+            self._add_dense(node, g, fresh)
+
+    def _add_dense(self, node, g, fresh) -> None:
+        """current += g, reusing g itself as the buffer when it is fresh."""
+        shape = node.data.shape
+        if g.shape != shape:
+            g, fresh = unbroadcast(g, shape), True  # a reduction allocates a new array
+        fresh = fresh and type(g) is np.ndarray and g.flags.writeable
+        dense, owned = self.dense, self.owned
         current = dense.get(node)
-        if type(g) is IndexGrad:
-            if node not in self.owned:
-                buf = np.zeros(node.data.shape, dtype=node.data.dtype)
-                if current is not None:
-                    buf += current
-                dense[node], current = buf, buf
-                self.owned.add(node)
-            g.add_into(current)
-            return
-        if g.shape != node.data.shape:
-            g = unbroadcast(g, node.data.shape)
         if current is None:
             dense[node] = g
-        elif node in self.owned:
+            if fresh:
+                owned.add(node)
+        elif node in owned:
             current += g
+        elif fresh:
+            g += current
+            dense[node] = g
+            owned.add(node)
         else:  # asarray: for 0-d tensors `current + g` is a NumPy scalar, which `+=` would not update
             dense[node] = np.asarray(current + g)
+            owned.add(node)
+
+    def _owned_buffer(self, node) -> np.ndarray:
+        """The node's buffer, made a zero-filled array of its own first if needed."""
+        current = self.dense.get(node)
+        if node not in self.owned:
+            buf = np.zeros(node.data.shape, dtype=node.data.dtype)
+            if current is not None:
+                buf += current
+            self.dense[node], current = buf, buf
             self.owned.add(node)
+        return current
+
+    def _fold(self, node) -> None:
+        """Form sum_k a_k^T g_k of the pending products as one matrix product and add it."""
+        products = self.pending.pop(node)
+        del self.pending_rows[node]
+        if len(products) == 1:
+            a, g = products[0].a, products[0].g
+        else:
+            a, g = np.concatenate([p.a for p in products]), np.concatenate([p.g for p in products])
+        self._add_dense(node, (a.T @ g).reshape(node.data.shape), fresh=True)
 
     def pop(self, node):
-        """The node's total gradient (forming batched weight products now), and whether we own it."""
-        g = self.dense.pop(node, None)
-        owned = node in self.owned
-        products = self.pending.pop(node, None)
-        if products is not None:
-            a = products[0].a if len(products) == 1 else np.concatenate([p.a for p in products])
-            gg = products[0].g if len(products) == 1 else np.concatenate([p.g for p in products])
-            formed = (a.T @ gg).reshape(node.data.shape)  # sum_k a_k^T g_k as one product
-            g, owned = (formed, True) if g is None else (g + formed, True)
-        return g, owned
+        """The node's total gradient (or None), and whether this backward owns the array."""
+        if node in self.pending:
+            self._fold(node)
+        return self.dense.pop(node, None), node in self.owned
 
 
 def backward(root, grad=None, retain_graph=False) -> None:
@@ -123,15 +155,16 @@ def backward(root, grad=None, retain_graph=False) -> None:
             _store_grad(node, g, owned)
             if node._op is None:
                 continue
-        parents, needs = node._parents, node._needs
-        parent_grads = node._op.vjp(g, node._saved, needs)
+        parents, needs, prim = node._parents, node._needs, node._op
+        parent_grads = prim.vjp(g, node._saved, needs)
         if state.anomaly:
             state.check_backward(node, parent_grads)
         if not retain_graph:
             node._saved = _RELEASED
-        for parent, pg, need in zip(parents, parent_grads, needs):
-            if need and pg is not None:
-                grads.add(parent, pg)
+        fresh = prim.fresh
+        for i, (parent, pg) in enumerate(zip(parents, parent_grads)):
+            if needs[i] and pg is not None:
+                grads.add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
 
 
 def _store_grad(node, g, owned) -> None:
@@ -139,6 +172,8 @@ def _store_grad(node, g, owned) -> None:
     if g.shape != node.data.shape:
         g = np.broadcast_to(g, node.data.shape)
         owned = False
+    if g.dtype != node.data.dtype:
+        g, owned = g.astype(node.data.dtype), True
     if node.grad is None:
         node.grad = g if owned and g.flags.writeable else np.array(g)
     else:

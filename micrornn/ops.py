@@ -18,20 +18,24 @@ PRIMITIVES: dict[str, "Primitive"] = {}
 
 
 class Primitive:
-    """A named op: forward(*arrays, **attrs) -> (out, saved); vjp(g, saved, needs) -> grads."""
+    """A named op: forward(*arrays, **attrs) -> (out, saved); vjp(g, saved, needs) -> grads.
 
-    __slots__ = ("name", "forward", "vjp")
+    ``fresh`` (a bool, or one per input) promises that the VJP returns newly allocated arrays that
+    nothing else holds, so the engine may accumulate into them in place.
+    """
 
-    def __init__(self, name, forward, vjp):
-        self.name, self.forward, self.vjp = name, forward, vjp
+    __slots__ = ("name", "forward", "vjp", "fresh")
+
+    def __init__(self, name, forward, vjp, fresh=False):
+        self.name, self.forward, self.vjp, self.fresh = name, forward, vjp, fresh
 
     def __repr__(self):
         return f"Primitive({self.name!r})"
 
 
-def defprimitive(name, forward, vjp) -> Primitive:
+def defprimitive(name, forward, vjp, fresh=False) -> Primitive:
     """Register a primitive in the table and return it."""
-    prim = PRIMITIVES[name] = Primitive(name, forward, vjp)
+    prim = PRIMITIVES[name] = Primitive(name, forward, vjp, fresh)
     return prim
 
 
@@ -185,8 +189,10 @@ def tanh_fwd(a):
 
 
 def tanh_vjp(g, out, needs):
-    # d(tanh a)/da = 1 - tanh(a)^2
-    return (g * (1 - out * out),)
+    # d(tanh a)/da = 1 - tanh(a)^2   (multiplied in place: the hot op of every RNN step)
+    d = 1 - out * out
+    d *= g
+    return (d,)
 
 
 def sigmoid_fwd(a):
@@ -239,6 +245,20 @@ def matmul_vjp(g, saved, needs):
         else:
             gb = np.swapaxes(a, -1, -2) @ g
     return ga, gb
+
+
+def matmul_add_fwd(a, b, c):
+    out, saved = matmul_fwd(a, b)
+    if out.shape != np.broadcast_shapes(out.shape, c.shape):
+        raise ValueError(f"the addend {c.shape} does not broadcast to the product's shape {out.shape}")
+    out += c  # one buffer for the product and the sum
+    return out, saved
+
+
+def matmul_add_vjp(g, saved, needs):
+    # d(A@B + C) = the matmul rule for A and B, and dC = G
+    ga, gb = matmul_vjp(g, saved, needs)
+    return ga, gb, g
 
 
 # ---- reductions ------------------------------------------------------------------------------
@@ -355,19 +375,20 @@ def rnn_layer_vjp(g, saved, needs):
 
 ADD = defprimitive("add", add_fwd, add_vjp)
 SUB = defprimitive("sub", sub_fwd, sub_vjp)
-MUL = defprimitive("mul", mul_fwd, mul_vjp)
-DIV = defprimitive("div", div_fwd, div_vjp)
-POW = defprimitive("pow", pow_fwd, pow_vjp)
-NEG = defprimitive("neg", neg_fwd, neg_vjp)
-EXP = defprimitive("exp", exp_fwd, exp_vjp)
-LOG = defprimitive("log", log_fwd, log_vjp)
-TANH = defprimitive("tanh", tanh_fwd, tanh_vjp)
-SIGMOID = defprimitive("sigmoid", sigmoid_fwd, sigmoid_vjp)
-RELU = defprimitive("relu", relu_fwd, relu_vjp)
-MATMUL = defprimitive("matmul", matmul_fwd, matmul_vjp)
+MUL = defprimitive("mul", mul_fwd, mul_vjp, fresh=True)
+DIV = defprimitive("div", div_fwd, div_vjp, fresh=True)
+POW = defprimitive("pow", pow_fwd, pow_vjp, fresh=True)
+NEG = defprimitive("neg", neg_fwd, neg_vjp, fresh=True)
+EXP = defprimitive("exp", exp_fwd, exp_vjp, fresh=True)
+LOG = defprimitive("log", log_fwd, log_vjp, fresh=True)
+TANH = defprimitive("tanh", tanh_fwd, tanh_vjp, fresh=True)
+SIGMOID = defprimitive("sigmoid", sigmoid_fwd, sigmoid_vjp, fresh=True)
+RELU = defprimitive("relu", relu_fwd, relu_vjp, fresh=True)
+MATMUL = defprimitive("matmul", matmul_fwd, matmul_vjp, fresh=True)
+MATMUL_ADD = defprimitive("matmul_add", matmul_add_fwd, matmul_add_vjp, fresh=(True, True, False))
 SUM = defprimitive("sum", sum_fwd, sum_vjp)
-MAX = defprimitive("max", max_fwd, max_vjp)
-LOGSUMEXP = defprimitive("logsumexp", logsumexp_fwd, logsumexp_vjp)
+MAX = defprimitive("max", max_fwd, max_vjp, fresh=True)
+LOGSUMEXP = defprimitive("logsumexp", logsumexp_fwd, logsumexp_vjp, fresh=True)
 RESHAPE = defprimitive("reshape", reshape_fwd, reshape_vjp)
 TRANSPOSE = defprimitive("transpose", transpose_fwd, transpose_vjp)
 GETITEM = defprimitive("getitem", getitem_fwd, getitem_vjp)

@@ -201,6 +201,12 @@ def _attrs_text(attrs) -> str:
     return "".join(f", {k}={v!r}" for k, v in attrs.items() if k != "index") if attrs else ""
 
 
+def matmul_add(a, b, c) -> Tensor:
+    """a @ b + c in one op and one buffer (the RNN step's ``h W^T + x_t U^T``)."""
+    a = a if isinstance(a, Tensor) else Tensor(a)
+    return apply(ops.MATMUL_ADD, a, _lift(b, a), _lift(c, a))
+
+
 def stack(tensors, axis=0) -> Tensor:
     """Join tensors of equal shape along a new axis."""
     tensors = list(tensors)

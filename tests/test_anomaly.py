@@ -36,7 +36,7 @@ def test_rnn_anomaly_reports_layer_and_step():
     cell.W.data[...] = 1e200 * np.eye(4)  # h_t grows by 1e200 a step: overflows at step 3
     with mr.detect_anomaly(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(mr.AnomalyError, match=r"'matmul'.*StepScope\(layer=0, step=3\)"):
+        with pytest.raises(mr.AnomalyError, match=r"'matmul_add'.*StepScope\(layer=0, step=3\)"):
             model.loss(np.ones((5, 2, 3)), np.zeros((5, 2), dtype=int))
 
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
+import micrornn as mr
 from micrornn import Tensor, concatenate, ops, stack
 from micrornn.gradcheck import autograd_grads, gradcheck, numerical_grad
 
@@ -39,6 +40,13 @@ def distinct(*shape):
     """A permutation of well-separated values (no ties: max is differentiable there)."""
     n = int(np.prod(shape))
     return (RNG.permutation(n) * 0.5 - n / 4).reshape(shape)
+
+
+def _recurrence(h, w, x, steps=40):
+    """h_t = tanh(h_{t-1} @ w + x): one weight used by many matmul_add nodes."""
+    for _ in range(steps):
+        h = mr.tensor.matmul_add(h, w, x).tanh()
+    return h
 
 
 def case(label, fn, *arrays):
@@ -123,6 +131,15 @@ CASES = {
     "relu": [
         case("(3,4)", lambda a: a.relu(), away_from_zero(3, 4)),
         case("()", lambda a: a.relu(), away_from_zero()),
+    ],
+    "matmul_add": [
+        case("(3,4)@(4,5)+(5,)", lambda a, b, c: mr.tensor.matmul_add(a, b, c), normal(3, 4), normal(4, 5), normal(5)),
+        case("(3,4)@(4,5)+(3,5)", lambda a, b, c: mr.tensor.matmul_add(a, b, c), normal(3, 4), normal(4, 5),
+             normal(3, 5)),
+        case("(2,3,4)@(4,2)+(1,2)", lambda a, b, c: mr.tensor.matmul_add(a, b, c), normal(2, 3, 4), normal(4, 2),
+             normal(1, 2)),
+        case("recurrence: W shared by 40 steps of 32 rows (weight products batched, folded mid-way)",
+             lambda h, w, x: _recurrence(h, w, x), normal(32, 3) * 0.3, normal(3, 3) * 0.3, normal(3) * 0.3),
     ],
     "matmul": [
         case("(3,4)@(4,5)", lambda a, b: a @ b, normal(3, 4), normal(4, 5)),

@@ -15,7 +15,7 @@ from micrornn.autograd import state
 from micrornn.nn.layers import Linear, check_size, uniform
 from micrornn.nn.module import Module, Parameter
 from micrornn.random import default_rng
-from micrornn.tensor import Tensor, _leaf, apply, concatenate, stack
+from micrornn.tensor import Tensor, _leaf, apply, concatenate, matmul_add, stack
 
 StepScope = namedtuple("StepScope", "layer step")
 StepScope.__doc__ = "Where a tensor was made: RNN layer (0-based) and time step (1..T; None: all steps)."
@@ -100,16 +100,17 @@ class RNN(Module):
         previous = state.scope
         try:
             state.scope = StepScope(layer, None)
-            if x.dtype.kind in "iu":  # one-hot inputs: gather rows of U^T instead of a dense product
-                projected = cell.U.T[x.data]
+            if x.dtype.kind in "iu":  # one-hot inputs: gather rows of [U^T + b] instead of a product
+                table = cell.U.T if cell.b is None else cell.U.T + cell.b
+                projected = table[x.data]
             else:
                 projected = x @ cell.U.T  # all steps' input projections in one product
-            if cell.b is not None:
-                projected = projected + cell.b
+                if cell.b is not None:
+                    projected = projected + cell.b
             W_T, act, states = cell.W.T, cell.act, []
             for t in range(x.shape[0]):
                 state.scope = StepScope(layer, t + 1)
-                pre = projected[t] if h is None else projected[t] + h @ W_T
+                pre = projected[t] if h is None else matmul_add(h, W_T, projected[t])
                 h = act(pre)
                 h.name = f"h{t + 1}"
                 states.append(h)
