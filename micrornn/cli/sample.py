@@ -1,0 +1,41 @@
+"""`micrornn sample`: generate text from a checkpoint written by `micrornn train`."""
+from __future__ import annotations
+
+from micrornn.checkpoint import CheckpointError
+from micrornn.cli import UsageError
+from micrornn.cli.train import DEFAULT_CHECKPOINT, non_negative_int, positive_float
+from micrornn.sample import load_model, sample
+
+
+def add_parser(subparsers):
+    """Register the `sample` sub-command."""
+    p = subparsers.add_parser(
+        "sample", help="generate text from a trained checkpoint",
+        description="Read a checkpoint written by `micrornn train`, feed it the priming text and "
+                    "print it followed by LENGTH sampled characters.")
+    p.add_argument("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
+                   help=f"checkpoint to sample from (default {DEFAULT_CHECKPOINT})")
+    p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
+                   help="characters to generate after the prime (default 500)")
+    p.add_argument("--temperature", type=positive_float, default=0.8, metavar="T",
+                   help="softmax temperature > 0: lower is more conservative (default 0.8)")
+    p.add_argument("--prime", default="", metavar="TEXT", help="text to start from (default: a newline)")
+    p.add_argument("--seed", type=non_negative_int, metavar="S", help="random seed (default: fresh randomness)")
+    return p
+
+
+def run(args) -> int:
+    """Print the prime and the sampled continuation."""
+    try:
+        model, vocab, _ = load_model(args.checkpoint)
+    except FileNotFoundError:
+        raise UsageError(f"--checkpoint: checkpoint not found: {args.checkpoint}") from None
+    except CheckpointError as e:
+        raise UsageError(f"--checkpoint: {e}") from None
+    unknown = [c for c in dict.fromkeys(args.prime) if c not in vocab]
+    if unknown:
+        listed = ", ".join(repr(c) for c in unknown[:5])
+        raise UsageError(f"--prime: character(s) {listed} not in the checkpoint's vocabulary of "
+                         f"{len(vocab)} characters")
+    print(sample(model, vocab, args.length, args.temperature, args.prime, args.seed))
+    return 0

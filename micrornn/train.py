@@ -1,0 +1,445 @@
+"""The training loop: a character-level RNN language model with truncated BPTT.
+
+One loop, used by `micrornn train` and by the examples:
+
+    trainer = Trainer(load_bundled_corpus(), TrainConfig(steps=500))
+    result = trainer.run(checkpoint="runs/char_rnn.npz")      # progress bar, validation, samples
+    print(result.val_loss, trainer.sample(300, prime="ROMEO:"))
+
+Each step reads the next (seq_len, batch_size) chunk of every stream, runs the RNN from the hidden
+state the previous chunk ended in (detached: the gradient stops at the chunk boundary, the state
+does not), back-propagates the mean cross-entropy, clips the global gradient norm and takes an
+optimizer step. Checkpoints hold everything the next step depends on (parameters, optimizer
+buffers, step, carried hidden state, sampling RNG), so a resumed run is bit-for-bit the run that
+was never stopped. `update()` and `fit()` are the same step and loop for other tasks (examples).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from micrornn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from micrornn.data import BatchStream, Vocab
+from micrornn.nn import SequenceModel
+from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_
+from micrornn.sample import CHECKPOINT_KIND, model_from_meta, sample
+from micrornn.tensor import no_grad
+
+__all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
+           "evaluate", "eval_batches", "plot_history"]
+
+# name -> (class, default learning rate, extra arguments)
+OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adagrad": (Adagrad, 0.1, {}), "sgd": (SGD, 0.5, {"momentum": 0.9})}
+LR_SCHEDULES = ("cosine", "constant")
+EVAL_STREAMS = 16  # validation text is read as this many contiguous streams, in parallel
+LAST_STEPS = 100   # the reported training loss is the mean over this many final steps
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in its checkpoints)."""
+    hidden_size: int = 256
+    num_layers: int = 1
+    nonlinearity: str = "tanh"
+    seq_len: int = 64
+    batch_size: int = 32
+    steps: int = 3000
+    optimizer: str = "adam"
+    lr: float | None = None          # None: the optimizer's default (Adam 3e-3)
+    lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * step / steps)) / 2; or "constant"
+    clip: float = 5.0                # max global gradient norm; 0 disables clipping
+    seed: int = 0
+    fused: bool = False
+    dtype: str = "float32"
+    val_fraction: float = 0.1
+    val_every: int = 500             # 0: validate only at the end
+    sample_every: int = 1000         # 0: no samples during training
+    sample_length: int = 200
+    sample_temperature: float = 0.8
+    checkpoint_every: int = 0        # 0: save only at the end (and on Ctrl-C)
+
+    def validated(self) -> "TrainConfig":
+        """A copy with lr filled in; ValueError naming the first nonsensical field."""
+        for name in ("hidden_size", "num_layers", "seq_len", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every"):
+            _check_int(name, getattr(self, name), 0)
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        lr = OPTIMIZERS[self.optimizer][1] if self.lr is None else self.lr
+        _check_float("lr", lr, positive=True)
+        _check_float("clip", self.clip)
+        _check_float("sample_temperature", self.sample_temperature, positive=True)
+        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused))
+
+
+def _check_int(name, value, low):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        kind = "a positive integer" if low == 1 else "a non-negative integer"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_float(name, value, positive=False):
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+def make_optimizer(name, params, lr=None):
+    """An optimizer by name ('adam', 'adagrad', 'sgd' (momentum 0.9)); lr None: its default."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    cls, default_lr, extra = OPTIMIZERS[name]
+    return cls(params, lr=default_lr if lr is None else lr, **extra)
+
+
+def update(loss, optimizer, clip=None) -> float:
+    """One optimization step from a scalar loss: zero grads, backward, clip, step -> gradient norm.
+
+    clip: the max global gradient norm (None or 0: no clipping). The returned norm is the one
+    before clipping.
+    """
+    optimizer.zero_grad()
+    loss.backward()
+    if clip:
+        norm = clip_grad_norm_(optimizer.params, clip)
+    else:
+        grads = [p.grad for p in optimizer.params if p.grad is not None]
+        norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    optimizer.step()
+    return norm
+
+
+def eval_batches(ids, streams=EVAL_STREAMS):
+    """(inputs, targets), each (L, S): ids read as S contiguous streams predicting the next id."""
+    ids = np.asarray(ids)
+    n = len(ids) - 1
+    if n < 1:
+        raise ValueError(f"evaluation needs at least 2 ids, got {len(ids)}")
+    streams = max(1, min(streams, n))
+    length = n // streams
+    x = ids[:streams * length].reshape(streams, length).T
+    y = ids[1:streams * length + 1].reshape(streams, length).T
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def evaluate(model, ids, chunk=128, streams=EVAL_STREAMS) -> float:
+    """Mean cross-entropy, in nats per character, of predicting each id from those before it.
+
+    The ids are read as `streams` contiguous pieces in parallel, each from a zero hidden state,
+    `chunk` steps at a time with the state carried over (no graph is recorded).
+    """
+    x, y = eval_batches(ids, streams)
+    total, h = 0.0, None
+    with no_grad():
+        for s in range(0, len(x), chunk):
+            loss, h = model.loss(x[s:s + chunk], y[s:s + chunk], h, reduction="sum")
+            total += float(loss.item())
+    return total / y.size
+
+
+@dataclass
+class RunResult:
+    """What one call of Trainer.run did."""
+    step: int                 # the trainer's step count at the end
+    interrupted: bool         # stopped early by Ctrl-C (a checkpoint was saved if a path was given)
+    train_loss: float         # mean training loss over the last LAST_STEPS steps, nats/char
+    val_loss: float | None    # validation loss at the end (None when interrupted), nats/char
+    seconds: float            # wall time of this run, validation and samples included
+    chars_per_sec: float      # training characters per second (steps only)
+
+
+class _Sigint:
+    """While active (main thread only), a first Ctrl-C asks the loop to stop after the current
+    step; a second one raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = self.forced = self.installed = False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
+class Trainer:
+    """A character language model, its optimizer and data streams, and the loop that trains it."""
+
+    def __init__(self, text, config=None, source=None):
+        """Build vocabulary, train/validation split, model and optimizer for `text`.
+
+        `source` (a path, or None for the bundled corpus) is recorded in checkpoints so a resumed
+        run can find its data. ValueError if the text is too short for the configuration.
+        """
+        self.config = config = (config or TrainConfig()).validated()
+        if not isinstance(text, str) or not text:
+            raise ValueError("training text is empty")
+        self.source, self.text_sha256 = source, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.vocab = Vocab(text)
+        ids = self.vocab.encode(text)
+        n_val = int(round(len(ids) * config.val_fraction))
+        needed = config.batch_size * (config.seq_len + 1)
+        if len(ids) - n_val < needed or n_val < 2:
+            total = math.ceil(max(needed / (1 - config.val_fraction), 2 / config.val_fraction))
+            raise ValueError(f"text of {len(ids)} characters is too short: batch_size={config.batch_size} x "
+                             f"seq_len={config.seq_len} needs at least {total} (with a "
+                             f"{config.val_fraction:.0%} validation split)")
+        self.train_ids, self.val_ids = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
+        self.stream = BatchStream(self.train_ids, config.batch_size, config.seq_len)
+        V = len(self.vocab)
+        self.model = SequenceModel(V, config.hidden_size, V, config.num_layers, config.nonlinearity,
+                                   fused=config.fused, dtype=np.dtype(config.dtype),
+                                   rng=np.random.default_rng(config.seed))
+        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
+        self.sample_rng = np.random.default_rng([config.seed, 1])
+        self.step = 0
+        self.hidden = None  # (num_layers, batch_size, hidden_size) state carried to the next chunk
+        self.history = {"step": [], "loss": [], "val_step": [], "val_loss": []}
+        self.seconds = 0.0  # training wall time summed over all runs, resumed ones included
+
+    # ---- one step, evaluation, sampling ------------------------------------------------------
+    def train_step(self) -> float:
+        """Train on the next chunk; return its loss (nats/char)."""
+        k = self.stream.position
+        x, y = next(self.stream)
+        h0 = None if k % self.stream.steps_per_epoch == 0 else self.hidden  # new epoch: fresh state
+        self.optimizer.lr = self.lr_at(self.step)
+        try:
+            loss, h_n = self.model.loss(x, y, h0, reduction="mean")
+            update(loss, self.optimizer, self.config.clip)
+        except BaseException:
+            self.stream.seek(k)  # nothing was learned from this chunk: read it again next time
+            raise
+        self.hidden = h_n.detach().data  # truncated BPTT: keep the state, cut the graph
+        self.step += 1
+        value = float(loss.item())
+        self.history["step"].append(self.step)
+        self.history["loss"].append(value)
+        return value
+
+    def lr_at(self, step) -> float:
+        """The learning rate of step `step` (0-based) under the config's schedule."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant" or cfg.steps == 0:
+            return cfg.lr
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+
+    def evaluate(self, ids=None) -> float:
+        """Loss in nats/char on `ids` (default: the validation split)."""
+        return evaluate(self.model, self.val_ids if ids is None else ids)
+
+    def sample(self, length=200, temperature=None, prime="", rng=None) -> str:
+        """Text from the model (temperature None: the config's); uses the trainer's RNG by default."""
+        temperature = self.config.sample_temperature if temperature is None else temperature
+        return sample(self.model, self.vocab, length, temperature, prime,
+                      self.sample_rng if rng is None else rng)
+
+    def recent_loss(self, n=LAST_STEPS) -> float:
+        """Mean training loss over the last n steps (nan before the first step)."""
+        losses = self.history["loss"][-n:]
+        return float(np.mean(losses)) if losses else float("nan")
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self, steps=None, checkpoint=None, progress=True, log=None, on_step=None) -> RunResult:
+        """Train until the step count reaches `steps` (default config.steps) or Ctrl-C.
+
+        Validates every config.val_every steps and at the end, prints a sample every
+        config.sample_every steps, saves to `checkpoint` (if given) every config.checkpoint_every
+        steps, at the end and on Ctrl-C. `log` receives each message (default: written above the
+        progress bar; pass `lambda s: None` for silence). `on_step(trainer)` runs after each step.
+        """
+        cfg, target = self.config, self.config.steps if steps is None else steps
+        _check_int("steps", target, 0)
+        log = log or tqdm.write
+        start_step, start, train_time = self.step, time.perf_counter(), 0.0
+        chars_per_step = cfg.seq_len * cfg.batch_size
+        interrupted, ema = False, None
+        bar = tqdm(total=target, initial=min(start_step, target), disable=not progress, unit="step",
+                   dynamic_ncols=True, leave=False)
+        with _Sigint() as sigint:
+            try:
+                while self.step < target and not sigint.requested:
+                    t0 = time.perf_counter()
+                    loss = self.train_step()
+                    train_time += time.perf_counter() - t0
+                    ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+                    rate = (self.step - start_step) * chars_per_step / max(train_time, 1e-9)
+                    bar.set_postfix_str(f"loss {ema:.3f}, {rate:,.0f} chars/s", refresh=False)
+                    bar.update(1)
+                    if cfg.val_every and self.step % cfg.val_every == 0 and self.step < target:
+                        val = self._validate()
+                        log(f"step {self.step}: train {self.recent_loss(cfg.val_every):.3f}, "
+                            f"val {val:.3f} nats/char ({rate:,.0f} chars/s)")
+                    if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < target:
+                        log(f"--- sample at step {self.step} ---\n{self.sample(cfg.sample_length)}\n---")
+                    if checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save(checkpoint)
+                    if on_step is not None:
+                        on_step(self)
+            except KeyboardInterrupt:
+                if sigint.forced:  # second Ctrl-C: stop now, save nothing
+                    bar.close()
+                    raise
+                interrupted = True
+            finally:
+                self.seconds += train_time
+                bar.close()
+        interrupted = interrupted or sigint.requested
+        val = None
+        if not interrupted:
+            last = self.history["val_step"][-1:] == [self.step]
+            val = self.history["val_loss"][-1] if last else self._validate()
+        if checkpoint:
+            self.save(checkpoint)
+        steps_run = self.step - start_step
+        return RunResult(self.step, interrupted, self.recent_loss(), val, time.perf_counter() - start,
+                         steps_run * chars_per_step / train_time if train_time > 0 else 0.0)
+
+    def _validate(self) -> float:
+        val = self.evaluate()
+        self.history["val_step"].append(self.step)
+        self.history["val_loss"].append(val)
+        return val
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Atomically write everything needed to sample from, or exactly resume, this run."""
+        meta = {"kind": CHECKPOINT_KIND, "model": self.model.config, "vocab": self.vocab.to_list(),
+                "config": asdict(self.config), "step": self.step, "seconds": self.seconds,
+                "data": {"source": None if self.source is None else str(self.source),
+                         "sha256": self.text_sha256, "characters": len(self.train_ids) + len(self.val_ids)},
+                "history": self.history, "sample_rng": self.sample_rng.bit_generator.state}
+        state = {"optimizer": self.optimizer.state_dict(), "hidden": self.hidden}
+        save_checkpoint(path, self.model.state_dict(), meta, state)
+
+    @staticmethod
+    def read_checkpoint(path):
+        """(params, meta, state) of a `micrornn train` checkpoint; CheckpointError if it is not one."""
+        params, meta, state = load_checkpoint(path)
+        model_from_meta(meta, path)  # kind, model config and vocabulary are present and coherent
+        if not isinstance(meta.get("config"), dict) or not isinstance(state, dict) or "optimizer" not in state:
+            raise CheckpointError(f"{path} holds a model but no training state; it can be sampled "
+                                  f"from but not resumed")
+        return params, meta, state
+
+    @classmethod
+    def resume(cls, path, text, source=None, **overrides):
+        """The trainer saved at `path`, continuing on `text` (which must be the same text).
+
+        `overrides` may change steps, lr, lr_schedule, clip, fused and the val/sample/checkpoint
+        settings; anything else that differs from the checkpoint raises ValueError. (The cosine
+        schedule ends at config.steps: resuming with a larger `steps` continues along the
+        stretched schedule, so only a resume with the same `steps` repeats the original run.)
+        """
+        params, meta, state = cls.read_checkpoint(path)
+        names = {f.name for f in fields(TrainConfig)}
+        try:
+            config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
+        except TypeError as e:
+            raise CheckpointError(f"{path}: bad training config: {e}") from None
+        fixed = set(names) - RESUME_OVERRIDABLE
+        for key, value in overrides.items():
+            if key not in names:
+                raise TypeError(f"resume: unknown setting {key!r}")
+            if key in fixed and value != getattr(config, key):
+                raise ValueError(f"--{key.replace('_', '-')} {value} differs from the checkpoint's "
+                                 f"{getattr(config, key)}; a resumed run keeps its {key}")
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if sha != meta.get("data", {}).get("sha256"):
+            raise ValueError(f"the training text differs from the one {path} was trained on")
+        trainer = cls(text, replace(config, **overrides), source)
+        try:
+            trainer.model.load_state_dict(params)
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.step = int(meta["step"])
+            hidden = state.get("hidden")
+            trainer.hidden = None if hidden is None else np.asarray(hidden, dtype=trainer.config.dtype)
+            trainer.sample_rng.bit_generator.state = meta["sample_rng"]
+            trainer.history = {k: list(meta["history"][k]) for k in trainer.history}
+            trainer.seconds = float(meta.get("seconds", 0.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: cannot restore the training state: {e}") from None
+        trainer.stream.seek(trainer.step)
+        trainer.optimizer.lr = trainer.lr_at(trainer.step)
+        return trainer
+
+
+RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
+                      "sample_temperature", "checkpoint_every"}
+
+
+def fit(loss_fn, optimizer, steps, clip=5.0, progress=True, desc=None, on_step=None):
+    """A plain loop for other tasks: each step calls loss_fn(step) -> scalar Tensor, then update().
+
+    Returns the list of losses. `on_step(step, loss)` runs after each step; returning True stops.
+    """
+    losses = []
+    with tqdm(total=steps, disable=not progress, desc=desc, dynamic_ncols=True, leave=False) as bar:
+        for step in range(steps):
+            loss = loss_fn(step)
+            update(loss, optimizer, clip)
+            losses.append(float(loss.item()))
+            bar.set_postfix_str(f"loss {losses[-1]:.4f}", refresh=False)
+            bar.update(1)
+            if on_step is not None and on_step(step + 1, losses[-1]):
+                break
+    return losses
+
+
+def plot_history(history, path, title="micrornn: character-level RNN"):
+    """Save the training and validation loss curves (nats/char vs step) as an image at `path`.
+
+    Needs matplotlib (``pip install "micrornn[plot]"``); raises ImportError without it.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError('the loss plot needs matplotlib, an optional extra: pip install "micrornn[plot]"') \
+            from None
+    steps, losses = np.asarray(history["step"]), np.asarray(history["loss"], dtype=float)
+    fig = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if len(losses):
+        ax.plot(steps, losses, color="#9ecae1", linewidth=0.6, label="training loss (per step)")
+        w = max(1, min(50, len(losses) // 10))
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1:], smooth, color="#08519c", linewidth=1.5, label=f"training loss ({w}-step mean)")
+    if history["val_step"]:
+        ax.plot(history["val_step"], history["val_loss"], "o-", color="#e6550d", markersize=4,
+                label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
