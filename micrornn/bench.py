@@ -40,6 +40,7 @@ except ImportError:
 
 import micrornn
 from micrornn import bptt
+from micrornn.allocator import tune_allocator
 from micrornn.nn import SequenceModel
 
 CLASSES = 65  # one-hot input classes and output classes
@@ -79,6 +80,7 @@ class Options:
     clean_blas_env: bool = False
     isolate: bool = False
     profile: bool = False
+    default_allocator: bool = False
 
 
 # ----------------------------------------------------------------------------- options
@@ -104,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "OpenBLAS picks its native kernel (for benchmark runs, not tests)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table, print cProfile's top entries for the unrolled step")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="keep glibc's malloc defaults (freed memory returned to the OS and re-faulted "
+                             "each step) instead of micrornn.allocator.tune_allocator(), as `micrornn train` runs")
 
 
 def _rounds_text(rounds: dict) -> str:
@@ -138,7 +143,8 @@ def options_from_args(args) -> Options:
     return Options(sizes=tuple(dict.fromkeys(sizes)), dtypes=tuple(dict.fromkeys(dtypes)),
                    threads=THREAD_MODES[args.threads], rounds=rounds, quick=bool(args.quick),
                    torch=not args.no_torch, extras=not args.no_extras, clean_blas_env=bool(args.clean_blas_env),
-                   isolate=bool(args.isolate), profile=bool(args.profile))
+                   isolate=bool(args.isolate), profile=bool(args.profile),
+                   default_allocator=bool(args.default_allocator))
 
 
 # ----------------------------------------------------------------------------- the contenders
@@ -535,6 +541,8 @@ def header_lines(options: Options) -> list:
         "ratio = median / median of the reference (bptt.loss_and_grads, dense one-hot input); "
         "iqr = interquartile range / median; faults = median minor page faults per step (fresh memory "
         "touched: each costs ~3 us on a VM)",
+        "allocator: " + ("glibc defaults (--default-allocator)" if options.default_allocator else
+                         "micrornn.allocator.tune_allocator(): freed memory kept for reuse, as in `micrornn train`"),
     ] + ([f"note: {env} in the environment: pass --clean-blas-env to measure OpenBLAS's native kernel"]
          if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else []) + [
         "* torch (only when importable) runs alone in its own subprocess right after the others, same seeded "
@@ -615,6 +623,8 @@ def run(options: Options, out=None) -> int:
     def emit(text=""):
         print(text, file=out, flush=True)
 
+    if not options.default_allocator:
+        tune_allocator()
     if options.profile:
         for size in options.sizes:
             for dtype in options.dtypes:
@@ -656,6 +666,8 @@ def _child(payload: str) -> None:
     """Subprocess side of ``measure_in_subprocess``: print the timings as one JSON line."""
     spec = json.loads(payload)
     options = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["options"].items()})
+    if not options.default_allocator:
+        tune_allocator()
     print(json.dumps(measure_timings(options, spec["mode"], spec["which"])), flush=True)
 
 
