@@ -121,8 +121,8 @@ class RNN(Module):
 
     def _layer_fused(self, layer, cell, x, h):
         """One layer as a single primitive whose VJP is the analytic BPTT."""
-        if x.dtype.kind in "iu":
-            x = F.one_hot(x.data, cell.input_size, dtype=cell.U.dtype)
+        if x.dtype.kind in "iu":  # the analytic routine takes dense one-hot rows
+            x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
         H, B = cell.hidden_size, x.shape[1]
         b = cell.b if cell.b is not None else _leaf(np.zeros(H, dtype=cell.U.dtype))
         h = h if h is not None else _leaf(np.zeros((B, H), dtype=cell.U.dtype))
