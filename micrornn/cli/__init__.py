@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Each name is a module of this package with `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ["gradcheck", "bench", "train", "sample"]
+COMMANDS = ["gradcheck", "viz", "bench", "train", "sample"]
 
 
 class UsageError(Exception):

@@ -1,0 +1,119 @@
+"""`micrornn viz`: draw a small RNN — its graph, the unrolled or folded network, and the gradient flow."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from micrornn.cli import UsageError
+
+
+def add_parser(subparsers):
+    """Register the `viz` sub-command."""
+    p = subparsers.add_parser(
+        "viz", help="draw an RNN's graph, its unrolled/folded picture, and the gradient flow",
+        description="Build a small SequenceModel, run it on random data (and its backward with --grad) "
+                    "and draw it. .dot needs nothing else; .svg/.png/.pdf need the Graphviz 'dot' program.")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="picture to write: .svg, .png, .pdf or .dot")
+    p.add_argument("--view", choices=("graph", "unrolled", "folded"), default="graph",
+                   help="graph: the autodiff graph grouped by layer and step; unrolled: the textbook picture; "
+                        "folded: one cell with its loop (default graph)")
+    p.add_argument("--steps", type=int, default=3, metavar="T", help="sequence length (default 3)")
+    p.add_argument("--layers", type=int, default=1, metavar="L", help="stacked RNN layers (default 1)")
+    p.add_argument("--input-size", type=int, default=4, metavar="I", help="input features (default 4)")
+    p.add_argument("--hidden-size", type=int, default=8, metavar="H", help="hidden units (default 8)")
+    p.add_argument("--output-size", type=int, default=4, metavar="O", help="output classes (default 4)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="B", help="batch size (default 1)")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="cell activation (default tanh)")
+    p.add_argument("--fused", action="store_true", help="graph view: one rnn_layer node per layer")
+    p.add_argument("--grad", action="store_true", help="run backward and show ||dL/dh_t|| on each state")
+    p.add_argument("--loss", choices=("sum", "last"), default="sum",
+                   help="back-propagate L = sum_t L_t (default) or only the last step's L_T")
+    p.add_argument("--w-scale", type=float, default=1.0, metavar="F",
+                   help="multiply every recurrent weight W by F (>1 tends to explode, <1 to vanish)")
+    p.add_argument("--max-steps", type=int, default=None, metavar="K",
+                   help="draw only the first and last few of K steps; collapse the middle")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also plot ||dL/dh_t|| per step and layer (needs matplotlib)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    return p
+
+
+def _check(args) -> None:
+    """One-line UsageErrors for options argparse cannot check."""
+    from micrornn.viz import output_format
+
+    for flag in ("steps", "layers", "input_size", "hidden_size", "output_size", "batch_size"):
+        value = getattr(args, flag)
+        if value <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    if args.max_steps is not None and args.max_steps <= 0:
+        raise UsageError(f"--max-steps must be a positive integer, got {args.max_steps}")
+    if not np.isfinite(args.w_scale):
+        raise UsageError(f"--w-scale must be a finite number, got {args.w_scale}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    try:
+        output_format(args.output)
+    except ValueError as err:
+        raise UsageError(f"-o: {err}") from None
+    if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"--plot: cannot write {args.plot!r}: use a .png, .svg or .pdf file")
+    if args.fused and (args.grad or args.plot):
+        raise UsageError("--fused has no per-step states to annotate; drop --fused to use --grad or --plot")
+    for path in (args.output, args.plot):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"cannot write {path!r}: directory {str(Path(path).parent)!r} does not exist")
+
+
+def run(args) -> int:
+    """Build, run and draw the model; print what was written."""
+    _check(args)
+    from micrornn.nn import SequenceModel
+    from micrornn.viz import (GraphvizNotFoundError, draw_folded, draw_graph, draw_unrolled, gradient_flow,
+                              graph_size, plot_gradient_flow, render)
+
+    rng = np.random.default_rng(args.seed)
+    model = SequenceModel(args.input_size, args.hidden_size, args.output_size, num_layers=args.layers,
+                          nonlinearity=args.nonlinearity, fused=args.fused, rng=rng)
+    for cell in model.rnn.cells:
+        cell.W.data *= args.w_scale
+    x = rng.standard_normal((args.steps, args.batch_size, args.input_size))
+    targets = rng.integers(0, args.output_size, size=(args.steps, args.batch_size))
+    norms = None
+    if args.grad or args.plot:
+        loss, norms = gradient_flow(model, x, targets, loss=args.loss)
+    else:
+        loss, _ = model.loss(x, targets)
+
+    if args.view == "graph":
+        if args.max_steps is None and args.steps > 30 and not args.fused:
+            print(f"note: drawing all {args.steps} steps; --max-steps 8 keeps the picture readable and "
+                  "quick to lay out", file=sys.stderr)
+        graph = draw_graph(loss, names=model, show_grad=args.grad, max_steps=args.max_steps)
+    elif args.view == "unrolled":
+        title = (f"unrolled over {args.steps} steps; colour: ‖∂L_T/∂h_t‖, the last step's loss only"
+                 if args.grad and args.loss == "last" else None)
+        graph = draw_unrolled(model, args.steps, max_steps=args.max_steps, hidden_grads=norms if args.grad else None,
+                              title=title)
+    else:
+        graph = draw_folded(model)
+    nodes, edges = graph_size(graph)
+    start = time.perf_counter()
+    try:
+        render(graph, args.output)
+    except GraphvizNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({args.view} view, {nodes} nodes, {edges} edges, "
+          f"rendered in {time.perf_counter() - start:.2f} s)")
+    if args.plot:
+        try:
+            plot_gradient_flow(norms, args.plot, title=f"gradient flow: {args.nonlinearity}, T={args.steps}, loss={args.loss}")
+        except ImportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.plot} (gradient flow over {args.steps} steps, {args.layers} layer(s))")
+    return 0

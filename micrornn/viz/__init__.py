@@ -1,0 +1,15 @@
+"""Pictures of graphs and RNNs with graphviz: any Tensor/Value graph, the unrolled and folded
+network, and the gradient flow back through time.
+
+    g = draw_graph(loss, names=model, max_steps=6)   # a graphviz.Digraph (shows inline in Jupyter)
+    render(g, "graph.svg")                           # .dot needs no Graphviz; svg/png/pdf run `dot`
+"""
+from micrornn.viz.flow import (as_norms, gradient_flow, hidden_grad_norms, plot_gradient_flow,
+                               retain_hidden_grads)
+from micrornn.viz.graph import draw_graph
+from micrornn.viz.render import FORMATS, GraphvizNotFoundError, graph_size, output_format, render
+from micrornn.viz.unrolled import draw_folded, draw_unrolled
+
+__all__ = ["draw_graph", "draw_unrolled", "draw_folded", "render", "graph_size", "output_format", "FORMATS",
+           "GraphvizNotFoundError", "gradient_flow", "retain_hidden_grads", "hidden_grad_norms", "as_norms",
+           "plot_gradient_flow"]

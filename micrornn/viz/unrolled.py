@@ -1,0 +1,159 @@
+"""The textbook pictures of an RNN: unrolled in time (x_t -> h_t -> o_t -> L_t) and folded (one cell, a loop)."""
+from __future__ import annotations
+
+import math
+
+import graphviz
+
+from micrornn.viz.flow import LogColors, as_norms
+
+_FONT = {"fontname": "Helvetica"}
+_ROW_STYLE = {"x": {"shape": "circle", "style": "filled", "fillcolor": "#e8f1e4", "color": "#4a7c3a"},
+              "h": {"shape": "circle", "style": "filled", "fillcolor": "#eeeeee", "color": "#333333"},
+              "o": {"shape": "circle", "style": "filled", "fillcolor": "#fdf0d5", "color": "#9c6b00"},
+              "L": {"shape": "circle", "style": "filled", "fillcolor": "#f9dcdc", "color": "#9c1f1f"}}
+_WEIGHT_EDGE = {"fontcolor": "#1f4e9c", "color": "#555555"}
+
+
+def _parts(model):
+    """(rnn, head or None) of a SequenceModel or a bare RNN."""
+    rnn = getattr(model, "rnn", model)
+    if not hasattr(rnn, "cells"):
+        raise TypeError(f"expected a SequenceModel or an RNN, got {type(model).__name__}")
+    return rnn, getattr(model, "head", None)
+
+
+def _weight(letter, layer, layers) -> str:
+    """HTML label of a weight, with the layer as a superscript when there are several layers."""
+    return f"<{letter}<SUP>({layer + 1})</SUP>>" if layers > 1 else f"<{letter}>"
+
+
+def _h(t, layer, layers) -> str:
+    """HTML text of h_t (with a layer superscript when there are several layers)."""
+    sup = f"<SUP>({layer + 1})</SUP>" if layers > 1 else ""
+    return f"h<SUB>{t}</SUB>{sup}"
+
+
+def _kept_steps(steps, max_steps) -> list:
+    """Steps to draw, with None standing for the collapsed middle."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if max_steps is None or steps <= max_steps:
+        return list(range(1, steps + 1))
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    head, tail = math.ceil(max_steps / 2), max_steps // 2
+    return list(range(1, head + 1)) + [None] + list(range(steps - tail + 1, steps + 1))
+
+
+def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=False, title=None):
+    """The unrolled network: per step x_t -> h_t -> o_t -> L_t, h_{t-1} -> h_t (W), x_t -> h_t (U),
+    h_t -> o_t (V); stacked layers as rows. hidden_grads (see ``as_norms``) annotates and colours
+    each h_t with ||dL/dh_t||. folded=True draws the folded view instead (``draw_folded``)."""
+    if folded:
+        return draw_folded(model, title=title)
+    rnn, head = _parts(model)
+    layers = rnn.num_layers
+    columns = _kept_steps(steps, max_steps)
+    norms = as_norms(hidden_grads) if hidden_grads is not None else {}
+    colors = LogColors(norms.values()) if norms else None
+
+    g = graphviz.Digraph("unrolled", graph_attr={"rankdir": "BT", "newrank": "true", "nodesep": "0.35",
+                                                  "ranksep": "0.45", "labelloc": "b", "fontsize": "11", **_FONT},
+                         node_attr={"fontsize": "12", "fixedsize": "false", "margin": "0.02", **_FONT},
+                         edge_attr={"fontsize": "11", "arrowsize": "0.7", **_FONT})
+    rows = ["x"] + [f"h{l}" for l in range(layers)] + (["o", "L"] if head is not None else [])
+    for row in rows:
+        with g.subgraph(name=f"row_{row}") as r:
+            r.attr(rank="same")
+            if row.startswith("h"):
+                r.node(f"{row}_0", label=f"<{_h(0, int(row[1:]), layers)}>", shape="plaintext")
+            for t in columns:
+                if t is None:
+                    r.node(f"{row}_gap", label="⋯", shape="plaintext", fontsize="18")
+                    continue
+                r.node(f"{row}_{t}", **_row_node(row, t, layers, norms, colors))
+
+    previous = None
+    for t in columns:
+        col = "gap" if t is None else t
+        if t is None:  # keep the gap column aligned
+            for lower, upper in zip(rows, rows[1:]):
+                g.edge(f"{lower}_gap", f"{upper}_gap", style="invis")
+        else:
+            g.edge(f"x_{t}", f"h0_{t}", label=_weight("U", 0, layers), **_WEIGHT_EDGE)
+            for l in range(1, layers):
+                g.edge(f"h{l - 1}_{t}", f"h{l}_{t}", label=_weight("U", l, layers), **_WEIGHT_EDGE)
+            if head is not None:
+                g.edge(f"h{layers - 1}_{t}", f"o_{t}", label="<V>", **_WEIGHT_EDGE)
+                g.edge(f"o_{t}", f"L_{t}")
+        for l in range(layers):
+            src = f"h{l}_{0 if previous is None else previous}"
+            style = {"style": "dashed"} if col == "gap" or previous == "gap" else {}
+            g.edge(src, f"h{l}_{col}", label=_weight("W", l, layers), **_WEIGHT_EDGE, **style)
+        if previous is not None:
+            g.edge(f"x_{previous}", f"x_{col}", style="invis")
+        previous = col
+    if head is not None:
+        g.node("loss", label="<L = Σ<SUB>t</SUB> L<SUB>t</SUB>>", shape="box", style="rounded,bold", margin="0.15,0.06")
+        for t in columns:
+            if t is not None:
+                g.edge(f"L_{t}", "loss", color="#aaaaaa", arrowsize="0.5")
+    caption = title if title is not None else _caption(steps, layers, head)
+    if colors is not None:  # the colour bar goes under the caption, in the graph's own label
+        bar = colors.legend("‖∂L/∂h<SUB>t</SUB>‖ in each h<SUB>t</SUB>")[1:-1]
+        caption = f'<<TABLE BORDER="0"><TR><TD>{_html_escape(caption)}</TD></TR><TR><TD>{bar}</TD></TR></TABLE>>'
+    g.attr(label=caption)
+    return g
+
+
+def _html_escape(text) -> str:
+    """Escape text for an HTML-like graphviz label."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _row_node(row, t, layers, norms, colors) -> dict:
+    """Label and style of the node for row (x, h<l>, o, L) at step t."""
+    if row.startswith("h"):
+        layer = int(row[1:])
+        text, style = _h(t, layer, layers), dict(_ROW_STYLE["h"])
+        norm = norms.get((layer, t))
+        if norm is not None:
+            style.update(colors.attrs(norm), shape="box")
+            style["style"] = "filled,rounded"
+            text += f'<BR/><FONT POINT-SIZE="10">{norm:.1e}</FONT>'
+        return {"label": f"<{text}>", "group": f"c{t}", **style}
+    return {"label": f"<{row}<SUB>{t}</SUB>>", "group": f"c{t}", **_ROW_STYLE[row]}
+
+
+def _caption(steps, layers, head) -> str:
+    """Bottom caption: which parameters the letters stand for."""
+    where = "U, W, b = rnn.cells.{l-1}" if layers > 1 else "U, W, b = rnn.cells.0"
+    shared = f"{where}; V, c = head" if head is not None else where
+    return f"unrolled over {steps} steps: {shared} — the same weights at every step"
+
+
+def draw_folded(model, title=None):
+    """The folded view: one cell per layer with its recurrent loop W (a one-step delay)."""
+    rnn, head = _parts(model)
+    layers = rnn.num_layers
+    g = graphviz.Digraph("folded", graph_attr={"rankdir": "BT", "ranksep": "0.45", "labelloc": "b",
+                                               "fontsize": "11", **_FONT},
+                         node_attr={"fontsize": "12", **_FONT}, edge_attr={"fontsize": "11", "arrowsize": "0.7", **_FONT})
+    g.node("x", label="<x<SUB>t</SUB>>", **_ROW_STYLE["x"])
+    below = "x"
+    for l in range(layers):
+        node = f"h{l}"
+        g.node(node, label=f"<{_h('t', l, layers)}>", **_ROW_STYLE["h"])
+        g.edge(below, node, label=_weight("U", l, layers), **_WEIGHT_EDGE)
+        w = _weight("W", l, layers)[1:-1]
+        g.edge(node, node, label=f"<{w} (h<SUB>t-1</SUB> → h<SUB>t</SUB>)>", headport="e", tailport="n",
+               **_WEIGHT_EDGE)
+        below = node
+    if head is not None:
+        g.node("o", label="<o<SUB>t</SUB>>", **_ROW_STYLE["o"])
+        g.node("L", label="<L<SUB>t</SUB>>", **_ROW_STYLE["L"])
+        g.edge(below, "o", label="<V>", **_WEIGHT_EDGE)
+        g.edge("o", "L")
+    g.attr(label=title if title is not None else "folded: one cell per layer, its state fed back through W")
+    return g
