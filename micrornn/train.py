@@ -45,12 +45,12 @@ LAST_STEPS = 100   # the reported training loss is the mean over this many final
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (stored in its checkpoints)."""
-    hidden_size: int = 256
-    num_layers: int = 1
+    hidden_size: int = 192
+    num_layers: int = 2
     nonlinearity: str = "tanh"
     seq_len: int = 64
     batch_size: int = 32
-    steps: int = 3000
+    steps: int = 1500
     optimizer: str = "adam"
     lr: float | None = None          # None: the optimizer's default (Adam 3e-3)
     lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * step / steps)) / 2; or "constant"
@@ -59,8 +59,8 @@ class TrainConfig:
     fused: bool = False
     dtype: str = "float32"
     val_fraction: float = 0.1
-    val_every: int = 500             # 0: validate only at the end
-    sample_every: int = 1000         # 0: no samples during training
+    val_every: int = 250             # 0: validate only at the end
+    sample_every: int = 500          # 0: no samples during training
     sample_length: int = 200
     sample_temperature: float = 0.8
     checkpoint_every: int = 0        # 0: save only at the end (and on Ctrl-C)

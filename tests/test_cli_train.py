@@ -10,7 +10,7 @@ import pytest
 from micrornn.checkpoint import load_checkpoint, save_checkpoint
 from micrornn.cli import main
 
-TINY = ["--hidden-size", "12", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
+TINY = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
         "--sample-every", "0", "--sample-length", "20", "--dtype", "float64"]
 TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 8
 

@@ -15,7 +15,7 @@ TEXT = ("To be, or not to be, that is the question:\n"
 
 
 def tiny(**kw):
-    base = dict(hidden_size=12, seq_len=8, batch_size=4, steps=10, val_every=0, sample_every=0,
+    base = dict(hidden_size=12, num_layers=1, seq_len=8, batch_size=4, steps=10, val_every=0, sample_every=0,
                 sample_length=20, dtype="float64")
     return TrainConfig(**{**base, **kw})
 
@@ -39,10 +39,10 @@ def assert_same_state(a, b):
     assert a.sample_rng.bit_generator.state == b.sample_rng.bit_generator.state
 
 
-@pytest.mark.parametrize("optimizer,fused", [("adam", False), ("adagrad", True), ("sgd", False)])
-def test_resume_is_exact(tmp_path, optimizer, fused):
+@pytest.mark.parametrize("optimizer,fused,layers", [("adam", False, 2), ("adagrad", True, 1), ("sgd", False, 1)])
+def test_resume_is_exact(tmp_path, optimizer, fused, layers):
     """N steps, save, resume for M == N + M straight, across epoch boundaries and a sample."""
-    cfg = tiny(optimizer=optimizer, fused=fused, steps=30, val_every=7, sample_every=9)
+    cfg = tiny(optimizer=optimizer, fused=fused, num_layers=layers, steps=30, val_every=7, sample_every=9)
     straight = Trainer(TEXT, cfg)
     assert straight.stream.steps_per_epoch < 30  # the run wraps around the data
     quiet_run(straight)
