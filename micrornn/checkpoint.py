@@ -98,6 +98,13 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path, params, meta=None, optimizer_state=None):
     """Atomically write params (name -> ndarray), JSON metadata and optimizer state to `path`.
 
@@ -141,6 +148,7 @@ def save_checkpoint(path, params, meta=None, optimizer_state=None):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:
