@@ -147,13 +147,10 @@ def run(args) -> int:
     checkpoint = Path(args.checkpoint)
     plot = None if args.no_plot else Path(args.plot) if args.plot else \
         checkpoint.with_name(checkpoint.stem + "_loss.png")
-    if not args.resume:
-        _check_writable(checkpoint, "checkpoint")
+    trainer = _make_trainer(args, settings)  # data and settings first: a refused run creates nothing
+    _check_writable(checkpoint, "checkpoint")
     if plot is not None:
         _check_writable(plot, "plot")
-    trainer = _make_trainer(args, settings)
-    if args.resume:
-        _check_writable(checkpoint, "checkpoint")
     out = (lambda s: None) if args.quiet else print
     if args.resume:
         out(f"resuming {checkpoint} at step {trainer.step}")
