@@ -4,9 +4,9 @@ from micrornn.tensor import Tensor, concatenate, is_grad_enabled, no_grad, scope
 from micrornn import functional, gradcheck, ops
 from micrornn.random import manual_seed
 from micrornn.anomaly import AnomalyError, detect_anomaly
-from micrornn import nn, bptt
+from micrornn import nn, bptt, optim, viz
 
 __version__ = "0.1.0"
 __all__ = ["Value", "Tensor", "stack", "concatenate", "no_grad", "is_grad_enabled", "scope",
            "functional", "gradcheck", "ops",
-           "manual_seed", "nn", "bptt", "detect_anomaly", "AnomalyError"]
+           "manual_seed", "nn", "bptt", "optim", "viz", "detect_anomaly", "AnomalyError"]
