@@ -97,7 +97,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, corpus):
 
 def test_no_matplotlib_skips_the_plot_in_one_line(tmp_path, corpus):
     code = ("import sys; sys.modules['matplotlib'] = None; from micrornn.cli import main; "
-            f"sys.exit(main(sys.argv[1:]))")
+            "sys.exit(main(sys.argv[1:]))")
     cmd = [sys.executable, "-c", code, "train", "--data", str(corpus), "--checkpoint",
            str(tmp_path / "ck.npz"), *TINY, "--steps", "2", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -1,6 +1,5 @@
 """Reliability across the whole tool: every command's bad arguments, and a checkpoint save killed
 half-way through."""
-import os
 import subprocess
 import sys
 import textwrap

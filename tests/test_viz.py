@@ -66,7 +66,7 @@ def test_one_cluster_per_layer_and_step():
     for layer in (0, 1):
         assert step_clusters(nodes, layer) == {f"cluster_l{layer}_t{t}" for t in (1, 2, 3)}
         assert f"subgraph cluster_l{layer} {{" in source
-        h = [label for label, c in nodes.values() if label.endswith(f"h2 (1, 3)") and c == f"cluster_l{layer}_t2"]
+        h = [label for label, c in nodes.values() if label.endswith("h2 (1, 3)") and c == f"cluster_l{layer}_t2"]
         assert len(h) == 1  # h_t sits in its own step's cluster
 
 

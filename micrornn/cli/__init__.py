@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 
 # Each name is a module of this package with `add_parser(subparsers)` and `run(args) -> int`.
@@ -11,6 +12,26 @@ COMMANDS = ["gradcheck", "viz", "bench", "train", "sample"]
 
 class UsageError(Exception):
     """Bad user input: printed as one line, exit status 2, no traceback."""
+
+
+def _number(kind, strict):
+    """argparse type: a finite int/float above 0 (strictly if `strict`), else a clear one-line error."""
+    word = {(int, True): "a positive integer", (int, False): "a non-negative integer",
+            (float, True): "a positive number", (float, False): "a non-negative number"}[kind, strict]
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {word}, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (strict and value == 0):
+            raise argparse.ArgumentTypeError(f"expected {word}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int, non_negative_int = _number(int, True), _number(int, False)
+positive_float, non_negative_float = _number(float, True), _number(float, False)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,55 +1,9 @@
 """`micrornn gradcheck`: autograd vs analytic BPTT vs central differences on a random SequenceModel."""
 from __future__ import annotations
 
-import argparse
-import math
 
 from micrornn import rnncheck
-from micrornn.cli import UsageError
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
+from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers):
@@ -58,19 +12,19 @@ def add_parser(subparsers):
         "gradcheck", help="check RNN gradients three ways (autograd, analytic BPTT, finite differences)",
         description="Build a random float64 SequenceModel and data, then compare for every parameter the "
                     "autograd gradient, the hand-derived BPTT gradient and central finite differences.")
-    p.add_argument("--layers", type=_positive_int, default=2, help="stacked RNN layers (default 2)")
-    p.add_argument("--input-size", type=_positive_int, default=3, help="input features (default 3)")
-    p.add_argument("--hidden-size", type=_positive_int, default=4, help="hidden units (default 4)")
-    p.add_argument("--output-size", type=_positive_int, default=5, help="output classes (default 5)")
-    p.add_argument("--steps", type=_positive_int, default=6, help="sequence length T (default 6)")
-    p.add_argument("--batch", type=_positive_int, default=2, help="batch size (default 2)")
+    p.add_argument("--layers", type=positive_int, default=2, help="stacked RNN layers (default 2)")
+    p.add_argument("--input-size", type=positive_int, default=3, help="input features (default 3)")
+    p.add_argument("--hidden-size", type=positive_int, default=4, help="hidden units (default 4)")
+    p.add_argument("--output-size", type=positive_int, default=5, help="output classes (default 5)")
+    p.add_argument("--steps", type=positive_int, default=6, help="sequence length T (default 6)")
+    p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
     p.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="default tanh")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--fused", action="store_true", help="autograd through the fused rnn_layer primitive")
     p.add_argument("--h0", action="store_true", help="start from a random initial state instead of zeros")
-    p.add_argument("--eps", type=_positive_float, default=1e-6, help="finite-difference step (default 1e-6)")
-    p.add_argument("--atol", type=_non_negative_float, default=1e-5, help="absolute tolerance vs numeric (1e-5)")
-    p.add_argument("--rtol", type=_non_negative_float, default=1e-3, help="relative tolerance vs numeric (1e-3)")
+    p.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step (default 1e-6)")
+    p.add_argument("--atol", type=non_negative_float, default=1e-5, help="absolute tolerance vs numeric (1e-5)")
+    p.add_argument("--rtol", type=non_negative_float, default=1e-3, help="relative tolerance vs numeric (1e-3)")
     return p
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 from dataclasses import fields
@@ -10,32 +9,12 @@ from pathlib import Path
 
 from micrornn.allocator import tune_allocator
 from micrornn.checkpoint import CheckpointError
-from micrornn.cli import UsageError
+from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 from micrornn.data import bundled_corpus_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, plot_history
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"
 DEFAULTS = TrainConfig()
-
-
-def _number(kind, low, strict):
-    """argparse type: a finite int/float above `low` (strictly if `strict`)."""
-    word = {(int, True): "a positive integer", (int, False): "a non-negative integer",
-            (float, True): "a positive number", (float, False): "a non-negative number"}[kind, strict]
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {word}, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"expected {word}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int, non_negative_int = _number(int, 0, True), _number(int, 0, False)
-positive_float, non_negative_float = _number(float, 0.0, True), _number(float, 0.0, False)
 
 
 def add_parser(subparsers):
