@@ -119,7 +119,8 @@ class _Grads:
         if len(products) == 1:
             a, g = products[0].a, products[0].g
         else:
-            a, g = np.concatenate([p.a for p in products]), np.concatenate([p.g for p in products])
+            products.reverse()  # backward meets the uses last to first: put them back in forward order
+            a, g = _joined_rows([p.a for p in products]), _joined_rows([p.g for p in products])
         self._add_dense(node, (a.T @ g).reshape(node.data.shape), fresh=True)
 
     def pop(self, node):
@@ -127,6 +128,27 @@ class _Grads:
         if node in self.pending:
             self._fold(node)
         return self.dense.pop(node, None), node in self.owned
+
+
+def _address(array) -> int:
+    """Where an array's data starts in memory."""
+    return array.__array_interface__["data"][0]
+
+
+def _joined_rows(arrays) -> np.ndarray:
+    """The rows of 2-D arrays one after another: a view when they already lie so in one buffer
+    (the RNN's h_t live side by side in its states buffer), else a copy."""
+    first, base = arrays[0], arrays[0].base
+    rows = sum(a.shape[0] for a in arrays)
+    if (base is not None and base.flags.c_contiguous and first.flags.c_contiguous
+            and all(a.base is base and a.flags.c_contiguous and a.dtype == first.dtype for a in arrays)):
+        start = _address(first)
+        offsets = [_address(a) - start for a in arrays]
+        sizes = [a.nbytes for a in arrays]
+        if all(offsets[k + 1] == offsets[k] + sizes[k] for k in range(len(arrays) - 1)):
+            begin = (start - _address(base)) // first.itemsize
+            return base.reshape(-1)[begin:begin + rows * first.shape[1]].reshape(rows, first.shape[1])
+    return np.concatenate(arrays)
 
 
 def backward(root, grad=None, retain_graph=False) -> None:

@@ -183,8 +183,8 @@ def log_vjp(g, a, needs):
     return (g / a,)
 
 
-def tanh_fwd(a):
-    out = np.tanh(a)
+def tanh_fwd(a, out=None):
+    out = np.tanh(a, out=out)  # `out`: a slot of a caller's buffer (the RNN writes h_t into its states)
     return out, out
 
 
@@ -206,8 +206,8 @@ def sigmoid_vjp(g, out, needs):
     return (g * out * (1 - out),)
 
 
-def relu_fwd(a):
-    out = np.maximum(a, 0)
+def relu_fwd(a, out=None):
+    out = np.maximum(a, 0, out=out)
     return out, out
 
 
@@ -337,8 +337,19 @@ def getitem_vjp(g, index, needs):
     return (IndexGrad(index, g),)
 
 
-def stack_fwd(*arrays, axis=0):
-    return np.stack(arrays, axis=axis), (len(arrays), axis)
+def stack_fwd(*arrays, axis=0, out=None):
+    if out is not None and axis == 0 and _already_stacked(arrays, out):
+        return out, (len(arrays), axis)  # the inputs were written into `out` by their own ops
+    return np.stack(arrays, axis=axis, out=out), (len(arrays), axis)
+
+
+def _already_stacked(arrays, out) -> bool:
+    """True when arrays[i] is exactly the memory of out[i] for every i."""
+    step = out.strides[0] if out.ndim else 0
+    start = out.__array_interface__["data"][0]
+    return len(arrays) == len(out) and all(
+        a.shape == out.shape[1:] and a.strides == out.strides[1:] and a.dtype == out.dtype
+        and a.__array_interface__["data"][0] == start + i * step for i, a in enumerate(arrays))
 
 
 def stack_vjp(g, saved, needs):

@@ -21,6 +21,7 @@ StepScope = namedtuple("StepScope", "layer step")
 StepScope.__doc__ = "Where a tensor was made: RNN layer (0-based) and time step (1..T; None: all steps)."
 
 NONLINEARITIES = ("tanh", "relu")
+_ACTIVATIONS = {"tanh": ops.TANH, "relu": ops.RELU}
 
 
 def _activation(nonlinearity):
@@ -107,15 +108,16 @@ class RNN(Module):
                 projected = x @ cell.U.T  # all steps' input projections in one product
                 if cell.b is not None:
                     projected = projected + cell.b
-            W_T, act, states = cell.W.T, cell.act, []
+            W_T, act, states = cell.W.T, _ACTIVATIONS[cell.nonlinearity], []
+            buffer = np.empty(projected.shape, dtype=projected.dtype)  # h_1..h_T are written in place
             for t in range(x.shape[0]):
                 state.scope = StepScope(layer, t + 1)
                 pre = projected[t] if h is None else matmul_add(h, W_T, projected[t])
-                h = act(pre)
+                h = apply(act, pre, out=buffer[t])
                 h.name = f"h{t + 1}"
                 states.append(h)
             state.scope = StepScope(layer, None)
-            return stack(states)
+            return apply(ops.STACK, *states, axis=0, out=buffer)  # no copy: the states are already there
         finally:
             state.scope = previous
 
