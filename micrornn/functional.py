@@ -56,7 +56,9 @@ def cross_entropy(logits, targets, reduction="mean") -> Tensor:
     flat = logits if logits.ndim == 2 else logits.reshape(-1, classes)
     picked = flat[np.arange(targets.size), targets.reshape(-1)]  # gather: gradient is a scatter-add
     losses = flat.logsumexp(axis=-1) - picked  # -log softmax(logits)[target]
-    return _reduce(losses if targets.ndim == 1 else losses.reshape(targets.shape), reduction)
+    if reduction == "none" and targets.ndim != 1:
+        losses = losses.reshape(targets.shape)
+    return _reduce(losses, reduction)
 
 
 def mse_loss(pred, target, reduction="mean") -> Tensor:

@@ -5,7 +5,7 @@ import numpy as np
 
 from micrornn.nn.module import Module, Parameter
 from micrornn.random import default_rng
-from micrornn.tensor import Tensor
+from micrornn.tensor import Tensor, matmul_add
 
 
 def check_size(name: str, value) -> int:
@@ -35,8 +35,9 @@ class Linear(Module):
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with last axis {self.in_features}, got shape {x.shape}")
-        y = x @ self.weight.T
-        return y if self.bias is None else y + self.bias
+        if self.bias is None:
+            return x @ self.weight.T
+        return matmul_add(x, self.weight.T, self.bias)  # x W^T + b as one node
 
 
 class Embedding(Module):
