@@ -140,7 +140,8 @@ def _joined_rows(arrays) -> np.ndarray:
     (the RNN's h_t live side by side in its states buffer), else a copy."""
     first, base = arrays[0], arrays[0].base
     rows = sum(a.shape[0] for a in arrays)
-    if (base is not None and base.flags.c_contiguous and first.flags.c_contiguous
+    if (isinstance(base, np.ndarray) and base.dtype == first.dtype and base.flags.c_contiguous
+            and first.flags.c_contiguous
             and all(a.base is base and a.flags.c_contiguous and a.dtype == first.dtype for a in arrays)):
         start = _address(first)
         offsets = [_address(a) - start for a in arrays]

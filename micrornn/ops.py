@@ -148,7 +148,10 @@ def pow_fwd(a, b):
 def pow_vjp(g, saved, needs):
     # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log(a)
     a, b, out = saved
-    ga = g * b * a ** (b - 1) if needs[0] else None
+    ga = None
+    if needs[0]:
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0^(b-1) may be inf where b = 0
+            ga = g * np.where(b == 0, 0, b * a ** (b - 1))  # a^0 is a constant, even at a = 0
     gb = g * out * np.log(a) if needs[1] else None
     return ga, gb
 
@@ -196,6 +199,7 @@ def tanh_vjp(g, out, needs):
 
 
 def sigmoid_fwd(a):
+    a = a if a.dtype.kind == "f" else a.astype(np.float64)  # integer or bool input: float64 result
     e = np.exp(-np.abs(a))  # never overflows: sigmoid(a) = 1/(1+e^-a) for a>=0, e^a/(1+e^a) for a<0
     out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
     return out, out
@@ -296,6 +300,7 @@ def max_vjp(g, saved, needs):
 
 def logsumexp_fwd(a, axis=-1, keepdims=False):
     peak = a.max(axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0)  # an all -inf row keeps logsumexp = -inf, not nan
     e = np.exp(a - peak)  # shifted so the largest term is exp(0): no overflow at logits of 1000
     total = e.sum(axis=axis, keepdims=True)
     out = np.log(total) + peak

@@ -45,12 +45,12 @@ class Value:
 
     def __pow__(self, other):
         if isinstance(other, Value):  # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a (a > 0)
-            out = self.data ** other.data
+            out = _power(self.data, other.data)
             dlog = out * math.log(self.data) if self.data > 0 else math.nan
-            return Value(out, (self, other), (other.data * self.data ** (other.data - 1), dlog), "**")
+            return Value(out, (self, other), (_power_slope(self.data, other.data), dlog), "**")
         if not isinstance(other, (int, float)):
             return NotImplemented  # d(a^n)/da = n a^(n-1)
-        return Value(self.data ** other, (self,), (other * self.data ** (other - 1),), f"**{other:g}")
+        return Value(_power(self.data, other), (self,), (_power_slope(self.data, other),), f"**{other:g}")
 
     def __rpow__(self, other):
         return _lift(other) ** self
@@ -119,6 +119,20 @@ class Value:
             node.grad += g
             for parent, local in zip(node._parents, node._local):
                 parent._g += local * g
+
+
+def _power(a: float, b: float) -> float:
+    """a ** b as a real number: inf for 0 to a negative power, nan where the result is complex."""
+    try:
+        out = a ** b
+    except ZeroDivisionError:
+        return math.inf
+    return out if isinstance(out, float | int) else math.nan
+
+
+def _power_slope(a: float, b: float) -> float:
+    """d(a^b)/da = b a^(b-1), with 0 for b = 0 (a constant) and the real-valued power above."""
+    return 0.0 if b == 0 else b * _power(a, b - 1)
 
 
 def _lift(x) -> Value:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import operator
 
 import numpy as np
 
@@ -108,23 +109,25 @@ class Tensor:
     # ---- reductions and shapes -------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (all axes when None)."""
-        return apply(ops.SUM, self, axis=_axis(axis), keepdims=keepdims)
+        return apply(ops.SUM, self, axis=_axis(axis, self.ndim, "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis``: a sum scaled by 1/count."""
-        ax = _axis(axis)
+        ax = _axis(axis, self.ndim, "mean")
         count = self.data.size if ax is None else int(np.prod([self.shape[a] for a in np.atleast_1d(ax)]))
+        if count == 0:
+            raise ValueError(f"mean: no elements to average over (shape {self.shape}, axis {axis})")
         return self.sum(ax, keepdims) * (1.0 / count)
 
     def max(self, axis=None, keepdims=False):
         """Maximum over ``axis``; ties share the gradient equally."""
-        return apply(ops.MAX, self, axis=_axis(axis), keepdims=keepdims)
+        return apply(ops.MAX, self, axis=_axis(axis, self.ndim, "max"), keepdims=keepdims)
 
     def logsumexp(self, axis=-1, keepdims=False):
         """log(sum(exp(x))) over ``axis``, computed without overflow."""
-        if not isinstance(axis, int):
-            raise TypeError(f"logsumexp: axis must be an int, got {axis!r}")
-        return apply(ops.LOGSUMEXP, self, axis=axis, keepdims=keepdims)
+        if isinstance(axis, (tuple, list)):
+            raise TypeError(f"logsumexp: axis must be one int, got {axis!r}")
+        return apply(ops.LOGSUMEXP, self, axis=_axis(axis, self.ndim, "logsumexp"), keepdims=keepdims)
 
     def reshape(self, *shape):
         """Same values in a new shape; accepts ``reshape(2, 3)`` or ``reshape((2, 3))``."""
@@ -136,9 +139,10 @@ class Tensor:
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         if not axes:
             return apply(ops.TRANSPOSE, self, axes=None)
-        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
-            raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of a {self.ndim}-d tensor's axes")
-        return apply(ops.TRANSPOSE, self, axes=tuple(a % self.ndim for a in axes))
+        axes = _axis(tuple(axes), self.ndim, "transpose")
+        if sorted(axes) != list(range(self.ndim)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of a {self.ndim}-d tensor's axes")
+        return apply(ops.TRANSPOSE, self, axes=axes)
 
     @property
     def T(self):
@@ -153,11 +157,20 @@ class Tensor:
         return apply(ops.GETITEM, self, index=index)
 
 
-def _axis(axis):
-    """Normalise an axis argument to an int, a tuple of ints, or None."""
-    if axis is None or isinstance(axis, int):
-        return axis
-    return tuple(int(a) for a in axis)
+def _axis(axis, ndim=None, op="axis"):
+    """An axis argument as an int, a tuple of ints, or None; checked against ``ndim`` when given."""
+    if axis is None:
+        return None
+    try:
+        axes = (operator.index(axis),) if not isinstance(axis, (tuple, list)) else tuple(map(operator.index, axis))
+    except TypeError:
+        raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}") from None
+    if ndim is not None:
+        for a in axes:
+            if not -max(ndim, 1) <= a < max(ndim, 1):
+                raise ValueError(f"{op}: axis {a} is out of range for a {ndim}-d tensor")
+        axes = tuple(a % max(ndim, 1) for a in axes)
+    return axes[0] if not isinstance(axis, (tuple, list)) else axes
 
 
 def _leaf(array, requires_grad=False) -> Tensor:
@@ -186,7 +199,7 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     except (ValueError, IndexError, TypeError) as err:
         shapes = " and ".join(str(a.shape) for a in arrays)
         raise type(err)(f"{prim.name}: cannot apply to shapes {shapes}{_attrs_text(attrs)}: {err}") from None
-    out = _leaf(data)
+    out = _leaf(data if type(data) is np.ndarray else np.asarray(data))  # 0-d results stay ndarrays
     needs = tuple([t.requires_grad for t in inputs])
     if True in needs and state.grad_enabled:
         out.requires_grad = True
@@ -214,7 +227,7 @@ def stack(tensors, axis=0) -> Tensor:
         raise ValueError("stack: needs at least one tensor")
     first = tensors[0] if isinstance(tensors[0], Tensor) else Tensor(tensors[0])
     tensors = [_lift(t, first) for t in tensors]
-    return apply(ops.STACK, *tensors, axis=axis % (first.ndim + 1))
+    return apply(ops.STACK, *tensors, axis=_axis(axis, first.ndim + 1, "stack"))
 
 
 def concatenate(tensors, axis=0) -> Tensor:
@@ -224,7 +237,7 @@ def concatenate(tensors, axis=0) -> Tensor:
         raise ValueError("concatenate: needs at least one tensor")
     first = tensors[0] if isinstance(tensors[0], Tensor) else Tensor(tensors[0])
     tensors = [_lift(t, first) for t in tensors]
-    return apply(ops.CONCATENATE, *tensors, axis=axis % max(first.ndim, 1))
+    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, first.ndim, "concatenate"))
 
 
 @contextlib.contextmanager

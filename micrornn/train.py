@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -276,6 +277,8 @@ class Trainer:
         """
         cfg, target = self.config, self.config.steps if steps is None else steps
         _check_int("steps", target, 0)
+        if checkpoint:  # a missing directory must not surface only after all the training
+            Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
         log = log or tqdm.write
         start_step, start, train_time = self.step, time.perf_counter(), 0.0
         chars_per_step = cfg.seq_len * cfg.batch_size

@@ -15,17 +15,18 @@ from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, plot_history
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"
 DEFAULTS = TrainConfig()
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def add_parser(subparsers):
     """Register the `train` sub-command."""
     d = DEFAULTS
     p = subparsers.add_parser(
-        "train", help="train a character-level RNN language model (about two minutes by default)",
+        "train", help="train a character-level RNN language model (under a minute by default)",
         description="Train a character-level RNN on a UTF-8 text file with truncated BPTT and Adam, "
                     "print progress, validation loss (nats per character) and samples, and write a "
                     "checkpoint and a loss-curve PNG. With no options: the bundled Shakespeare "
-                    "corpus and a model that trains in about two minutes on 2 CPU cores. Ctrl-C "
+                    "corpus and a model that trains in under a minute on 2 quiet CPU cores. Ctrl-C "
                     "saves a checkpoint and stops; --resume continues it exactly.")
     a = p.add_argument
     a("--data", metavar="PATH", help="UTF-8 text file to train on (default: the bundled corpus)")
@@ -129,13 +130,18 @@ def run(args) -> int:
     trainer = _make_trainer(args, settings)  # data and settings first: a refused run creates nothing
     _check_writable(checkpoint, "checkpoint")
     if plot is not None:
+        if plot.suffix.lower() not in PLOT_FORMATS:
+            raise UsageError(f"--plot: {plot} must end in one of {', '.join(PLOT_FORMATS)}")
         _check_writable(plot, "plot")
     out = (lambda s: None) if args.quiet else print
     if args.resume:
         out(f"resuming {checkpoint} at step {trainer.step}")
     out(_describe(trainer))
     if trainer.step >= trainer.config.steps:
-        print(f"{checkpoint} has already trained {trainer.step} steps; pass a larger --steps to continue")
+        if args.resume:
+            print(f"{checkpoint} has already trained {trainer.step} steps; pass a larger --steps to continue")
+        else:
+            print("--steps 0: nothing to train, no checkpoint written")
         return 0
     try:
         result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
