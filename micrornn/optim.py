@@ -245,6 +245,12 @@ def _grads(params):
     return grads
 
 
+def grad_norm(params) -> float:
+    """The global L2 norm of all gradients as one vector (None grads skipped), in float64."""
+    grads = [np.asarray(p.grad) for p in params if getattr(p, "grad", None) is not None]
+    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+
+
 def clip_grad_norm_(params, max_norm):
     """Scale all gradients in place so their global L2 norm is at most max_norm; return the norm.
 
@@ -253,8 +259,7 @@ def clip_grad_norm_(params, max_norm):
     """
     max_norm = _non_negative("clip_grad_norm_", "max_norm", max_norm)
     params = list(params)
-    grads = [np.asarray(p.grad) for p in params if getattr(p, "grad", None) is not None]
-    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    total = grad_norm(params)
     if math.isfinite(total) and total > max_norm:
         scale = max_norm / total
         for g in _grads(params):  # scale each distinct array once, even if shared

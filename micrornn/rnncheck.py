@@ -51,7 +51,7 @@ def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6
     return model, x, targets, h0
 
 
-def autograd_grads(model, x, targets, h0=None) -> tuple[float, dict]:
+def model_autograd_grads(model, x, targets, h0=None) -> tuple[float, dict]:
     """(loss, grads by name) from the engine: forward through the model's graph, then backward."""
     x, targets = _model_layout(model, x, targets)
     model.zero_grad()
@@ -74,7 +74,7 @@ def numeric_grads(model, x, targets, h0=None, eps=1e-6) -> dict:
 
 def compare(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3) -> list[Row]:
     """One Row per parameter (in named_parameters() order); x and targets are time-major."""
-    _, auto = autograd_grads(model, x, targets, h0)
+    _, auto = model_autograd_grads(model, x, targets, h0)
     _, analytic = bptt.loss_and_grads(model, x, targets, h0)
     numeric = numeric_grads(model, x, targets, h0, eps)
     rows = []

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from micrornn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.data import BatchStream, Vocab
 from micrornn.nn import SequenceModel
-from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_
+from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
 from micrornn.sample import CHECKPOINT_KIND, model_from_meta, sample
 from micrornn.tensor import no_grad
 
@@ -117,11 +117,7 @@ def update(loss, optimizer, clip=None) -> float:
     """
     optimizer.zero_grad()
     loss.backward()
-    if clip:
-        norm = clip_grad_norm_(optimizer.params, clip)
-    else:
-        grads = [p.grad for p in optimizer.params if p.grad is not None]
-        norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    norm = clip_grad_norm_(optimizer.params, clip) if clip else grad_norm(optimizer.params)
     optimizer.step()
     return norm
 

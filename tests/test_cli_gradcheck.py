@@ -50,14 +50,14 @@ def test_a_wrong_analytic_gradient_fails_with_exit_1(monkeypatch, capsys):
 
 
 def test_a_wrong_autograd_gradient_fails_with_exit_1(monkeypatch, capsys):
-    real = rnncheck.autograd_grads
+    real = rnncheck.model_autograd_grads
 
     def wrong(*args, **kwargs):
         loss, grads = real(*args, **kwargs)
         grads["head.bias"] = grads["head.bias"] + 1e-9  # tiny, but far beyond round-off
         return loss, grads
 
-    monkeypatch.setattr(rnncheck, "autograd_grads", wrong)
+    monkeypatch.setattr(rnncheck, "model_autograd_grads", wrong)
     assert main(["gradcheck"]) == 1
     assert [l.split()[0] for l in capsys.readouterr().out.splitlines() if l.endswith("FAIL")] == ["head.bias"]
 

@@ -1,9 +1,11 @@
 """`micrornn sample`: generate text from a checkpoint written by `micrornn train`."""
 from __future__ import annotations
 
+import os
+
 from micrornn.checkpoint import CheckpointError
-from micrornn.cli import UsageError
-from micrornn.cli.train import DEFAULT_CHECKPOINT, non_negative_int, positive_float
+from micrornn.cli import UsageError, non_negative_int, positive_float
+from micrornn.cli.train import DEFAULT_CHECKPOINT
 from micrornn.sample import load_model, sample
 
 
@@ -26,6 +28,8 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Print the prime and the sampled continuation."""
+    if os.path.isdir(args.checkpoint):
+        raise UsageError(f"--checkpoint: {args.checkpoint} is a directory, not a checkpoint file")
     try:
         model, vocab, _ = load_model(args.checkpoint)
     except FileNotFoundError:

@@ -9,6 +9,8 @@ import numpy as np
 
 from micrornn.nn.module import Module, Parameter
 from micrornn.nn.rnn import StepScope
+from micrornn.scalar import Value
+from micrornn.tensor import Tensor
 from micrornn.viz.flow import LogColors, walk
 
 LARGE = 120  # drawn nodes above which dot is told to cut its layout search short (40 steps: 70 s -> 2 s)
@@ -39,6 +41,10 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
     about 2 s, 100 steps over a minute; max_steps keeps both the picture and the time small.
     """
     roots = list(root) if isinstance(root, (list, tuple)) else [root]
+    bad = [r for r in roots if not isinstance(r, (Tensor, Value))]
+    if bad or not roots:
+        raise TypeError(f"draw_graph: root must be a Tensor, a Value, or a list of them, "
+                        f"got {type(bad[0]).__name__ if bad else 'an empty list'}")
     nodes = walk(roots)
     index = {id(n): i for i, n in enumerate(nodes)}
     param_names = _param_names(names)
