@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.tensor import Tensor
+from micrornn.tensor import Tensor, as_tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _as_tensor(x) -> Tensor:
-    """Accept a Tensor or anything array-like."""
-    return x if isinstance(x, Tensor) else Tensor(x)
-
-
 def log_softmax(x, axis=-1) -> Tensor:
     """log softmax(x) = x - logsumexp(x): finite for logits of any size."""
-    x = _as_tensor(x)
+    x = as_tensor(x)
     return x - x.logsumexp(axis=axis, keepdims=True)
 
 
@@ -42,7 +37,7 @@ def _check_reduction(reduction) -> None:
 def cross_entropy(logits, targets, reduction="mean") -> Tensor:
     """Softmax cross-entropy of logits (..., C) against integer class indices (...)."""
     _check_reduction(reduction)
-    logits = _as_tensor(logits)
+    logits = as_tensor(logits)
     targets = np.asarray(getattr(targets, "data", targets))
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {targets.dtype}")
@@ -64,7 +59,7 @@ def cross_entropy(logits, targets, reduction="mean") -> Tensor:
 def mse_loss(pred, target, reduction="mean") -> Tensor:
     """Mean squared error (pred - target)^2."""
     _check_reduction(reduction)
-    pred = _as_tensor(pred)
+    pred = as_tensor(pred)
     target_shape = np.shape(getattr(target, "data", target))
     if target_shape != pred.shape:
         raise ValueError(f"mse_loss: pred has shape {pred.shape} but target has shape {target_shape}")

@@ -173,6 +173,11 @@ def _axis(axis, ndim=None, op="axis"):
     return axes[0] if not isinstance(axis, (tuple, list)) else axes
 
 
+def as_tensor(x) -> Tensor:
+    """x itself when it is a Tensor, else a new constant Tensor of it."""
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
 def _leaf(array, requires_grad=False) -> Tensor:
     """Fast constructor for a leaf around an existing array (no copy, no checks)."""
     t = Tensor.__new__(Tensor)
@@ -216,7 +221,7 @@ def _attrs_text(attrs) -> str:
 
 def matmul_add(a, b, c) -> Tensor:
     """a @ b + c in one op and one buffer (the RNN step's ``h W^T + x_t U^T``)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = as_tensor(a)
     return apply(ops.MATMUL_ADD, a, _lift(b, a), _lift(c, a))
 
 
@@ -225,7 +230,7 @@ def stack(tensors, axis=0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: needs at least one tensor")
-    first = tensors[0] if isinstance(tensors[0], Tensor) else Tensor(tensors[0])
+    first = as_tensor(tensors[0])
     tensors = [_lift(t, first) for t in tensors]
     return apply(ops.STACK, *tensors, axis=_axis(axis, first.ndim + 1, "stack"))
 
@@ -235,7 +240,7 @@ def concatenate(tensors, axis=0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
-    first = tensors[0] if isinstance(tensors[0], Tensor) else Tensor(tensors[0])
+    first = as_tensor(tensors[0])
     tensors = [_lift(t, first) for t in tensors]
     return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, first.ndim, "concatenate"))
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from micrornn.nn.module import Module, Parameter
 from micrornn.random import default_rng
-from micrornn.tensor import Tensor, matmul_add
+from micrornn.tensor import Tensor, as_tensor, matmul_add
 
 
 def check_size(name: str, value) -> int:
@@ -32,7 +32,7 @@ class Linear(Module):
 
     def forward(self, x) -> Tensor:
         """Apply to the last axis of x (any leading axes)."""
-        x = x if isinstance(x, Tensor) else Tensor(x)
+        x = as_tensor(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with last axis {self.in_features}, got shape {x.shape}")
         if self.bias is None:

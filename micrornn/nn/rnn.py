@@ -15,7 +15,7 @@ from micrornn.autograd import state
 from micrornn.nn.layers import Linear, check_size, uniform
 from micrornn.nn.module import Module, Parameter
 from micrornn.random import default_rng
-from micrornn.tensor import Tensor, _leaf, apply, concatenate, matmul_add, stack
+from micrornn.tensor import Tensor, _leaf, apply, as_tensor, concatenate, matmul_add, stack
 
 StepScope = namedtuple("StepScope", "layer step")
 StepScope.__doc__ = "Where a tensor was made: RNN layer (0-based) and time step (1..T; None: all steps)."
@@ -46,7 +46,7 @@ class RNNCell(Module):
 
     def forward(self, x, h) -> Tensor:
         """x (B, input), h (B, hidden) -> h_next (B, hidden)."""
-        x, h = _tensor(x), _tensor(h)
+        x, h = as_tensor(x), as_tensor(h)
         _expect(x, "x", (None, self.input_size))
         _expect(h, "h", (x.shape[0], self.hidden_size))
         pre = x @ self.U.T + h @ self.W.T
@@ -58,7 +58,7 @@ class RNNCell(Module):
 
     def forward_concatenated(self, x, h) -> Tensor:
         """The same step as one product: act([x h] [U W]^T + b)."""
-        x, h = _tensor(x), _tensor(h)
+        x, h = as_tensor(x), as_tensor(h)
         pre = concatenate([x, h], axis=1) @ self.concatenated_weight().T
         return self.act(pre if self.b is None else pre + self.b)
 
@@ -136,7 +136,7 @@ class RNN(Module):
 
     def _check_input(self, x) -> Tensor:
         """x as a Tensor of rank 3 (floats) or rank 2 (indices) with the right input size."""
-        x = _tensor(x)
+        x = as_tensor(x)
         if x.dtype.kind in "iu":
             if x.ndim != 2:
                 raise ValueError(f"RNN: integer input must be indices of shape (T, B), got shape {x.shape}")
@@ -155,7 +155,7 @@ class RNN(Module):
         """h0 as a Tensor of shape (num_layers, B, hidden), or None."""
         if h0 is None:
             return None
-        h0 = _tensor(h0)
+        h0 = as_tensor(h0)
         _expect(h0, "h0", (self.num_layers, batch, self.hidden_size))
         return h0
 
@@ -187,11 +187,6 @@ class SequenceModel(Module):
         """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n)."""
         logits, h_n = self(x, h0)
         return F.cross_entropy(logits, targets, reduction=reduction), h_n
-
-
-def _tensor(x) -> Tensor:
-    """Accept a Tensor or array-like."""
-    return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def _expect(t: Tensor, name: str, shape) -> None:
