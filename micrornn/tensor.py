@@ -225,24 +225,25 @@ def matmul_add(a, b, c) -> Tensor:
     return apply(ops.MATMUL_ADD, a, _lift(b, a), _lift(c, a))
 
 
-def stack(tensors, axis=0) -> Tensor:
-    """Join tensors of equal shape along a new axis."""
+def _joinable(tensors, op):
+    """A non-empty list of Tensors (numbers and arrays lifted to the first one's dtype)."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("stack: needs at least one tensor")
+        raise ValueError(f"{op}: needs at least one tensor")
     first = as_tensor(tensors[0])
-    tensors = [_lift(t, first) for t in tensors]
-    return apply(ops.STACK, *tensors, axis=_axis(axis, first.ndim + 1, "stack"))
+    return [_lift(t, first) for t in tensors]
+
+
+def stack(tensors, axis=0) -> Tensor:
+    """Join tensors of equal shape along a new axis."""
+    tensors = _joinable(tensors, "stack")
+    return apply(ops.STACK, *tensors, axis=_axis(axis, tensors[0].ndim + 1, "stack"))
 
 
 def concatenate(tensors, axis=0) -> Tensor:
     """Join tensors along an existing axis."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("concatenate: needs at least one tensor")
-    first = as_tensor(tensors[0])
-    tensors = [_lift(t, first) for t in tensors]
-    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, first.ndim, "concatenate"))
+    tensors = _joinable(tensors, "concatenate")
+    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, tensors[0].ndim, "concatenate"))
 
 
 @contextlib.contextmanager
