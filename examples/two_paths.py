@@ -6,12 +6,17 @@ In a 2-step RNN with loss L = L_1 + L_2, the state h_1 influences the loss along
 Backpropagation through time gives dL/dh_1 = path 1 + path 2. We compute both paths by hand in
 NumPy and compare with the engine's gradient at h_1 and with the analytic BPTT's dL/dh_1.
 """
+import argparse
+
 import numpy as np
 
 import micrornn
 from micrornn import bptt
 from micrornn import functional as F
 from micrornn.nn import SequenceModel
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.parse_args()  # no options: --help shows the docstring, anything else is refused
 
 np.set_printoptions(precision=5, suppress=True)
 I, H, O = 3, 4, 3
