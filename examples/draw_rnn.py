@@ -67,7 +67,8 @@ def main():
     model, x, y = model_and_data(steps=30, layers=2, hidden=16)
     _, norms = gradient_flow(model, x, y, loss="last")
     title = "unrolled over 30 steps; colour: ‖∂L_T/∂h_t‖, the last step's loss only"
-    save(draw_unrolled(model, steps=30, max_steps=8, hidden_grads=norms, title=title), out(f"gradient_flow.{ext}"))
+    save(draw_unrolled(model, steps=30, max_steps=8, hidden_grads=norms, title=title, loss="last"),
+         out(f"gradient_flow.{ext}"))
 
     # 5. The vanishing / exploding picture: one layer, 50 steps, four settings.
     runs = {}

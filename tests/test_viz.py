@@ -306,3 +306,13 @@ def test_render_rejects_unknown_extension(tmp_path):
     _, loss, _ = model_and_loss(T=2, layers=1)
     with pytest.raises(ValueError, match="unknown extension"):
         render(draw_graph(loss), tmp_path / "g.gif")
+
+
+def test_unrolled_view_of_the_last_step_loss_links_only_L_T():
+    model = SequenceModel(3, 4, 3, rng=0)
+    summed = draw_unrolled(model, steps=5).source
+    last = draw_unrolled(model, steps=5, loss="last").source
+    assert summed.count('-> loss') == 5 and "Σ" in summed
+    assert last.count('-> loss') == 1 and "L_5 -> loss" in last and "L<SUB>T</SUB>" in last
+    with pytest.raises(ValueError, match="loss"):
+        draw_unrolled(model, steps=5, loss="mean")

@@ -97,7 +97,7 @@ def run(args) -> int:
         title = (f"unrolled over {args.steps} steps; colour: ‖∂L_T/∂h_t‖, the last step's loss only"
                  if args.grad and args.loss == "last" else None)
         graph = draw_unrolled(model, args.steps, max_steps=args.max_steps, hidden_grads=norms if args.grad else None,
-                              title=title)
+                              title=title, loss=args.loss)
     else:
         graph = draw_folded(model)
     nodes, edges = graph_size(graph)

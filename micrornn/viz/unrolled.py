@@ -46,10 +46,13 @@ def _kept_steps(steps, max_steps) -> list:
     return list(range(1, head + 1)) + [None] + list(range(steps - tail + 1, steps + 1))
 
 
-def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=False, title=None):
+def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=False, title=None, loss="sum"):
     """The unrolled network: per step x_t -> h_t -> o_t -> L_t, h_{t-1} -> h_t (W), x_t -> h_t (U),
     h_t -> o_t (V); stacked layers as rows. hidden_grads (see ``as_norms``) annotates and colours
-    each h_t with ||dL/dh_t||. folded=True draws the folded view instead (``draw_folded``)."""
+    each h_t with ||dL/dh_t||. loss: "sum" (L = sum_t L_t) or "last" (L = L_T, as in
+    ``gradient_flow(..., loss="last")``). folded=True draws the folded view instead."""
+    if loss not in ("sum", "last"):
+        raise ValueError(f"draw_unrolled: loss must be 'sum' or 'last', got {loss!r}")
     if folded:
         return draw_folded(model, title=title)
     rnn, head = _parts(model)
@@ -95,9 +98,11 @@ def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=F
             g.edge(f"x_{previous}", f"x_{col}", style="invis")
         previous = col
     if head is not None:
-        g.node("loss", label="<L = Σ<SUB>t</SUB> L<SUB>t</SUB>>", shape="box", style="rounded,bold", margin="0.15,0.06")
+        label = "<L = Σ<SUB>t</SUB> L<SUB>t</SUB>>" if loss == "sum" else "<L = L<SUB>T</SUB>>"
+        g.node("loss", label=label, shape="box", style="rounded,bold", margin="0.15,0.06")
+        last = max(t for t in columns if t is not None and t != "gap")
         for t in columns:
-            if t is not None:
+            if t is not None and t != "gap" and (loss == "sum" or t == last):
                 g.edge(f"L_{t}", "loss", color="#aaaaaa", arrowsize="0.5")
     caption = title if title is not None else _caption(steps, layers, head)
     if colors is not None:  # the colour bar goes under the caption, in the graph's own label
