@@ -12,6 +12,9 @@ does not), back-propagates the mean cross-entropy, clips the global gradient nor
 optimizer step. Checkpoints hold everything the next step depends on (parameters, optimizer
 buffers, step, carried hidden state, sampling RNG), so a resumed run is bit-for-bit the run that
 was never stopped. `update()` and `fit()` are the same step and loop for other tasks (examples).
+
+TrainConfig lives in micrornn.train_config, the step and loop helpers in micrornn.loop and
+plot_history in micrornn.plots; all are re-exported here (`from micrornn.train import fit`).
 """
 from __future__ import annotations
 
@@ -28,126 +31,16 @@ from tqdm.auto import tqdm
 
 from micrornn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.data import BatchStream, Vocab
+from micrornn.loop import OPTIMIZERS, eval_batches, evaluate, fit, make_optimizer, update
 from micrornn.nn import SequenceModel
-from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
+from micrornn.plots import plot_history
 from micrornn.sample import CHECKPOINT_KIND, model_from_meta, sample
-from micrornn.tensor import no_grad
+from micrornn.train_config import TrainConfig, _check_int
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "eval_batches", "plot_history"]
 
-# name -> (class, default learning rate, extra arguments)
-OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adagrad": (Adagrad, 0.1, {}), "sgd": (SGD, 0.5, {"momentum": 0.9})}
-LR_SCHEDULES = ("cosine", "constant")
-EVAL_STREAMS = 16  # validation text is read as this many contiguous streams, in parallel
 LAST_STEPS = 100   # the reported training loss is the mean over this many final steps
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in its checkpoints)."""
-    hidden_size: int = 192
-    num_layers: int = 2
-    nonlinearity: str = "tanh"
-    seq_len: int = 64
-    batch_size: int = 32
-    steps: int = 1500
-    optimizer: str = "adam"
-    lr: float | None = None          # None: the optimizer's default (Adam 3e-3)
-    lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * step / steps)) / 2; or "constant"
-    clip: float = 5.0                # max global gradient norm; 0 disables clipping
-    seed: int = 0
-    fused: bool = False
-    dtype: str = "float32"
-    val_fraction: float = 0.1
-    val_every: int = 250             # 0: validate only at the end
-    sample_every: int = 500          # 0: no samples during training
-    sample_length: int = 200
-    sample_temperature: float = 0.8
-    checkpoint_every: int = 0        # 0: save only at the end (and on Ctrl-C)
-
-    def validated(self) -> "TrainConfig":
-        """A copy with lr filled in; ValueError naming the first nonsensical field."""
-        for name in ("hidden_size", "num_layers", "seq_len", "batch_size"):
-            _check_int(name, getattr(self, name), 1)
-        for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every"):
-            _check_int(name, getattr(self, name), 0)
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        lr = OPTIMIZERS[self.optimizer][1] if self.lr is None else self.lr
-        _check_float("lr", lr, positive=True)
-        _check_float("clip", self.clip)
-        _check_float("sample_temperature", self.sample_temperature, positive=True)
-        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused))
-
-
-def _check_int(name, value, low):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        kind = "a positive integer" if low == 1 else "a non-negative integer"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-
-
-def _check_float(name, value, positive=False):
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-
-
-def make_optimizer(name, params, lr=None):
-    """An optimizer by name ('adam', 'adagrad', 'sgd' (momentum 0.9)); lr None: its default."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    cls, default_lr, extra = OPTIMIZERS[name]
-    return cls(params, lr=default_lr if lr is None else lr, **extra)
-
-
-def update(loss, optimizer, clip=None) -> float:
-    """One optimization step from a scalar loss: zero grads, backward, clip, step -> gradient norm.
-
-    clip: the max global gradient norm (None or 0: no clipping). The returned norm is the one
-    before clipping.
-    """
-    optimizer.zero_grad()
-    loss.backward()
-    norm = clip_grad_norm_(optimizer.params, clip) if clip else grad_norm(optimizer.params)
-    optimizer.step()
-    return norm
-
-
-def eval_batches(ids, streams=EVAL_STREAMS):
-    """(inputs, targets), each (L, S): ids read as S contiguous streams predicting the next id."""
-    ids = np.asarray(ids)
-    n = len(ids) - 1
-    if n < 1:
-        raise ValueError(f"evaluation needs at least 2 ids, got {len(ids)}")
-    streams = max(1, min(streams, n))
-    length = n // streams
-    x = ids[:streams * length].reshape(streams, length).T
-    y = ids[1:streams * length + 1].reshape(streams, length).T
-    return np.ascontiguousarray(x), np.ascontiguousarray(y)
-
-
-def evaluate(model, ids, chunk=128, streams=EVAL_STREAMS) -> float:
-    """Mean cross-entropy, in nats per character, of predicting each id from those before it.
-
-    The ids are read as `streams` contiguous pieces in parallel, each from a zero hidden state,
-    `chunk` steps at a time with the state carried over (no graph is recorded).
-    """
-    x, y = eval_batches(ids, streams)
-    total, h = 0.0, None
-    with no_grad():
-        for s in range(0, len(x), chunk):
-            loss, h = model.loss(x[s:s + chunk], y[s:s + chunk], h, reduction="sum")
-            total += float(loss.item())
-    return total / y.size
 
 
 @dataclass
@@ -391,54 +284,3 @@ class Trainer:
 
 RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
                       "sample_temperature", "checkpoint_every"}
-
-
-def fit(loss_fn, optimizer, steps, clip=5.0, progress=True, desc=None, on_step=None):
-    """A plain loop for other tasks: each step calls loss_fn(step) -> scalar Tensor, then update().
-
-    Returns the list of losses. `on_step(step, loss)` runs after each step; returning True stops.
-    """
-    losses = []
-    with tqdm(total=steps, disable=not progress, desc=desc, dynamic_ncols=True, leave=False) as bar:
-        for step in range(steps):
-            loss = loss_fn(step)
-            update(loss, optimizer, clip)
-            losses.append(float(loss.item()))
-            bar.set_postfix_str(f"loss {losses[-1]:.4f}", refresh=False)
-            bar.update(1)
-            if on_step is not None and on_step(step + 1, losses[-1]):
-                break
-    return losses
-
-
-def plot_history(history, path, title="micrornn: character-level RNN"):
-    """Save the training and validation loss curves (nats/char vs step) as an image at `path`.
-
-    Needs matplotlib (``pip install "micrornn[plot]"``); raises ImportError without it.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError('the loss plot needs matplotlib, an optional extra: pip install "micrornn[plot]"') \
-            from None
-    steps, losses = np.asarray(history["step"]), np.asarray(history["loss"], dtype=float)
-    fig = Figure(figsize=(7, 4), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if len(losses):
-        ax.plot(steps, losses, color="#9ecae1", linewidth=0.6, label="training loss (per step)")
-        w = max(1, min(50, len(losses) // 10))
-        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1:], smooth, color="#08519c", linewidth=1.5, label=f"training loss ({w}-step mean)")
-    if history["val_step"]:
-        ax.plot(history["val_step"], history["val_loss"], "o-", color="#e6550d", markersize=4,
-                label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats per character)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return path

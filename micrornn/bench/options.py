@@ -1,0 +1,108 @@
+"""The benchmark's sizes, targets and contenders, its Options and their command-line form."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+CLASSES = 65  # one-hot input classes and output classes
+SIZES = {"small": (25, 1, 100), "medium": (32, 32, 128), "large": (64, 64, 512)}  # (T, B, H)
+DTYPES = ("float64", "float32")
+THREAD_MODES = {"1": ("1",), "default": ("default",), "both": ("1", "default")}
+ROUNDS = {"small": 200, "medium": 60, "large": 12}  # timed rounds per size (default run)
+QUICK_ROUNDS = {"small": 20, "medium": 5, "large": 2}
+TARGETS = {"unrolled": {"small": 4.0, "medium": 1.5, "large": 1.25},
+           "fused": {"small": 1.1, "medium": 1.1, "large": 1.1}}
+MEMORY_TARGET = 1.5  # peak memory of the unrolled step / the reference's
+BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+REFERENCE = "reference"
+
+# contender key -> (label in the table, which target applies)
+CONTENDERS = {
+    REFERENCE: ("reference: bptt.loss_and_grads", None),
+    "unrolled": ("micrornn unrolled (indices)", "unrolled"),
+    "unrolled_dense": ("micrornn unrolled (dense 1-hot)", None),
+    "fused": ("micrornn fused (indices)", "fused"),
+    "torch": ("torch eager, same per-step ops*", None),
+}
+
+
+@dataclass
+class Options:
+    """What to measure; see ``add_arguments`` for the meaning of each field."""
+
+    sizes: tuple = tuple(SIZES)
+    dtypes: tuple = DTYPES
+    threads: tuple = ("1", "default")
+    rounds: dict = field(default_factory=lambda: dict(ROUNDS))
+    quick: bool = False
+    torch: bool = True
+    extras: bool = True
+    clean_blas_env: bool = False
+    isolate: bool = False
+    profile: bool = False
+    default_allocator: bool = False
+
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the benchmark's options on ``parser`` (shared by the CLI and the script)."""
+    parser.add_argument("--sizes", default=",".join(SIZES),
+                        help="comma-separated subset of small (T=25 B=1 H=100), medium (T=32 B=32 H=128), "
+                             "large (T=64 B=64 H=512); default all")
+    parser.add_argument("--repeats", default=None,
+                        help="timed rounds per size (default: %s; with --quick: %s)"
+                             % (_rounds_text(ROUNDS), _rounds_text(QUICK_ROUNDS)))
+    parser.add_argument("--dtype", default=",".join(DTYPES), help="comma-separated float64,float32 (default both)")
+    parser.add_argument("--threads", default="both", help="1 | default | both (default both)")
+    parser.add_argument("--quick", action="store_true", help="few rounds: a rough table in well under a minute")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="skip the scalar-engine throughput and the 10,000-step sequence")
+    parser.add_argument("--isolate", action="store_true",
+                        help="measure each thread mode in a fresh subprocess")
+    parser.add_argument("--clean-blas-env", action="store_true",
+                        help="measure in subprocesses with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, so "
+                             "OpenBLAS picks its native kernel (for benchmark runs, not tests)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table, print cProfile's top entries for the unrolled step")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="keep glibc's malloc defaults (freed memory returned to the OS and re-faulted "
+                             "each step) instead of micrornn.allocator.tune_allocator(), as `micrornn train` runs")
+
+
+def _rounds_text(rounds: dict) -> str:
+    return " ".join(f"{k} {v}" for k, v in rounds.items())
+
+
+def _split(text: str) -> list:
+    return [item.strip() for item in str(text).split(",") if item.strip()]
+
+
+def options_from_args(args) -> Options:
+    """Validate parsed arguments into Options; ValueError (one line) on bad input."""
+    sizes = _split(args.sizes)
+    bad = [s for s in sizes if s not in SIZES]
+    if not sizes or bad:
+        raise ValueError(f"--sizes: expected a comma-separated subset of {','.join(SIZES)}, got {args.sizes!r}")
+    dtypes = _split(args.dtype)
+    bad = [d for d in dtypes if d not in DTYPES]
+    if not dtypes or bad:
+        raise ValueError(f"--dtype: expected a comma-separated subset of {','.join(DTYPES)}, got {args.dtype!r}")
+    if args.threads not in THREAD_MODES:
+        raise ValueError(f"--threads: expected one of {' | '.join(THREAD_MODES)}, got {args.threads!r}")
+    rounds = dict(QUICK_ROUNDS if args.quick else ROUNDS)
+    if args.repeats is not None:
+        try:
+            n = int(args.repeats)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1:
+            raise ValueError(f"--repeats: expected a positive integer, got {args.repeats!r}")
+        rounds = {name: n for name in SIZES}
+    return Options(sizes=tuple(dict.fromkeys(sizes)), dtypes=tuple(dict.fromkeys(dtypes)),
+                   threads=THREAD_MODES[args.threads], rounds=rounds, quick=bool(args.quick),
+                   torch=not args.no_torch, extras=not args.no_extras, clean_blas_env=bool(args.clean_blas_env),
+                   isolate=bool(args.isolate), profile=bool(args.profile),
+                   default_allocator=bool(args.default_allocator))
+
