@@ -20,6 +20,7 @@ from micrornn import functional as F
 from micrornn.gradcheck import gradcheck, numerical_grad
 from micrornn.nn import SequenceModel
 from micrornn.tensor import apply
+from micrornn.viz.flow import walk
 
 I, H, O = 3, 5, 4          # grid sizes: input, hidden and output all different
 TINY = dict(I=2, H=3, O=4)  # finite-difference sizes (O(params) forward passes each)
@@ -284,15 +285,7 @@ def test_two_path_example_through_the_unrolled_model_graph():
     rng = np.random.default_rng(11)
     x, y = rng.standard_normal((2, 1, 3)), np.array([[1], [3]])
     logits, _ = model(Tensor(x))
-    nodes, stack, seen = [], [logits], set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        nodes.append(node)
-        stack.extend(node.parents)
-    h1 = [n for n in nodes if n.name == "h1"]
+    h1 = [n for n in walk([logits]) if n.name == "h1"]
     assert len(h1) == 1
     h1[0].retain_grad()
     F.cross_entropy(logits, y, reduction="sum").backward()
