@@ -35,14 +35,7 @@ class Tensor:
             array = array.astype(np.float64)
         if requires_grad and array.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"Tensor: only floating-point tensors can require grad, got dtype {array.dtype}")
-        self.data = array
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
-        self.name = name
-        self._op = self._parents = self._saved = self._needs = self._origin = None
-        self._scope = state.scope
-        self._retain = False
-        self._id = next(_creation_numbers)
+        _fill(self, array, bool(requires_grad), name)
 
     # ---- attributes ------------------------------------------------------------------------
     shape = property(lambda self: self.data.shape, doc="Shape of the data.")
@@ -178,12 +171,17 @@ def as_tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
+def _fill(t: Tensor, array, requires_grad: bool, name) -> None:
+    """Set every slot of a new tensor: the one place that lists them."""
+    t.data, t.grad, t.requires_grad, t.name = array, None, requires_grad, name
+    t._op = t._parents = t._saved = t._needs = t._origin = None
+    t._scope, t._retain, t._id = state.scope, False, next(_creation_numbers)
+
+
 def _leaf(array, requires_grad=False) -> Tensor:
     """Fast constructor for a leaf around an existing array (no copy, no checks)."""
     t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.requires_grad, t.name = array, None, requires_grad, None
-    t._op = t._parents = t._saved = t._needs = t._origin = None
-    t._scope, t._retain, t._id = state.scope, False, next(_creation_numbers)
+    _fill(t, array, requires_grad, None)
     return t
 
 
