@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import bptt
-
 PRIMITIVES: dict[str, "Primitive"] = {}
 
 
@@ -375,20 +373,6 @@ def concatenate_vjp(g, saved, needs):
     return tuple(np.split(g, ends[:-1], axis=axis))
 
 
-# ---- a whole RNN layer (the fused path) -------------------------------------------------------
-
-def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh"):
-    hs = bptt.rnn_layer_forward(x, U, W, b, h0, nonlinearity)
-    return hs, (x, hs, h0, U, W, nonlinearity)
-
-
-def rnn_layer_vjp(g, saved, needs):
-    # BPTT: delta_t = act'(h_t) * (g_t + delta_{t+1} W); dU = sum delta^T x, dW = sum delta^T h_{t-1}, ...
-    x, hs, h0, U, W, nonlinearity = saved
-    dx, dU, dW, db, dh0 = bptt.rnn_layer_backward(g, x, hs, h0, U, W, nonlinearity)
-    return dx, dU, dW, db, dh0
-
-
 ADD = defprimitive("add", add_fwd, add_vjp)
 SUB = defprimitive("sub", sub_fwd, sub_vjp)
 MUL = defprimitive("mul", mul_fwd, mul_vjp, fresh=True)
@@ -410,4 +394,3 @@ TRANSPOSE = defprimitive("transpose", transpose_fwd, transpose_vjp)
 GETITEM = defprimitive("getitem", getitem_fwd, getitem_vjp)
 STACK = defprimitive("stack", stack_fwd, stack_vjp)
 CONCATENATE = defprimitive("concatenate", concatenate_fwd, concatenate_vjp)
-RNN_LAYER = defprimitive("rnn_layer", rnn_layer_fwd, rnn_layer_vjp)

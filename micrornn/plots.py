@@ -1,37 +1,6 @@
-"""Pictures of a training run: the loss curves."""
-from __future__ import annotations
+"""Alias of micrornn.train.plots (kept so that `import micrornn.plots` goes on working)."""
+import sys
 
-import numpy as np
+from micrornn.train import plots as _module
 
-
-def plot_history(history, path, title="micrornn: character-level RNN"):
-    """Save the training and validation loss curves (nats/char vs step) as an image at `path`.
-
-    Needs matplotlib (``pip install "micrornn[plot]"``); raises ImportError without it.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError('the loss plot needs matplotlib, an optional extra: pip install "micrornn[plot]"') \
-            from None
-    steps, losses = np.asarray(history["step"]), np.asarray(history["loss"], dtype=float)
-    fig = Figure(figsize=(7, 4), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if len(losses):
-        ax.plot(steps, losses, color="#9ecae1", linewidth=0.6, label="training loss (per step)")
-        w = max(1, min(50, len(losses) // 10))
-        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1:], smooth, color="#08519c", linewidth=1.5, label=f"training loss ({w}-step mean)")
-    if history["val_step"]:
-        ax.plot(history["val_step"], history["val_loss"], "o-", color="#e6550d", markersize=4,
-                label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats per character)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+sys.modules[__name__] = _module

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import micrornn
-from micrornn import Tensor, Value, bptt, ops
+from micrornn import Tensor, Value, bptt, fused_ops, ops
 from micrornn import functional as F
 from micrornn.gradcheck import gradcheck, numerical_grad
 from micrornn.nn import SequenceModel
@@ -211,7 +211,7 @@ def test_rnn_layer_primitive_gradients(nonlinearity):
         if np.abs(pres).min() > 1e-3:
             break
     inputs = [Tensor(a, requires_grad=True) for a in (x, U, W, b, h0)]
-    layer = lambda *ts: apply(ops.RNN_LAYER, *ts, nonlinearity=nonlinearity)  # noqa: E731
+    layer = lambda *ts: apply(fused_ops.RNN_LAYER, *ts, nonlinearity=nonlinearity)  # noqa: E731
     assert gradcheck(layer, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
 
     # and against the unrolled graph of the same layer, for a random upstream gradient
@@ -232,9 +232,9 @@ def test_rnn_layer_primitive_gradients(nonlinearity):
 
 def test_rnn_layer_gradcheck_can_fail():
     """A deliberately wrong VJP (dW scaled by 1.01) must be caught by the same check."""
-    prim = ops.Primitive("rnn_layer_wrong", ops.RNN_LAYER.forward,
+    prim = ops.Primitive("rnn_layer_wrong", fused_ops.RNN_LAYER.forward,
                          lambda g, saved, needs: tuple(d * 1.01 if i == 2 else d
-                                                       for i, d in enumerate(ops.RNN_LAYER.vjp(g, saved, needs))))
+                                                       for i, d in enumerate(fused_ops.RNN_LAYER.vjp(g, saved, needs))))
     rng = np.random.default_rng(0)
     inputs = [Tensor(rng.standard_normal(s) * 0.5, requires_grad=True) for s in [(3, 2, 2), (4, 2), (4, 4), (4,), (2, 4)]]
     assert not gradcheck(lambda *ts: apply(prim, *ts, nonlinearity="tanh"), inputs, raise_exception=False)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-from micrornn.checkpoint import CheckpointError
+from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_int, positive_float
 from micrornn.cli.train import DEFAULT_CHECKPOINT
-from micrornn.sample import load_model, sample
+from micrornn.train.sample import load_model, sample
 
 
 def add_parser(subparsers):

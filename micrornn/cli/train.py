@@ -8,9 +8,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from micrornn.allocator import tune_allocator
-from micrornn.checkpoint import CheckpointError
+from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
-from micrornn.data import bundled_corpus_path, load_text
+from micrornn.train.data import bundled_corpus_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, plot_history
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from micrornn import functional as F, ops
+from micrornn import functional as F, fused_ops, ops
 from micrornn.autograd import state
 from micrornn.nn.layers import Linear, check_size, uniform
 from micrornn.nn.module import Module, Parameter
@@ -130,7 +130,7 @@ class RNN(Module):
         h = h if h is not None else _leaf(np.zeros((B, H), dtype=cell.U.dtype))
         previous, state.scope = state.scope, StepScope(layer, None)
         try:
-            return apply(ops.RNN_LAYER, x, cell.U, cell.W, b, h, nonlinearity=cell.nonlinearity)
+            return apply(fused_ops.RNN_LAYER, x, cell.U, cell.W, b, h, nonlinearity=cell.nonlinearity)
         finally:
             state.scope = previous
 

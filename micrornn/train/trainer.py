@@ -13,8 +13,8 @@ optimizer step. Checkpoints hold everything the next step depends on (parameters
 buffers, step, carried hidden state, sampling RNG), so a resumed run is bit-for-bit the run that
 was never stopped. `update()` and `fit()` are the same step and loop for other tasks (examples).
 
-TrainConfig lives in micrornn.train_config, the step and loop helpers in micrornn.loop and
-plot_history in micrornn.plots; all are re-exported here (`from micrornn.train import fit`).
+TrainConfig lives in micrornn.train.config, the step and loop helpers in micrornn.train.loop and
+plot_history in micrornn.train.plots; all are re-exported by the package (`from micrornn.train import fit`).
 """
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from micrornn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from micrornn.data import BatchStream, Vocab
-from micrornn.loop import OPTIMIZERS, eval_batches, evaluate, fit, make_optimizer, update
+from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from micrornn.train.data import BatchStream, Vocab
+from micrornn.train.loop import OPTIMIZERS, eval_batches, evaluate, fit, make_optimizer, update
 from micrornn.nn import SequenceModel
-from micrornn.plots import plot_history
-from micrornn.sample import CHECKPOINT_KIND, model_from_meta, sample
-from micrornn.train_config import TrainConfig, _check_int
+from micrornn.train.plots import plot_history
+from micrornn.train.sample import CHECKPOINT_KIND, model_from_meta, sample
+from micrornn.train.config import TrainConfig, _check_int
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "eval_batches", "plot_history"]

@@ -1,0 +1,198 @@
+"""Text corpora, a character vocabulary, and batching for truncated BPTT.
+
+The bundled corpus (micrornn/train/corpus/corpus.txt, see SOURCE.md beside it) is a public-domain
+excerpt of Shakespeare's plays, so examples and the CLI can train without any download.
+"""
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Vocab", "load_text", "bundled_corpus_path", "load_bundled_corpus",
+           "train_val_split", "BatchStream"]
+
+
+class Vocab:
+    """A character vocabulary: id i is the i-th character of the sorted set of characters."""
+
+    def __init__(self, text):
+        """Build the vocabulary of the distinct characters of `text` (any iterable of chars)."""
+        self._set_chars(sorted(set(text)))
+
+    @classmethod
+    def from_list(cls, chars):
+        """Rebuild a vocabulary from `to_list()` output, keeping its exact order of ids."""
+        chars = list(chars)
+        for i, c in enumerate(chars):
+            if not isinstance(c, str) or len(c) != 1:
+                raise ValueError(f"Vocab.from_list: entry {i} must be a single character, "
+                                 f"got {c!r}")
+        if len(set(chars)) != len(chars):
+            dup = next(c for i, c in enumerate(chars) if c in chars[:i])
+            raise ValueError(f"Vocab.from_list: character {dup!r} appears more than once")
+        vocab = cls.__new__(cls)
+        vocab._set_chars(chars)
+        return vocab
+
+    def _set_chars(self, chars):
+        if not chars:
+            raise ValueError("Vocab: cannot build a vocabulary from empty text")
+        self._chars = list(chars)
+        self._index = {c: i for i, c in enumerate(self._chars)}
+        codes = np.array([ord(c) for c in self._chars], dtype=np.int64)
+        self._table = np.full(int(codes.max()) + 1, -1, dtype=np.int64)  # code point -> id
+        self._table[codes] = np.arange(len(codes), dtype=np.int64)
+
+    def to_list(self):
+        """The characters in id order, as a JSON-friendly list of strings."""
+        return list(self._chars)
+
+    def __len__(self):
+        return len(self._chars)
+
+    def __contains__(self, char):
+        return char in self._index
+
+    def __eq__(self, other):
+        return isinstance(other, Vocab) and self._chars == other._chars
+
+    def __repr__(self):
+        return f"Vocab({len(self)} characters)"
+
+    def encode(self, text):
+        """Map a string to an int64 array of ids; unknown characters raise ValueError."""
+        if not isinstance(text, str):
+            raise TypeError(f"Vocab.encode expects a str, got {type(text).__name__}")
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes = codes.astype(np.int64)
+        ids = np.full(codes.shape, -1, dtype=np.int64)
+        known = codes < len(self._table)
+        ids[known] = self._table[codes[known]]
+        bad = np.flatnonzero(ids < 0)
+        if bad.size:
+            pos = int(bad[0])
+            raise ValueError(f"Vocab.encode: character {text[pos]!r} (U+{ord(text[pos]):04X}) at "
+                             f"position {pos} is not in the vocabulary of {len(self)} characters")
+        return ids
+
+    def decode(self, ids):
+        """Map a sequence of ids back to a string; out-of-range ids raise ValueError."""
+        ids = np.asarray(ids).reshape(-1)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"Vocab.decode expects integer ids, got dtype {ids.dtype}")
+        bad = np.flatnonzero((ids < 0) | (ids >= len(self)))
+        if bad.size:
+            raise ValueError(f"Vocab.decode: id {int(ids[bad[0]])} at position {int(bad[0])} is "
+                             f"out of range for a vocabulary of {len(self)} characters")
+        return "".join(self._chars[i] for i in ids.tolist())
+
+
+def load_text(path):
+    """Read a UTF-8 text file; a missing, empty or binary file raises an error naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"text file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, expected a UTF-8 text file")
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError(f"{path} is empty, expected UTF-8 text")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"{path} looks like a binary file (NUL byte at offset {nul}), "
+                         f"expected UTF-8 text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (invalid byte 0x{raw[e.start]:02x} at offset "
+                         f"{e.start})") from None
+    return text.removeprefix("\ufeff")  # drop a byte-order mark, if any
+
+
+def bundled_corpus_path():
+    """Path of the corpus shipped with micrornn (micrornn/train/corpus/corpus.txt)."""
+    return Path(__file__).resolve().parent / "corpus" / "corpus.txt"
+
+
+def load_bundled_corpus():
+    """The text of the bundled corpus."""
+    return load_text(bundled_corpus_path())
+
+
+def train_val_split(ids, val_fraction=0.1):
+    """Split ids into a leading training part and a trailing validation part (no shuffling)."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"train_val_split: ids must be 1-D, got shape {ids.shape}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"train_val_split: val_fraction must be in [0, 1), got {val_fraction!r}")
+    n_val = int(round(len(ids) * val_fraction))
+    if (val_fraction > 0 and n_val < 2) or len(ids) - n_val < 2:
+        raise ValueError(f"train_val_split: {len(ids)} ids are too few to split with "
+                         f"val_fraction={val_fraction} (each part needs at least 2)")
+    cut = len(ids) - n_val
+    return ids[:cut], ids[cut:]
+
+
+class BatchStream:
+    """Endless (inputs, targets) chunks of shape (seq_len, batch_size) for truncated BPTT.
+
+    The ids are cut into `batch_size` contiguous streams (stream b is the b-th equal slice of the
+    corpus). Chunk k holds positions [k*seq_len, (k+1)*seq_len) of every stream, so column b of
+    chunk k+1 continues column b of chunk k and a hidden state can be carried across chunks.
+    Targets are the inputs shifted by one character. After `steps_per_epoch` chunks the stream
+    starts again from chunk 0 (`epoch` increases); `seek(k)` jumps to global chunk k.
+    """
+
+    def __init__(self, ids, batch_size, seq_len):
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+            raise ValueError(f"BatchStream: ids must be a 1-D integer array, got shape {ids.shape} "
+                             f"dtype {ids.dtype}")
+        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"BatchStream: {name} must be a positive integer, got {value!r}")
+        needed = batch_size * (seq_len + 1)
+        if len(ids) < needed:
+            raise ValueError(f"BatchStream: corpus too short for batch_size={batch_size}, "
+                             f"seq_len={seq_len}: need at least {needed} characters "
+                             f"({seq_len + 1} per stream), got {len(ids)}")
+        self.batch_size, self.seq_len = int(batch_size), int(seq_len)
+        stream_len = len(ids) // batch_size
+        self.streams = ids[:batch_size * stream_len].astype(np.int64).reshape(batch_size,
+                                                                              stream_len)
+        self.steps_per_epoch = (stream_len - 1) // seq_len
+        self.position = 0  # global index of the next chunk (counts across epochs)
+
+    @property
+    def epoch(self):
+        """How many full passes over the streams have been completed."""
+        return self.position // self.steps_per_epoch
+
+    @property
+    def chunk_index(self):
+        """Index within the current epoch of the next chunk (0 means a fresh start)."""
+        return self.position % self.steps_per_epoch
+
+    def seek(self, k):
+        """Position the stream so the next chunk returned is global chunk k."""
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
+            raise ValueError(f"BatchStream.seek: k must be a non-negative integer, got {k!r}")
+        self.position = int(k)
+
+    def chunk(self, k):
+        """Global chunk k as (inputs, targets), each int64 of shape (seq_len, batch_size)."""
+        start = (k % self.steps_per_epoch) * self.seq_len
+        window = self.streams[:, start:start + self.seq_len + 1]
+        return (np.ascontiguousarray(window[:, :-1].T), np.ascontiguousarray(window[:, 1:].T))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = self.chunk(self.position)
+        self.position += 1
+        return batch
+
+    def __repr__(self):
+        return (f"BatchStream(batch_size={self.batch_size}, seq_len={self.seq_len}, "
+                f"steps_per_epoch={self.steps_per_epoch}, position={self.position})")
