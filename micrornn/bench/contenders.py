@@ -59,9 +59,9 @@ def engine_step(model, x, targets):
 
 
 def bptt_step(case: Case):
-    """micrornn.bptt.loss_and_grads, the analytic route users compare against (dense one-hot input)."""
+    """micrornn.bptt.loss_and_grads, the analytic route users compare against (index inputs, as the floor)."""
     def step():
-        return bptt.loss_and_grads(case.model, case.dense, case.targets)[0]
+        return bptt.loss_and_grads(case.model, case.indices, case.targets)[0]
     return step
 
 

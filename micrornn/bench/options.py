@@ -48,6 +48,7 @@ class Options:
     isolate: bool = False
     profile: bool = False
     default_allocator: bool = False
+    clock: str = "wall"
 
 
 
@@ -65,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help=f"few rounds: a rough table in {QUICK_PROMISE}")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is importable")
     parser.add_argument("--no-jax", action="store_true", help="skip JAX even when it is importable")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time (default); cpu: the process's CPU time, which leaves out waiting "
+                             "for a core on a busy machine (one-thread runs only)")
     parser.add_argument("--no-extras", action="store_true",
                         help="skip the scalar-engine throughput and the 10,000-step sequence")
     parser.add_argument("--isolate", action="store_true",
@@ -112,5 +116,5 @@ def options_from_args(args) -> Options:
                    threads=THREAD_MODES[args.threads], rounds=rounds, quick=bool(args.quick),
                    torch=not args.no_torch, jax=not args.no_jax, extras=not args.no_extras, clean_blas_env=bool(args.clean_blas_env),
                    isolate=bool(args.isolate), profile=bool(args.profile),
-                   default_allocator=bool(args.default_allocator))
+                   default_allocator=bool(args.default_allocator), clock=args.clock)
 

@@ -29,7 +29,7 @@ def header_lines(options: Options) -> list:
         "floor = a hand-written NumPy step (micrornn/bench/floor.py: preallocated buffers, one gather, three "
         "calls per time step each way); ratio = median / median of the floor timed in the same process, "
         "contenders interleaved round-robin after a warm-up",
-        "bptt = micrornn.bptt.loss_and_grads (dense one-hot input); unrolled, fused = micrornn "
+        "bptt = micrornn.bptt.loss_and_grads; unrolled, fused = micrornn "
         "SequenceModel(fused=False/True).loss + backward; torch nn.RNN on one-hot rows and torch eager "
         "over the unrolled ops run in their own process, JAX jit(value_and_grad(lax.scan)) in another",
         "allocator: " + ("glibc defaults (--default-allocator)" if options.default_allocator else

@@ -123,8 +123,6 @@ class RNN(Module):
 
     def _layer_fused(self, layer, cell, x, h):
         """One layer as a single primitive whose VJP is the analytic BPTT."""
-        if x.dtype.kind in "iu":  # the analytic routine takes dense one-hot rows
-            x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
         H, B = cell.hidden_size, x.shape[1]
         b = cell.b if cell.b is not None else _leaf(np.zeros(H, dtype=cell.U.dtype))
         h = h if h is not None else _leaf(np.zeros((B, H), dtype=cell.U.dtype))
@@ -185,6 +183,10 @@ class SequenceModel(Module):
 
     def loss(self, x, targets, h0=None, reduction="sum"):
         """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n)."""
+        if self.rnn.fused and reduction != "none":  # the head and the loss as one node too
+            states, h_n = self.rnn(x, h0)
+            head = self.head
+            return F.linear_cross_entropy(states, head.weight, head.bias, targets, reduction), h_n
         logits, h_n = self(x, h0)
         return F.cross_entropy(logits, targets, reduction=reduction), h_n
 
