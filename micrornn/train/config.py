@@ -17,6 +17,7 @@ class TrainConfig:
     hidden_size: int = 192
     num_layers: int = 2
     nonlinearity: str = "tanh"
+    cell: str = "rnn"                # "rnn", "lstm" or "gru" (micrornn.nn.SequenceModel's cell)
     seq_len: int = 64
     batch_size: int = 32
     steps: int = 1500
