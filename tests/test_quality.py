@@ -212,3 +212,33 @@ def test_standing_places_the_run_among_the_references():
     assert order == sorted(order) and "1.550  this run" in "\n".join(lines)
     FakeTrainer.text_sha256 = "0" * 64
     assert "differs" in standing(1.55, FakeTrainer())
+
+
+# ---- gated cells and dropout through the trainer ------------------------------------------------
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_train_resume_exactly_and_evaluate(cell, tmp_path):
+    config = tiny(cell=cell, num_layers=2, dropout=0.3, state_reset=0.3, steps=8, fused=True)
+    straight = Trainer(TEXT, config)
+    quiet_run(straight)
+    first = Trainer(TEXT, config)
+    quiet_run(first, steps=3, checkpoint=tmp_path / "a.npz")
+    resumed = Trainer.resume(tmp_path / "a.npz", TEXT)
+    if cell == "lstm":
+        assert isinstance(resumed.hidden, tuple) and len(resumed.hidden) == 2
+    quiet_run(resumed)
+    assert straight.history["loss"] == resumed.history["loss"]  # same dropout masks and resets
+    for (name, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    assert straight.model.config["cell"] == cell
+
+
+def test_dropout_is_off_while_evaluating_and_sampling():
+    trainer = Trainer(TEXT, tiny(num_layers=2, dropout=0.5))
+    ids = trainer.val_ids
+    first, second = trainer.evaluate(), trainer.evaluate()
+    assert first == second  # no random masks
+    model = trainer.model
+    loss_a, _ = model.loss(ids[:-1].reshape(-1, 1), ids[1:].reshape(-1, 1), reduction="mean")
+    loss_b, _ = model.loss(ids[:-1].reshape(-1, 1), ids[1:].reshape(-1, 1), reduction="mean")
+    assert loss_a.item() != loss_b.item()  # training mode again afterwards: masks differ per call
+    assert trainer.sample(30, rng=1) == trainer.sample(30, rng=1)

@@ -42,18 +42,28 @@ def bits_per_char(nats) -> float:
     return float(nats) / math.log(2.0)
 
 
+def set_training(model, mode) -> bool:
+    """Switch dropout on (training) or off; returns the mode the model was in."""
+    was = getattr(model, "training", getattr(getattr(model, "rnn", None), "training", True))
+    if hasattr(model, "eval") and hasattr(model, "train"):  # Module.train()/eval(), recursive
+        model.train(mode)
+    else:  # older Module: the recurrent layer reads its own `training` flag
+        for module in (model, getattr(model, "rnn", None)):
+            if module is not None:
+                module.training = mode
+    return bool(was)
+
+
 @contextmanager
 def evaluation_mode(model):
-    """No graph, dropout off (model.eval()) and the fused layer path, restored afterwards.
+    """No graph, dropout off and the fused layer path, restored afterwards.
 
     The fused path computes the same function as the unrolled graph (to round-off) with a
     handful of NumPy calls per step instead of graph nodes, so scoring is several times faster.
     """
     rnn = getattr(model, "rnn", None)
     was_fused = getattr(rnn, "fused", None)
-    was_training = getattr(model, "training", None)
-    if hasattr(model, "eval"):
-        model.eval()
+    was_training = set_training(model, False)
     if was_fused is False:
         rnn.fused = True
     try:
@@ -62,8 +72,7 @@ def evaluation_mode(model):
     finally:
         if was_fused is False:
             rnn.fused = False
-        if was_training:
-            model.train()
+        set_training(model, was_training)
 
 
 def evaluate(model, ids, chunk=EVAL_CHUNK, max_chars=None) -> float:

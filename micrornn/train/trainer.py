@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.train.data import BatchStream, Vocab, split_point
-from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, update
+from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, set_training, update
 from micrornn.nn import SequenceModel
+from micrornn.random import manual_seed
 from micrornn.train.plots import plot_history
 from micrornn.train.sample import CHECKPOINT_KIND, model_from_meta, sample
 from micrornn.train.config import TrainConfig, _check_int
@@ -122,6 +123,8 @@ class Trainer:
         x, y = next(self.stream)
         h0 = None if k % self.stream.steps_per_epoch == 0 else self.hidden  # new epoch: fresh state
         h0 = reset_some_streams(h0, self.config.state_reset, self.config.seed, self.step)
+        if self.config.dropout:  # dropout masks drawn from (seed, step): a resumed run draws the same ones
+            manual_seed(int(np.random.SeedSequence([self.config.seed, 3, self.step]).generate_state(1)[0]))
         self.optimizer.lr = self.lr_at(self.step)
         try:
             loss, h_n = self.model.loss(x, y, h0, reduction="mean")
@@ -150,15 +153,12 @@ class Trainer:
     def sample(self, length=200, temperature=None, prime="", rng=None) -> str:
         """Text from the model (temperature None: the config's); uses the trainer's RNG by default."""
         temperature = self.config.sample_temperature if temperature is None else temperature
-        training = getattr(self.model, "training", False)
-        if training:
-            self.model.eval()  # no dropout while generating
+        was_training = set_training(self.model, False)  # no dropout while generating
         try:
             return sample(self.model, self.vocab, length, temperature, prime,
                           self.sample_rng if rng is None else rng)
         finally:
-            if training:
-                self.model.train()
+            set_training(self.model, was_training)
 
     def recent_loss(self, n=LAST_STEPS) -> float:
         """Mean training loss over the last n steps (nan before the first step)."""
@@ -355,16 +355,9 @@ RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every"
 
 def build_model(config, vocab_size) -> SequenceModel:
     """The SequenceModel a TrainConfig describes, for a vocabulary of `vocab_size` characters."""
-    V, extra = vocab_size, {}
-    if config.cell != "rnn":
-        extra["cell"] = config.cell
-    if config.dropout:
-        extra["dropout"] = config.dropout
-    try:
-        return SequenceModel(V, config.hidden_size, V, config.num_layers, config.nonlinearity, fused=config.fused,
-                             dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed), **extra)
-    except TypeError:
-        raise ValueError(f"this micrornn's SequenceModel does not support {sorted(extra)} yet") from None
+    return SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
+                         fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
+                         cell=config.cell, dropout=config.dropout)
 
 
 def best_checkpoint_path(checkpoint) -> Path:
