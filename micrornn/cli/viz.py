@@ -1,6 +1,7 @@
 """`micrornn viz`: draw a small RNN — its graph, the unrolled or folded network, and the gradient flow."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -8,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from micrornn.cli import UsageError
+
+DEFAULT_MAX_STEPS = 8  # longer sequences are collapsed unless --all-steps
 
 
 def add_parser(subparsers):
@@ -34,7 +37,10 @@ def add_parser(subparsers):
     p.add_argument("--w-scale", type=float, default=1.0, metavar="F",
                    help="multiply every recurrent weight W by F (>1 tends to explode, <1 to vanish)")
     p.add_argument("--max-steps", type=int, default=None, metavar="K",
-                   help="draw only the first and last few of K steps; collapse the middle")
+                   help=f"draw only the first and last few of K steps and collapse the middle "
+                        f"(default {DEFAULT_MAX_STEPS}: longer sequences are collapsed)")
+    p.add_argument("--all-steps", action="store_true",
+                   help="draw every step, however many (slow to lay out: 2 layers x 100 steps take minutes)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also plot ||dL/dh_t|| per step and layer (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
@@ -63,6 +69,13 @@ def _check(args) -> None:
         raise UsageError(f"--plot: cannot write {args.plot!r}: use a .png, .svg or .pdf file")
     if args.fused and (args.grad or args.plot):
         raise UsageError("--fused has no per-step states to annotate; drop --fused to use --grad or --plot")
+    if args.all_steps and args.max_steps is not None:
+        raise UsageError("--all-steps and --max-steps contradict each other; give one of them")
+    if args.grad and args.view == "folded":
+        raise UsageError("--grad shows ||dL/dh_t|| per time step, which the folded view does not have; "
+                         "use --view unrolled or --view graph")
+    if args.plot is not None and Path(args.plot).resolve() == Path(args.output).resolve():
+        raise UsageError(f"--plot and -o both name {args.output!r}; the plot would overwrite the picture")
     for path in (args.output, args.plot):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"cannot write {path!r}: directory {str(Path(path).parent)!r} does not exist")
@@ -88,16 +101,15 @@ def run(args) -> int:
     else:
         loss, _ = model.loss(x, targets)
 
+    max_steps = None if args.all_steps else (args.max_steps or DEFAULT_MAX_STEPS)
+    if max_steps is not None and args.steps > max_steps and args.view != "folded" and not args.fused:
+        print(f"note: drawing the first {math.ceil(max_steps / 2)} and last {max_steps // 2} of {args.steps} steps; "
+              "--all-steps draws them all (slow to lay out)", file=sys.stderr)
     if args.view == "graph":
-        if args.max_steps is None and args.steps > 30 and not args.fused:
-            print(f"note: drawing all {args.steps} steps; --max-steps 8 keeps the picture readable and "
-                  "quick to lay out", file=sys.stderr)
-        graph = draw_graph(loss, names=model, show_grad=args.grad, max_steps=args.max_steps)
+        graph = draw_graph(loss, names=model, show_grad=args.grad, max_steps=max_steps)
     elif args.view == "unrolled":
-        title = (f"unrolled over {args.steps} steps; colour: ‖∂L_T/∂h_t‖, the last step's loss only"
-                 if args.grad and args.loss == "last" else None)
-        graph = draw_unrolled(model, args.steps, max_steps=args.max_steps, hidden_grads=norms if args.grad else None,
-                              title=title, loss=args.loss)
+        graph = draw_unrolled(model, args.steps, max_steps=max_steps, hidden_grads=norms if args.grad else None,
+                              loss=args.loss)
     else:
         graph = draw_folded(model)
     nodes, edges = graph_size(graph)
