@@ -11,6 +11,9 @@ import numpy as np
 from micrornn.cli import UsageError
 
 DEFAULT_MAX_STEPS = 8  # longer sequences are collapsed unless --all-steps
+HTML_MAX_STEPS = 10   # the stepper shows every node's numbers: keep the network small
+SIZES = {"picture": {"input_size": 4, "hidden_size": 8, "output_size": 4},
+         "html": {"input_size": 2, "hidden_size": 3, "output_size": 3}}
 
 
 def add_parser(subparsers):
@@ -19,15 +22,19 @@ def add_parser(subparsers):
         "viz", help="draw an RNN's graph, its unrolled/folded picture, and the gradient flow",
         description="Build a small SequenceModel, run it on random data (and its backward with --grad) "
                     "and draw it. .dot needs nothing else; .svg/.png/.pdf need the Graphviz 'dot' program.")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="picture to write: .svg, .png, .pdf or .dot")
+    p.add_argument("-o", "--output", metavar="FILE", help="picture to write: .svg, .png, .pdf or .dot")
+    p.add_argument("--html", metavar="FILE.html", default=None,
+                   help="write the backprop stepper: one self-contained page that steps the forward and "
+                        f"backward pass node by node (at most {HTML_MAX_STEPS} steps; default sizes "
+                        "input 2, hidden 3, output 3)")
     p.add_argument("--view", choices=("graph", "unrolled", "folded"), default="graph",
                    help="graph: the autodiff graph grouped by layer and step; unrolled: the textbook picture; "
                         "folded: one cell with its loop (default graph)")
     p.add_argument("--steps", type=int, default=3, metavar="T", help="sequence length (default 3)")
     p.add_argument("--layers", type=int, default=1, metavar="L", help="stacked RNN layers (default 1)")
-    p.add_argument("--input-size", type=int, default=4, metavar="I", help="input features (default 4)")
-    p.add_argument("--hidden-size", type=int, default=8, metavar="H", help="hidden units (default 8)")
-    p.add_argument("--output-size", type=int, default=4, metavar="O", help="output classes (default 4)")
+    p.add_argument("--input-size", type=int, default=None, metavar="I", help="input features (default 4; 2 with --html)")
+    p.add_argument("--hidden-size", type=int, default=None, metavar="H", help="hidden units (default 8; 3 with --html)")
+    p.add_argument("--output-size", type=int, default=None, metavar="O", help="output classes (default 4; 3 with --html)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="batch size (default 1)")
     p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="cell activation (default tanh)")
     p.add_argument("--fused", action="store_true", help="graph view: one rnn_layer node per layer")
@@ -51,6 +58,10 @@ def _check(args) -> None:
     """One-line UsageErrors for options argparse cannot check."""
     from micrornn.viz import output_format
 
+    mode = "html" if args.html is not None else "picture"
+    for flag, default in SIZES[mode].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
     for flag in ("steps", "layers", "input_size", "hidden_size", "output_size", "batch_size"):
         value = getattr(args, flag)
         if value <= 0:
@@ -61,6 +72,11 @@ def _check(args) -> None:
         raise UsageError(f"--w-scale must be a finite number, got {args.w_scale}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    if mode == "html":
+        _check_html(args)
+        return
+    if args.output is None:
+        raise UsageError("-o FILE (a picture) or --html FILE (the stepper page) is required")
     try:
         output_format(args.output)
     except ValueError as err:
@@ -81,12 +97,28 @@ def _check(args) -> None:
             raise UsageError(f"cannot write {path!r}: directory {str(Path(path).parent)!r} does not exist")
 
 
-def run(args) -> int:
-    """Build, run and draw the model; print what was written."""
-    _check(args)
+def _check_html(args) -> None:
+    """--html is a mode of its own: picture options do not apply to it."""
+    picture_options = [flag for flag, given in (("-o", args.output), ("--plot", args.plot), ("--grad", args.grad),
+                                                ("--fused", args.fused), ("--max-steps", args.max_steps),
+                                                ("--all-steps", args.all_steps), ("--view", args.view != "graph"))
+                       if given]
+    if picture_options:
+        raise UsageError(f"--html writes the stepper page only; drop {', '.join(picture_options)} "
+                         "(run micrornn viz again for a picture)")
+    if Path(args.html).suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--html: cannot write {args.html!r}: use a .html file")
+    if args.steps > HTML_MAX_STEPS:
+        raise UsageError(f"--html shows every node's numbers, so --steps is at most {HTML_MAX_STEPS}, got {args.steps}")
+    if args.steps < 2:
+        raise UsageError("--html needs --steps 2 or more: h_1 then has two gradient paths to show")
+    if not Path(args.html).resolve().parent.is_dir():
+        raise UsageError(f"cannot write {args.html!r}: directory {str(Path(args.html).parent)!r} does not exist")
+
+
+def _model_and_data(args):
+    """The SequenceModel and random (x, targets) the options describe."""
     from micrornn.nn import SequenceModel
-    from micrornn.viz import (GraphvizNotFoundError, draw_folded, draw_graph, draw_unrolled, gradient_flow,
-                              graph_size, plot_gradient_flow, render)
 
     rng = np.random.default_rng(args.seed)
     model = SequenceModel(args.input_size, args.hidden_size, args.output_size, num_layers=args.layers,
@@ -95,6 +127,33 @@ def run(args) -> int:
         cell.W.data *= args.w_scale
     x = rng.standard_normal((args.steps, args.batch_size, args.input_size))
     targets = rng.integers(0, args.output_size, size=(args.steps, args.batch_size))
+    return model, x, targets
+
+
+def _run_html(args) -> int:
+    """Write the stepper page."""
+    from micrornn.viz import GraphvizNotFoundError, write_html
+
+    model, x, targets = _model_and_data(args)
+    try:
+        path = write_html(args.html, model, x, targets)
+    except GraphvizNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} (backprop stepper: {args.steps} steps, {args.layers} layer(s), hidden {args.hidden_size}; "
+          "open it in any browser, no server needed)")
+    return 0
+
+
+def run(args) -> int:
+    """Build, run and draw the model (or write the stepper page); print what was written."""
+    _check(args)
+    if args.html is not None:
+        return _run_html(args)
+    from micrornn.viz import (GraphvizNotFoundError, draw_folded, draw_graph, draw_unrolled, gradient_flow,
+                              graph_size, plot_gradient_flow, render)
+
+    model, x, targets = _model_and_data(args)
     norms = None
     if args.grad or args.plot:
         loss, norms = gradient_flow(model, x, targets, loss=args.loss)
