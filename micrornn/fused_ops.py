@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import bptt
 from micrornn.bptt import gru, lstm, vanilla
 from micrornn.bptt.shared import softmax_cross_entropy_inplace
+from micrornn.autograd import state
 from micrornn.ops import defprimitive
 
 
@@ -30,7 +30,8 @@ def rnn_layer_vjp(g, saved, needs):
     # BPTT: delta_t = act'(h_t) * (g_t + delta_{t+1} W); dU = sum delta^T x, dW = sum delta^T h_{t-1}, ...
     x, hs, h0, U, W, nonlinearity = saved
     dx, dU, dW, db, dh0 = vanilla.layer_backward(g, x, hs, h0 if h0.any() else None, U, W, nonlinearity,
-                                                 need_dx=needs[0], need_dh0=needs[4])
+                                                 need_dx=needs[0] or state.anomaly, need_dh0=needs[4])
+    # (detect_anomaly locates a bad time step in dx, so it gets one even when nobody else asks)
     return dx, dU, dW, db, dh0
 
 
