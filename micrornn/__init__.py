@@ -2,11 +2,13 @@
 from micrornn.scalar import Value
 from micrornn.tensor import Tensor, concatenate, is_grad_enabled, no_grad, scope, stack
 from micrornn import functional, fused_ops, gradcheck, ops
+from micrornn.higher import grad, hvp
+from micrornn.forward import jvp
 from micrornn.random import manual_seed
 from micrornn.anomaly import AnomalyError, detect_anomaly
 from micrornn import nn, bptt, optim, viz
 
 __version__ = "0.1.0"
 __all__ = ["Value", "Tensor", "stack", "concatenate", "no_grad", "is_grad_enabled", "scope",
-           "functional", "fused_ops", "gradcheck", "ops",
+           "functional", "fused_ops", "gradcheck", "ops", "grad", "hvp", "jvp",
            "manual_seed", "nn", "bptt", "optim", "viz", "detect_anomaly", "AnomalyError"]

@@ -9,13 +9,14 @@ _RELEASED = object()  # marks a node whose saved arrays were freed by a backward
 
 
 class _State:
-    """Global engine switches: graph recording, naming scope, anomaly detection."""
+    """Global engine switches: graph recording, naming scope, anomaly detection, forward mode."""
 
-    __slots__ = ("grad_enabled", "scope", "anomaly", "check_forward", "check_backward")
+    __slots__ = ("grad_enabled", "scope", "anomaly", "check_forward", "check_backward", "push_tangent")
 
     def __init__(self):
         self.grad_enabled, self.scope, self.anomaly = True, None, False
         self.check_forward = self.check_backward = None
+        self.push_tangent = None  # set by micrornn.jvp while its function runs
 
 
 state = _State()
