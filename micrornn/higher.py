@@ -109,6 +109,8 @@ def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
                 continue
             if node in wanted:
                 found[node] = g
+            if node.name and g.name is None and g._op is not None:
+                g.name = f"∂L/∂{node.name}"  # e.g. ∂L/∂h3 in a drawing of the backward graph
             if node._op is None:
                 continue
             rule = node._op.dvjp
