@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.autograd import _RELEASED, _Grads, state, topological_order
+from micrornn.autograd import _RELEASED, _Grads, check_unchanged, state, topological_order
 from micrornn.ops import sum_to
 from micrornn.tensor import Tensor, _leaf, as_tensor
 
@@ -84,6 +84,8 @@ def _backward_arrays(order, relevant, seeds, wanted, retain) -> dict:
         if node._op is None:
             continue
         needs, prim = node._needs, node._op
+        if node._guard is not None:
+            check_unchanged(node)
         parent_grads = prim.vjp(g, node._saved, needs)
         if state.anomaly:
             state.check_backward(node, parent_grads)
@@ -118,6 +120,8 @@ def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
                 raise NotImplementedError(
                     f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
                     "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
+            if node._guard is not None:
+                check_unchanged(node)
             state.scope = node._scope  # the backward of step t is drawn in step t's cluster
             parent_grads = rule(g, node, node._parents, node._saved, node._needs)
             for parent, pg, need in zip(node._parents, parent_grads, node._needs):

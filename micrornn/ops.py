@@ -409,7 +409,8 @@ def matmul_vjp(g, saved, needs):
     gb = None
     if needs[1]:
         if b.ndim == 2:  # a shared weight: all rows of all batches form one product, lazily
-            gb = ProductGrad(a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1]))
+            rows = a.size // a.shape[-1] if a.shape[-1] else int(np.prod(a.shape[:-1]))  # -1 fails on 0-size
+            gb = ProductGrad(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
         else:
             gb = np.swapaxes(a, -1, -2) @ g
     return ga, gb
@@ -691,6 +692,140 @@ def concatenate_jvp(ts, saved, out):
                            if t is None else t for t, n in zip(ts, sizes)], axis=axis)
 
 
+# ---- piecewise ops: abs, maximum, minimum, where, clip (tensor-API issue) ----------------------
+
+def abs_fwd(a):
+    return np.abs(a), np.sign(a)
+
+
+def abs_vjp(g, sign, needs):
+    # d|a|/da = sign(a)   (0 at a = 0, the subgradient PyTorch and NumPy users expect)
+    return (g * sign,)
+
+
+def abs_dvjp(g, out, xs, sign, needs):
+    # d|a|/da = sign(a), a constant (|a| is piecewise linear)
+    return (g * sign.astype(g.dtype, copy=False),)
+
+
+def abs_jvp(ts, sign, out):
+    # d|a| = sign(a) da
+    return ts[0] * sign
+
+
+def maximum_fwd(a, b):
+    return np.maximum(a, b), (a, b)
+
+
+def maximum_vjp(g, saved, needs):
+    # d max(a,b)/da = [a > b] + [a = b]/2, d/db = [b > a] + [a = b]/2   (ties split evenly)
+    a, b = saved
+    share = np.where(a == b, 0.5, a > b).astype(g.dtype, copy=False)
+    return (g * share if needs[0] else None), (g * (1 - share) if needs[1] else None)
+
+
+def _pick_share(a, b, pick_a):
+    """[a wins] + [a = b]/2 as a constant array: the share of the gradient that goes to a."""
+    return np.where(a == b, 0.5, pick_a)
+
+
+def maximum_dvjp(g, out, xs, saved, needs):
+    # d max(a,b)/da = [a > b] + [a = b]/2, d/db = the rest (constants: max is piecewise linear)
+    a, b = saved
+    share = _pick_share(a, b, a > b).astype(g.dtype, copy=False)
+    return (g * share if needs[0] else None), (g * (1 - share) if needs[1] else None)
+
+
+def maximum_jvp(ts, saved, out):
+    # d max(a,b) = share da + (1 - share) db
+    (ta, tb), (a, b) = ts, saved
+    share = _pick_share(a, b, a > b)
+    return _total(None if ta is None else ta * share, None if tb is None else tb * (1 - share))
+
+
+def minimum_fwd(a, b):
+    return np.minimum(a, b), (a, b)
+
+
+def minimum_vjp(g, saved, needs):
+    # d min(a,b)/da = [a < b] + [a = b]/2, d/db = [b < a] + [a = b]/2   (ties split evenly)
+    a, b = saved
+    share = np.where(a == b, 0.5, a < b).astype(g.dtype, copy=False)
+    return (g * share if needs[0] else None), (g * (1 - share) if needs[1] else None)
+
+
+def minimum_dvjp(g, out, xs, saved, needs):
+    # d min(a,b)/da = [a < b] + [a = b]/2, d/db = the rest
+    a, b = saved
+    share = _pick_share(a, b, a < b).astype(g.dtype, copy=False)
+    return (g * share if needs[0] else None), (g * (1 - share) if needs[1] else None)
+
+
+def minimum_jvp(ts, saved, out):
+    # d min(a,b) = share da + (1 - share) db
+    (ta, tb), (a, b) = ts, saved
+    share = _pick_share(a, b, a < b)
+    return _total(None if ta is None else ta * share, None if tb is None else tb * (1 - share))
+
+
+def where_fwd(cond, a, b):
+    return np.where(cond, a, b), cond
+
+
+def where_vjp(g, cond, needs):
+    # d where(c,a,b)/da = [c], d/db = [not c]; the boolean condition gets no gradient
+    return (None, (np.where(cond, g, 0) if needs[1] else None),
+            (np.where(cond, 0, g) if needs[2] else None))
+
+
+def where_dvjp(g, out, xs, cond, needs):
+    # d where(c,a,b)/da = [c], d/db = [not c] (constant masks)
+    mask = np.asarray(cond, dtype=bool)
+    return (None, (g * mask.astype(g.dtype) if needs[1] else None),
+            (g * (~mask).astype(g.dtype) if needs[2] else None))
+
+
+def where_jvp(ts, cond, out):
+    # d where(c,a,b) = where(c, da, db)
+    _, ta, tb = ts
+    return np.where(cond, 0 if ta is None else ta, 0 if tb is None else tb)
+
+
+def clip_fwd(a, lo=None, hi=None):
+    return np.clip(a, lo, hi), (a, lo, hi)
+
+
+def clip_vjp(g, saved, needs):
+    # d clip(a, lo, hi)/da = 1 where lo <= a <= hi, else 0 (the bounds are constants)
+    a, lo, hi = saved
+    inside = np.ones(a.shape, dtype=bool)
+    if lo is not None:
+        inside &= a >= lo
+    if hi is not None:
+        inside &= a <= hi
+    return (g * inside,)
+
+
+def _inside(a, lo, hi):
+    """[lo <= a <= hi] as a float array of a's dtype (a missing bound is no bound)."""
+    inside = np.ones(a.shape, dtype=bool)
+    if lo is not None:
+        inside &= a >= lo
+    if hi is not None:
+        inside &= a <= hi
+    return inside.astype(a.dtype)
+
+
+def clip_dvjp(g, out, xs, saved, needs):
+    # d clip(a, lo, hi)/da = [lo <= a <= hi], a constant mask
+    return (g * _inside(*saved).astype(g.dtype, copy=False),)
+
+
+def clip_jvp(ts, saved, out):
+    # d clip(a, lo, hi) = [lo <= a <= hi] da
+    return ts[0] * _inside(*saved)
+
+
 # ---- ops that only the rules above create (the gradients of sum and getitem, as Tensors) --------
 
 def broadcast_to_fwd(a, shape):
@@ -761,3 +896,37 @@ BROADCAST_TO = defprimitive("broadcast_to", broadcast_to_fwd, broadcast_to_vjp,
                             dvjp=broadcast_to_dvjp, jvp=broadcast_to_jvp)
 SCATTER_ADD = defprimitive("scatter_add", scatter_add_fwd, scatter_add_vjp,
                            dvjp=scatter_add_dvjp, jvp=scatter_add_jvp)
+ABS = defprimitive("abs", abs_fwd, abs_vjp, fresh=True,
+                   dvjp=abs_dvjp, jvp=abs_jvp)
+MAXIMUM = defprimitive("maximum", maximum_fwd, maximum_vjp, fresh=True,
+                       dvjp=maximum_dvjp, jvp=maximum_jvp)
+MINIMUM = defprimitive("minimum", minimum_fwd, minimum_vjp, fresh=True,
+                       dvjp=minimum_dvjp, jvp=minimum_jvp)
+WHERE = defprimitive("where", where_fwd, where_vjp, fresh=True,
+                     dvjp=where_dvjp, jvp=where_jvp)
+CLIP = defprimitive("clip", clip_fwd, clip_vjp, fresh=True,
+                    dvjp=clip_dvjp, jvp=clip_jvp)
+
+
+# ---- dtype cast (tensor-API issue) -------------------------------------------------------------
+
+def astype_fwd(a, dtype):
+    return a.astype(dtype), a.dtype
+
+
+def astype_vjp(g, in_dtype, needs):
+    # a cast moves no values: the gradient is cast back to the input's dtype
+    return (g.astype(in_dtype),)
+
+
+def astype_dvjp(g, out, xs, in_dtype, needs):
+    # a cast moves no values: the gradient is cast back to the input's dtype
+    return (g.astype(in_dtype),)
+
+
+def astype_jvp(ts, in_dtype, out):
+    # d(cast a) = cast da
+    return ts[0].astype(out.dtype)
+
+
+ASTYPE = defprimitive("astype", astype_fwd, astype_vjp, fresh=True, dvjp=astype_dvjp, jvp=astype_jvp)

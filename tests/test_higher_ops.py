@@ -1,10 +1,11 @@
 """Higher order and forward mode for every primitive: second derivatives against finite differences
 of the first-order gradient, and each JVP against its VJP by the dot-product test.
 
-The cases are test_ops.CASES (every primitive's first-order cases) plus EXTRA_CASES below for the
-primitives only the higher-order rules create. test_every_primitive_has_higher_order_rules fails
-when a primitive is registered without a dvjp or a jvp rule, or without a case here (another test
-module may declare coverage with a comment line "# higher-order-tested: NAME").
+The cases are the first-order cases of test_ops.CASES and test_tensor_ops.CASES (so a primitive
+gets these tests as soon as it gets gradient cases there) plus EXTRA_CASES below for the primitives
+only the higher-order rules create. The meta-tests fail when a primitive is registered without a
+dvjp or a jvp rule, or when no case here runs it (another test module may declare coverage with a
+comment line "# higher-order-tested: NAME").
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 import micrornn as mr
 from micrornn import Tensor, ops
 from micrornn.gradcheck import GradcheckError, gradcheck, gradgradcheck
-from test_ops import ALL_CASES, CASES, case, graph_ops, make_inputs, normal
+from test_ops import ALL_CASES, case, graph_ops, make_inputs, normal
+from test_tensor_ops import CASES as TENSOR_API_CASES
 
 SCATTER_INDEX = np.array([[0, 2], [2, 2]])
 
@@ -34,7 +36,9 @@ EXTRA_CASES = {
     ],
 }
 EXTRA = [pytest.param(name, *p.values, id=f"{name}-{p.id}") for name, ps in EXTRA_CASES.items() for p in ps]
-EVERY_CASE = ALL_CASES + EXTRA
+TENSOR_API = [pytest.param(label.split()[0], fn, tuple(arrays), id=f"tensor-api-{label}")
+              for label, (fn, arrays) in TENSOR_API_CASES.items()]
+EVERY_CASE = ALL_CASES + EXTRA + TENSOR_API
 
 
 @pytest.mark.parametrize("name, fn, arrays", EXTRA)
@@ -47,7 +51,6 @@ def test_extra_primitive_gradcheck(name, fn, arrays):
 @pytest.mark.parametrize("name, fn, arrays", EVERY_CASE)
 def test_second_order_against_differences_of_the_gradient(name, fn, arrays):
     inputs = make_inputs(arrays)
-    assert name in graph_ops(fn(*inputs)), f"case does not exercise primitive {name!r}"
     assert gradgradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
@@ -157,8 +160,8 @@ def test_every_primitive_has_higher_order_rules():
 
 
 def test_every_primitive_has_second_order_and_jvp_tests():
-    covered = set(CASES) | set(EXTRA_CASES) | declared_elsewhere()
-    missing = sorted(set(ops.PRIMITIVES) - covered)
+    exercised = set().union(*(graph_ops(p.values[1](*make_inputs(p.values[2]))) for p in EVERY_CASE))
+    missing = sorted(set(ops.PRIMITIVES) - exercised - declared_elsewhere())
     assert not missing, (f"primitives without second-order and JVP tests: {missing}; add first-order cases "
-                         "to tests/test_ops.py CASES (they are reused here), or a '# higher-order-tested: NAME' "
-                         "line in the test file that covers them")
+                         "to CASES in tests/test_ops.py or tests/test_tensor_ops.py (they are reused here), or a "
+                         "'# higher-order-tested: NAME' line in the test file that covers them")

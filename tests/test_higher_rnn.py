@@ -15,7 +15,7 @@ from micrornn.tensor import apply
 from micrornn.viz.flow import walk
 from test_higher_ops import dot_product_gap
 
-# higher-order-tested: rnn_layer
+# higher-order-tested: rnn_layer, lstm_layer, gru_layer
 T, B, I, H, O = 4, 2, 3, 5, 4
 
 
@@ -58,46 +58,95 @@ def test_fused_layer_jvp_equals_the_unrolled_one():
     np.testing.assert_allclose(fused_tangent.data, unrolled_tangent.data, rtol=1e-12, atol=1e-14)
 
 
+# ---- the gated fused layers ----------------------------------------------------------------------
+
+def gated_arrays(kind, seed=0):
+    """Inputs of LSTM_LAYER (x, U, W, b, h0, c0) or GRU_LAYER (x, U, W, b, b_hn, h0)."""
+    rng = np.random.default_rng(seed)
+    blocks = 4 if kind == "lstm" else 3
+    last = [rng.standard_normal((B, H)) * 0.5, rng.standard_normal((B, H)) * 0.5]
+    if kind == "gru":
+        last = [rng.standard_normal(H) * 0.5, last[0]]
+    return (rng.standard_normal((T, B, I)), rng.standard_normal((blocks * H, I)) * 0.5,
+            rng.standard_normal((blocks * H, H)) * 0.5, rng.standard_normal(blocks * H) * 0.5, *last)
+
+
+GATED = {"lstm": fused_ops.LSTM_LAYER, "gru": fused_ops.GRU_LAYER}
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+def test_gated_fused_layer_second_order(kind):
+    inputs = [Tensor(a, requires_grad=True) for a in gated_arrays(kind)]
+    assert gradgradcheck(lambda *xs: apply(GATED[kind], *xs), inputs, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+def test_gated_fused_layer_jvp_is_the_transpose_of_its_vjp(kind):
+    assert dot_product_gap(lambda *xs: apply(GATED[kind], *xs), gated_arrays(kind, 1)) < 1e-13
+
+
+@pytest.mark.parametrize("kind", sorted(GATED))
+def test_gated_fused_layer_jvp_against_central_differences(kind):
+    arrays = gated_arrays(kind, 2)
+    vs = [np.random.default_rng(4).standard_normal(a.shape) for a in arrays]
+    _, jv = mr.jvp(lambda *xs: apply(GATED[kind], *xs), [Tensor(a) for a in arrays], vs)
+    eps = 1e-6
+    plus = apply(GATED[kind], *[Tensor(a + eps * v) for a, v in zip(arrays, vs)]).data
+    minus = apply(GATED[kind], *[Tensor(a - eps * v) for a, v in zip(arrays, vs)]).data
+    np.testing.assert_allclose(jv.data, (plus - minus) / (2 * eps), rtol=1e-6, atol=1e-8)
+
+
 # ---- Hessian-vector products of sequence losses -------------------------------------------------
 
-def sequence_problem(seed, fused_layers, num_layers=2):
+def sequence_problem(seed, fused_layers, num_layers=2, cell="rnn"):
     """A small two-layer SequenceModel, inputs and targets."""
-    model = SequenceModel(I, H, O, num_layers=num_layers, fused=fused_layers, rng=np.random.default_rng(seed))
+    model = SequenceModel(I, H, O, num_layers=num_layers, fused=fused_layers, rng=np.random.default_rng(seed),
+                          cell=cell)
     rng = np.random.default_rng(seed + 1)
     return model, rng.standard_normal((T, B, I)), rng.integers(0, O, (T, B))
 
 
-def analytic_hvp_by_differences(model, x, targets, vs, eps=1e-5):
-    """(g(theta + eps v) - g(theta - eps v)) / 2 eps with g the analytic BPTT gradient."""
-    params = model.parameters()
-    names = [n for n, _ in model.named_parameters()]
-    originals = [p.data.copy() for p in params]
+def hvp_by_differences_of_bptt(model, x, targets, vs, eps=1e-5):
+    """(g(theta + eps v) - g(theta - eps v)) / 2 eps with g the hand-derived BPTT gradient: the
+    fused layers' VJPs (micrornn.bptt) on a fused copy of the model."""
+    twin = SequenceModel(I, H, O, num_layers=model.rnn.num_layers, fused=True, cell=model.rnn.cell_kind)
+    params, twin_params = model.parameters(), twin.parameters()
     grads = []
     for sign in (1, -1):
-        for p, o, v in zip(params, originals, vs):
-            p.data[...] = o + sign * eps * v
-        grads.append(bptt.loss_and_grads(model, x, targets)[1])
-    for p, o in zip(params, originals):
-        p.data[...] = o
-    return [(grads[0][n] - grads[1][n]) / (2 * eps) for n in names]
+        for p, q, v in zip(params, twin_params, vs):
+            q.data[...] = p.data + sign * eps * v
+        grads.append([g.data for g in mr.grad(twin.loss(x, targets)[0], twin_params)])
+    return [(a - b) / (2 * eps) for a, b in zip(*grads)]
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("fused_layers", [False, True], ids=["unrolled", "fused"])
-def test_rnn_loss_hvp_against_differences_of_bptt(fused_layers):
-    model, x, targets = sequence_problem(4, fused_layers)
+def test_sequence_loss_hvp_against_differences_of_bptt(cell, fused_layers):
+    model, x, targets = sequence_problem(4, fused_layers, cell=cell)
     params = model.parameters()
     vs = [np.random.default_rng(9).standard_normal(p.shape) for p in params]
     value, hv = mr.hvp(lambda *ps: model.loss(x, targets)[0], params, vs)
-    assert value.item() == pytest.approx(bptt.loss_and_grads(model, x, targets)[0], rel=1e-12)
+    assert value.item() == pytest.approx(model.loss(x, targets)[0].item(), rel=1e-14)
     for name, got, want in zip([n for n, _ in model.named_parameters()], hv,
-                               analytic_hvp_by_differences(model, x, targets, vs)):
+                               hvp_by_differences_of_bptt(model, x, targets, vs)):
         np.testing.assert_allclose(got.data, want, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-def test_fused_and_unrolled_hessians_agree():
+def test_rnn_hvp_reference_is_the_analytic_bptt_of_micrornn_bptt():
+    model, x, targets = sequence_problem(5, fused_layers=False)
+    twin_grads = hvp_by_differences_of_bptt(model, x, targets, [np.zeros(p.shape) for p in model.parameters()])
+    assert all(np.all(g == 0) for g in twin_grads)  # zero direction: zero difference
+    analytic = bptt.loss_and_grads(model, x, targets)[1]
+    engine = mr.grad(model.loss(x, targets)[0], model.parameters())
+    for (name, _), g in zip(model.named_parameters(), engine):
+        np.testing.assert_allclose(g.data, analytic[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_fused_and_unrolled_hessians_agree(cell):
     hvps = []
     for fused_layers in (False, True):
-        model, x, targets = sequence_problem(6, fused_layers)
+        model, x, targets = sequence_problem(6, fused_layers, cell=cell)
         vs = [np.random.default_rng(7).standard_normal(p.shape) for p in model.parameters()]
         hvps.append(mr.hvp(lambda *ps: model.loss(x, targets)[0], model.parameters(), vs)[1])
     for a, b in zip(*hvps):

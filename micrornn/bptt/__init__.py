@@ -1,7 +1,10 @@
 """Analytic BPTT in plain NumPy: the independent reference for the engine, and the fused fast path.
 
-One module per cell kind; ``loss_and_grads`` is the entry point for a whole ``SequenceModel``.
+One module per cell kind (vanilla, lstm, gru) and ``shared`` for the head, the loss and the
+argument checks; ``loss_and_grads`` is the entry point for a whole ``SequenceModel``.
 """
 from micrornn.bptt.vanilla import *  # noqa: F401,F403
-from micrornn.bptt.vanilla import (NONLINEARITIES, log_softmax, loss_and_grads, rnn_layer_backward,
-                                   rnn_layer_forward, softmax_cross_entropy)
+from micrornn.bptt.gru import gru_layer_backward, gru_layer_forward  # noqa: F401
+from micrornn.bptt.lstm import lstm_layer_backward, lstm_layer_forward  # noqa: F401
+from micrornn.bptt.shared import log_softmax, softmax_cross_entropy  # noqa: F401
+from micrornn.bptt.vanilla import NONLINEARITIES, loss_and_grads, rnn_layer_backward, rnn_layer_forward  # noqa: F401

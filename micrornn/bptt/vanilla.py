@@ -15,6 +15,9 @@ Backward, with g_t = dL/dh_t in total (from above AND from step t+1):
 
 import numpy as np
 
+from micrornn.bptt.shared import (_arrays, _as, _check_head, _check_shape, _check_targets, _float_dtype,
+                                   head_loss_and_grads)
+
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -24,32 +27,6 @@ def _check_nonlinearity(nonlinearity):
     """Raise ValueError unless nonlinearity is a supported name."""
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}")
-
-
-def _check_shape(name, arr, expected):
-    """Raise ValueError unless arr matches expected; str entries in expected are free sizes."""
-    ok = arr.ndim == len(expected) and all(
-        isinstance(e, str) or s == e for s, e in zip(arr.shape, expected))
-    if not ok:
-        trailing = "," if len(expected) == 1 else ""
-        shown = "(" + ", ".join(str(e) for e in expected) + trailing + ")"
-        raise ValueError(f"{name}: expected shape {shown}, got {tuple(arr.shape)}")
-
-
-def _float_dtype(*arrays):
-    """Common floating dtype of the given arrays (None entries skipped; ints promote to float64)."""
-    dtype = np.result_type(*[a for a in arrays if a is not None])
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
-
-
-def _arrays(*arrays):
-    """Each argument as an ndarray (None passes through)."""
-    return tuple(None if a is None else np.asarray(a) for a in arrays)
-
-
-def _as(arr, dtype):
-    """arr as an ndarray of dtype, copying only when needed (None passes through)."""
-    return None if arr is None else np.asarray(arr).astype(dtype, copy=False)
 
 
 def _check_layer_args(x, U, W, b, h0, prefix=""):
@@ -153,35 +130,6 @@ def _recurrent_weight_grad(deltas, hs, h0):
     return dW
 
 
-# ----------------------------------------------------------------------------- head and loss
-
-def log_softmax(logits):
-    """Row-wise log-softmax, stable for large |logits| (max is subtracted first)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return shifted
-
-
-def softmax_cross_entropy(logits, targets):
-    """Summed cross-entropy of logits (N, O) against int targets (N,), and dL/dlogits."""
-    logp = log_softmax(logits)
-    rows = np.arange(len(targets))
-    loss = -logp[rows, targets].sum()
-    dlogits = np.exp(logp)  # dL/do = softmax(o) - onehot(y)
-    dlogits[rows, targets] -= 1
-    return float(loss), dlogits
-
-
-def _check_targets(targets, T, B, num_classes):
-    """Validate integer targets (T, B) with values in [0, num_classes)."""
-    _check_shape("targets", targets, (T, B))
-    if not np.issubdtype(targets.dtype, np.integer):
-        raise ValueError(f"targets: expected an integer array, got dtype {targets.dtype}")
-    if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
-        raise ValueError(f"targets: expected class indices in [0, {num_classes}), "
-                         f"got values in [{targets.min()}, {targets.max()}]")
-
-
 # ----------------------------------------------------------------------------- model level
 
 def _read_model(model):
@@ -192,13 +140,6 @@ def _read_model(model):
         layers.append((np.asarray(cell.U.data), np.asarray(cell.W.data), b, cell.nonlinearity))
     c = None if model.head.bias is None else np.asarray(model.head.bias.data)
     return layers, np.asarray(model.head.weight.data), c
-
-
-def _check_head(V, c, H):
-    """Validate head weight (O, H) and bias (O,)."""
-    _check_shape("head.weight", V, ("O", H) if V.ndim == 2 else ("O", f"H={H}"))
-    if c is not None:
-        _check_shape("head.bias", c, (V.shape[0],))
 
 
 def _forward_layers(layers, x, h0):
@@ -238,16 +179,7 @@ def loss_and_grads(model, x, targets, h0=None, return_hidden_grads=False):
     _check_targets(targets, T, B, V.shape[0])
 
     inputs, states = _forward_layers(layers, x, h0)
-    top = states[-1].reshape(-1, states[-1].shape[2])
-    logits = top @ V.T.astype(top.dtype, copy=False)
-    if c is not None:
-        logits += c
-    loss, d_logits = softmax_cross_entropy(logits, targets.reshape(-1))
-
-    grads = {"head.weight": d_logits.T @ top}  # dL/dV = sum_t dO_t^T h_t
-    if c is not None:
-        grads["head.bias"] = d_logits.sum(axis=0)  # dL/dc = sum_t sum_batch dO_t
-    dhs = (d_logits @ V).reshape(states[-1].shape)  # dL/dh_t from the head = dO_t V
+    loss, grads, dhs = head_loss_and_grads(states[-1], V, c, targets)
     hidden_grads = _backward_layers(layers, inputs, states, h0, dhs, grads, return_hidden_grads)
 
     grads = _match_param_dtypes(grads, layers, V, c)

@@ -1,0 +1,97 @@
+"""What every cell kind shares: argument checks, and the linear head with its softmax cross-entropy.
+
+Plain NumPy with no imports from the rest of micrornn (the analytic routes stay independent of the
+engine they check).
+
+Head, rows n = (t, batch item):  o_n = h_n V^T + c,   L = sum_n CE(softmax(o_n), y_n)
+Backward:  dL/do_n = softmax(o_n) - onehot(y_n),  dV = sum_n do_n^T h_n,  dc = sum_n do_n,  dL/dh_n = do_n V
+"""
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_shape(name, arr, expected):
+    """Raise ValueError unless arr matches expected; str entries in expected are free sizes."""
+    ok = arr.ndim == len(expected) and all(
+        isinstance(e, str) or s == e for s, e in zip(arr.shape, expected))
+    if not ok:
+        trailing = "," if len(expected) == 1 else ""
+        shown = "(" + ", ".join(str(e) for e in expected) + trailing + ")"
+        raise ValueError(f"{name}: expected shape {shown}, got {tuple(arr.shape)}")
+
+
+def _float_dtype(*arrays):
+    """Common floating dtype of the given arrays (None entries skipped; ints promote to float64)."""
+    dtype = np.result_type(*[a for a in arrays if a is not None])
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+def _arrays(*arrays):
+    """Each argument as an ndarray (None passes through)."""
+    return tuple(None if a is None else np.asarray(a) for a in arrays)
+
+
+def _as(arr, dtype):
+    """arr as an ndarray of dtype, copying only when needed (None passes through)."""
+    return None if arr is None else np.asarray(arr).astype(dtype, copy=False)
+
+
+def _check_head(V, c, H):
+    """Validate head weight (O, H) and bias (O,)."""
+    _check_shape("head.weight", V, ("O", H) if V.ndim == 2 else ("O", f"H={H}"))
+    if c is not None:
+        _check_shape("head.bias", c, (V.shape[0],))
+
+
+def _sigmoid(a, out):
+    """Logistic sigmoid of a into out, stable for large |a|: 1/(1+e^-a) = (1 + tanh(a/2)) / 2."""
+    np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
+
+
+# ----------------------------------------------------------------------------- head and loss
+
+def log_softmax(logits):
+    """Row-wise log-softmax, stable for large |logits| (max is subtracted first)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted
+
+
+def softmax_cross_entropy(logits, targets):
+    """Summed cross-entropy of logits (N, O) against int targets (N,), and dL/dlogits."""
+    logp = log_softmax(logits)
+    rows = np.arange(len(targets))
+    loss = -logp[rows, targets].sum()
+    dlogits = np.exp(logp)  # dL/do = softmax(o) - onehot(y)
+    dlogits[rows, targets] -= 1
+    return float(loss), dlogits
+
+
+def _check_targets(targets, T, B, num_classes):
+    """Validate integer targets (T, B) with values in [0, num_classes)."""
+    _check_shape("targets", targets, (T, B))
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"targets: expected an integer array, got dtype {targets.dtype}")
+    if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(f"targets: expected class indices in [0, {num_classes}), "
+                         f"got values in [{targets.min()}, {targets.max()}]")
+
+
+def head_loss_and_grads(top, V, c, targets):
+    """Loss of the head over the top layer's output top (T, B, F): (loss, {head grads}, dL/dtop)."""
+    flat = top.reshape(-1, top.shape[2])
+    logits = flat @ V.T.astype(flat.dtype, copy=False)
+    if c is not None:
+        logits += c
+    loss, d_logits = softmax_cross_entropy(logits, targets.reshape(-1))
+    grads = {"head.weight": d_logits.T @ flat}  # dL/dV = sum_t dO_t^T h_t
+    if c is not None:
+        grads["head.bias"] = d_logits.sum(axis=0)  # dL/dc = sum_t sum_batch dO_t
+    d_top = (d_logits @ V).reshape(top.shape)  # dL/dh_t from the head = dO_t V
+    return loss, grads, d_top
