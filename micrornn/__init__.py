@@ -1,12 +1,14 @@
 """micrornn: reverse-mode autodiff on scalars and NumPy tensors, and RNNs whose BPTT falls out of the graph."""
 from micrornn.scalar import Value
-from micrornn.tensor import Tensor, concatenate, is_grad_enabled, no_grad, scope, stack
+from micrornn.tensor import (Tensor, concatenate, is_grad_enabled, maximum, minimum, no_grad, scope, stack,
+                             where)
 from micrornn import functional, fused_ops, gradcheck, ops
 from micrornn.random import manual_seed
 from micrornn.anomaly import AnomalyError, detect_anomaly
 from micrornn import nn, bptt, optim, viz
 
 __version__ = "0.1.0"
-__all__ = ["Value", "Tensor", "stack", "concatenate", "no_grad", "is_grad_enabled", "scope",
+__all__ = ["Value", "Tensor", "stack", "concatenate", "where", "maximum", "minimum",
+           "no_grad", "is_grad_enabled", "scope",
            "functional", "fused_ops", "gradcheck", "ops",
            "manual_seed", "nn", "bptt", "optim", "viz", "detect_anomaly", "AnomalyError"]

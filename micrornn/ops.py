@@ -243,7 +243,8 @@ def matmul_vjp(g, saved, needs):
     gb = None
     if needs[1]:
         if b.ndim == 2:  # a shared weight: all rows of all batches form one product, lazily
-            gb = ProductGrad(a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1]))
+            rows = a.size // a.shape[-1] if a.shape[-1] else int(np.prod(a.shape[:-1]))  # -1 fails on 0-size
+            gb = ProductGrad(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
         else:
             gb = np.swapaxes(a, -1, -2) @ g
     return ga, gb
@@ -373,6 +374,64 @@ def concatenate_vjp(g, saved, needs):
     return tuple(np.split(g, ends[:-1], axis=axis))
 
 
+# ---- piecewise ops: abs, maximum, minimum, where, clip (tensor-API issue) ----------------------
+
+def abs_fwd(a):
+    return np.abs(a), np.sign(a)
+
+
+def abs_vjp(g, sign, needs):
+    # d|a|/da = sign(a)   (0 at a = 0, the subgradient PyTorch and NumPy users expect)
+    return (g * sign,)
+
+
+def maximum_fwd(a, b):
+    return np.maximum(a, b), (a, b)
+
+
+def maximum_vjp(g, saved, needs):
+    # d max(a,b)/da = [a > b] + [a = b]/2, d/db = [b > a] + [a = b]/2   (ties split evenly)
+    a, b = saved
+    share = np.where(a == b, 0.5, a > b).astype(g.dtype, copy=False)
+    return (g * share if needs[0] else None), (g * (1 - share) if needs[1] else None)
+
+
+def minimum_fwd(a, b):
+    return np.minimum(a, b), (a, b)
+
+
+def minimum_vjp(g, saved, needs):
+    # d min(a,b)/da = [a < b] + [a = b]/2, d/db = [b < a] + [a = b]/2   (ties split evenly)
+    a, b = saved
+    share = np.where(a == b, 0.5, a < b).astype(g.dtype, copy=False)
+    return (g * share if needs[0] else None), (g * (1 - share) if needs[1] else None)
+
+
+def where_fwd(cond, a, b):
+    return np.where(cond, a, b), cond
+
+
+def where_vjp(g, cond, needs):
+    # d where(c,a,b)/da = [c], d/db = [not c]; the boolean condition gets no gradient
+    return (None, (np.where(cond, g, 0) if needs[1] else None),
+            (np.where(cond, 0, g) if needs[2] else None))
+
+
+def clip_fwd(a, lo=None, hi=None):
+    return np.clip(a, lo, hi), (a, lo, hi)
+
+
+def clip_vjp(g, saved, needs):
+    # d clip(a, lo, hi)/da = 1 where lo <= a <= hi, else 0 (the bounds are constants)
+    a, lo, hi = saved
+    inside = np.ones(a.shape, dtype=bool)
+    if lo is not None:
+        inside &= a >= lo
+    if hi is not None:
+        inside &= a <= hi
+    return (g * inside,)
+
+
 ADD = defprimitive("add", add_fwd, add_vjp)
 SUB = defprimitive("sub", sub_fwd, sub_vjp)
 MUL = defprimitive("mul", mul_fwd, mul_vjp, fresh=True)
@@ -394,3 +453,22 @@ TRANSPOSE = defprimitive("transpose", transpose_fwd, transpose_vjp)
 GETITEM = defprimitive("getitem", getitem_fwd, getitem_vjp)
 STACK = defprimitive("stack", stack_fwd, stack_vjp)
 CONCATENATE = defprimitive("concatenate", concatenate_fwd, concatenate_vjp)
+ABS = defprimitive("abs", abs_fwd, abs_vjp, fresh=True)
+MAXIMUM = defprimitive("maximum", maximum_fwd, maximum_vjp, fresh=True)
+MINIMUM = defprimitive("minimum", minimum_fwd, minimum_vjp, fresh=True)
+WHERE = defprimitive("where", where_fwd, where_vjp, fresh=True)
+CLIP = defprimitive("clip", clip_fwd, clip_vjp, fresh=True)
+
+
+# ---- dtype cast (tensor-API issue) -------------------------------------------------------------
+
+def astype_fwd(a, dtype):
+    return a.astype(dtype), a.dtype
+
+
+def astype_vjp(g, in_dtype, needs):
+    # a cast moves no values: the gradient is cast back to the input's dtype
+    return (g.astype(in_dtype),)
+
+
+ASTYPE = defprimitive("astype", astype_fwd, astype_vjp, fresh=True)
