@@ -56,9 +56,9 @@ def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6
     h0 is None, an array (D*layers, B, H), or for the LSTM a tuple (h0, c0) of such arrays.
     """
     rng = np.random.default_rng(seed)
-    kinds = {} if cell == "rnn" and not bidirectional else {"cell": cell, "bidirectional": bidirectional}
     model = SequenceModel(input_size, hidden_size, output_size, num_layers=layers, nonlinearity=nonlinearity,
-                          fused=fused, bias=bias, batch_first=batch_first, dtype=np.float64, rng=rng, **kinds)
+                          fused=fused, bias=bias, batch_first=batch_first, dtype=np.float64, rng=rng, cell=cell,
+                          bidirectional=bidirectional)
     x = rng.standard_normal((steps, batch, input_size))
     targets = rng.integers(0, output_size, size=(steps, batch))
     shape = ((2 if bidirectional else 1) * layers, batch, hidden_size)

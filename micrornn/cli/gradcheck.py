@@ -68,9 +68,9 @@ def run(args) -> int:
             print(f"(deliberately wrong: the analytic derivative of gate {args.break_gate} is scaled by 1.5)")
         rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol)
         print(rnncheck.format_table(rows, args.atol, args.rtol))
-        print(rnncheck.summary(rows))
-        if all(r.passed for r in rows):
-            return 0
-        found = divergence.first_divergence(model, x, targets, h0, args.eps, args.atol, args.rtol)
-        print(divergence.describe(found))
-    return 1
+        passed = all(r.passed for r in rows)
+        if not passed:
+            print(divergence.describe(divergence.first_divergence(model, x, targets, h0, args.eps, args.atol,
+                                                                  args.rtol)))
+    print(rnncheck.summary(rows))
+    return 0 if passed else 1
