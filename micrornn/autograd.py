@@ -1,6 +1,8 @@
 """Reverse-mode traversal: iterative topological order, gradient accumulation, engine state."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from micrornn.ops import IndexGrad, ProductGrad, unbroadcast
@@ -8,10 +10,12 @@ from micrornn.ops import IndexGrad, ProductGrad, unbroadcast
 _RELEASED = object()  # marks a node whose saved arrays were freed by a backward
 
 
-class _State:
-    """Global engine switches: graph recording, naming scope, anomaly detection."""
+class _State(threading.local):
+    """Engine switches, one set per thread: graph recording, naming scope, anomaly detection.
 
-    __slots__ = ("grad_enabled", "scope", "anomaly", "check_forward", "check_backward")
+    Each thread starts with recording on, no scope and anomaly detection off, so `no_grad()` in
+    an evaluation thread never stops another thread's training from recording its graph.
+    """
 
     def __init__(self):
         self.grad_enabled, self.scope, self.anomaly = True, None, False
@@ -19,6 +23,40 @@ class _State:
 
 
 state = _State()
+
+
+def fingerprint(array) -> int:
+    """A checksum of an array's bits: changes when any element changes (a permutation aside)."""
+    flat = array.reshape(-1)  # a view when contiguous, else a copy
+    bits = flat.view(f"u{flat.itemsize}")  # the float bits as unsigned integers of the same width
+    return int(np.add.reduce(bits, dtype=bits.dtype))  # summed with wrap-around: one fast pass
+
+
+def leaf_fingerprints(inputs):
+    """(index, fingerprint) of each input that is a leaf requiring grad (a parameter), or None.
+
+    A graph keeps references to its inputs' arrays; a parameter changed in place before backward
+    (by an optimizer step, or by writing to `.data` / `.numpy()`) would silently mix old and new
+    values, so backward compares these fingerprints again (`check_unchanged`).
+    """
+    found = None
+    for i, t in enumerate(inputs):
+        if t._op is None and t.requires_grad:
+            found = (found or ()) + ((i, fingerprint(t.data)),)
+    return found
+
+
+def check_unchanged(node) -> None:
+    """Raise if a parameter the node's op used was modified in place since the forward."""
+    for i, recorded in node._guard:
+        parent = node._parents[i]
+        if fingerprint(parent.data) != recorded:
+            who = f"'{parent.name}'" if parent.name else "a leaf tensor"
+            raise RuntimeError(
+                f"backward: {who} of shape {parent.shape} was modified in place after the graph used it in "
+                f"'{node._op.name}' (input {i}); its gradient would mix old and new values. Call backward "
+                "before changing it (an optimizer step, or writing to .data / .numpy()), or run the "
+                "forward again")
 
 
 def topological_order(root) -> list:
@@ -179,6 +217,8 @@ def backward(root, grad=None, retain_graph=False) -> None:
             if node._op is None:
                 continue
         parents, needs, prim = node._parents, node._needs, node._op
+        if node._guard is not None:
+            check_unchanged(node)
         parent_grads = prim.vjp(g, node._saved, needs)
         if state.anomaly:
             state.check_backward(node, parent_grads)

@@ -243,7 +243,8 @@ def matmul_vjp(g, saved, needs):
     gb = None
     if needs[1]:
         if b.ndim == 2:  # a shared weight: all rows of all batches form one product, lazily
-            gb = ProductGrad(a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1]))
+            rows = a.size // a.shape[-1] if a.shape[-1] else int(np.prod(a.shape[:-1]))  # -1 fails on 0-size
+            gb = ProductGrad(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
         else:
             gb = np.swapaxes(a, -1, -2) @ g
     return ga, gb

@@ -10,7 +10,7 @@ import numpy as np
 
 from micrornn import ops
 from micrornn.composites import CompositeMethods, normalize_axis as _axis
-from micrornn.autograd import backward as _backward, state
+from micrornn.autograd import backward as _backward, leaf_fingerprints, state
 
 _FLOAT_KINDS = "f"
 _creation_numbers = itertools.count()  # parents are always numbered before their outputs
@@ -20,7 +20,7 @@ class Tensor(CompositeMethods):
     """An ndarray node of the computation graph; float64 unless told otherwise."""
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_parents", "_saved", "_needs",
-                 "_scope", "_retain", "_origin", "_id", "__weakref__")
+                 "_scope", "_retain", "_origin", "_id", "_guard", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor runs as a micrornn op (see __array_ufunc__)
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -274,7 +274,7 @@ def as_tensor(x) -> Tensor:
 def _fill(t: Tensor, array, requires_grad: bool, name) -> None:
     """Set every slot of a new tensor: the one place that lists them."""
     t.data, t.grad, t.requires_grad, t.name = array, None, requires_grad, name
-    t._op = t._parents = t._saved = t._needs = t._origin = None
+    t._op = t._parents = t._saved = t._needs = t._origin = t._guard = None
     t._scope, t._retain, t._id = state.scope, False, next(_creation_numbers)
 
 
@@ -316,6 +316,10 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     if True in needs and state.grad_enabled:
         out.requires_grad = True
         out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
+        for t in inputs:  # a parameter edited in place before backward is caught there
+            if t._op is None and t.requires_grad:
+                out._guard = leaf_fingerprints(inputs)
+                break
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     return out

@@ -12,6 +12,7 @@ from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 from micrornn.train.data import bundled_corpus_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, plot_history
+from micrornn.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"
 DEFAULTS = TrainConfig()
@@ -50,6 +51,9 @@ def add_parser(subparsers):
     a("--fused", action=argparse.BooleanOptionalAction, default=None,
       help="run each layer as one fused primitive (hand-written BPTT) instead of the unrolled graph")
     a("--dtype", choices=("float32", "float64"), help=f"parameter dtype (default {d.dtype})")
+    a("--threads", type=non_negative_int, default=DEFAULT_TRAIN_THREADS, metavar="N",
+      help=f"BLAS threads, 0 = NumPy's own default (default {DEFAULT_TRAIN_THREADS}: small products "
+           "run slower on more threads)")
     a("--plot", metavar="FILE", help="loss-curve image (default: the checkpoint path with _loss.png)")
     a("--no-plot", action="store_true", help="do not write the loss-curve image")
     a("--val-every", type=non_negative_int, metavar="N",
@@ -120,6 +124,12 @@ def _describe(trainer) -> str:
 
 
 def run(args) -> int:
+    """Train with BLAS limited to --threads threads (restored afterwards)."""
+    with blas_threads(args.threads):
+        return _train(args)
+
+
+def _train(args) -> int:
     """Train, then print losses and a sample and write the checkpoint and the plot."""
     tune_allocator()  # reuse freed buffers instead of re-faulting fresh pages every step
     names = {f.name for f in fields(TrainConfig)}
