@@ -1,182 +1,264 @@
-"""The vanilla RNN built from engine primitives: h_t = act(x_t U^T + h_{t-1} W^T + b).
+"""Recurrent layers (RNN, LSTM, GRU) and the SequenceModel: stacked, optionally bidirectional.
 
-Unrolled, every step is a handful of graph nodes that share U, W and b, so backpropagation
-through time is just the engine's graph traversal. ``fused=True`` instead runs each layer as one
+Unrolled (the default), every step of every layer is a handful of graph nodes made by the cell's
+own ``step`` inside the shared time loop ``nn.recurrent.unroll``, so backpropagation through time
+is the engine's graph traversal. ``fused=True`` instead runs each layer and direction as one
 primitive whose forward and VJP are the hand-derived routines of ``micrornn.bptt``.
+Argument names, output shapes and the final-state layout follow PyTorch.
 """
 from __future__ import annotations
 
-from collections import namedtuple
-
 import numpy as np
 
-from micrornn import functional as F, fused_ops, ops
-from micrornn.autograd import state
-from micrornn.nn.layers import Linear, check_size, uniform
-from micrornn.nn.module import Module, Parameter
+from micrornn import functional as F, fused_ops
+from micrornn.autograd import state as engine
+from micrornn.nn.cells import (NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
+                               expect_shape as _expect)
+from micrornn.nn.layers import Linear, check_size
+from micrornn.nn.module import Module
+from micrornn.nn.recurrent import StepScope, unroll
 from micrornn.random import default_rng
-from micrornn.tensor import Tensor, _leaf, apply, as_tensor, concatenate, matmul_add, stack
+from micrornn.tensor import Tensor, _leaf, apply, as_tensor, concatenate, stack
 
-StepScope = namedtuple("StepScope", "layer step")
-StepScope.__doc__ = "Where a tensor was made: RNN layer (0-based) and time step (1..T; None: all steps)."
+__all__ = ["RNN", "LSTM", "GRU", "SequenceModel", "RNNCell", "LSTMCell", "GRUCell", "StepScope",
+           "NONLINEARITIES", "CELL_KINDS"]
 
-NONLINEARITIES = ("tanh", "relu")
-_ACTIVATIONS = {"tanh": ops.TANH, "relu": ops.RELU}
-
-
-def _activation(nonlinearity):
-    """The Tensor method for a nonlinearity name, or a ValueError naming the choices."""
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
-    return Tensor.tanh if nonlinearity == "tanh" else Tensor.relu
+CELL_KINDS = ("rnn", "lstm", "gru")
 
 
-class RNNCell(Module):
-    """One step: h_next = act(x U^T + h W^T + b), U (hidden, input), W (hidden, hidden), b (hidden,)."""
+class _Layers(Module):
+    """The stack shared by RNN, LSTM and GRU: cells[l] (and reverse_cells[l]) for each layer."""
 
-    def __init__(self, input_size, hidden_size, nonlinearity="tanh", bias=True, dtype=np.float64, rng=None):
-        self.input_size = check_size("input_size", input_size)
-        self.hidden_size = check_size("hidden_size", hidden_size)
-        self.act = _activation(nonlinearity)
-        self.nonlinearity = nonlinearity
-        rng, bound, H = default_rng(rng), 1.0 / np.sqrt(self.hidden_size), self.hidden_size
-        self.U = Parameter(uniform(rng, bound, (H, self.input_size), dtype))
-        self.W = Parameter(uniform(rng, bound, (H, H), dtype))
-        self.b = Parameter(uniform(rng, bound, (H,), dtype)) if bias else None
+    cell_kind = None
 
-    def forward(self, x, h) -> Tensor:
-        """x (B, input), h (B, hidden) -> h_next (B, hidden)."""
-        x, h = as_tensor(x), as_tensor(h)
-        _expect(x, "x", (None, self.input_size))
-        _expect(h, "h", (x.shape[0], self.hidden_size))
-        pre = x @ self.U.T + h @ self.W.T
-        return self.act(pre if self.b is None else pre + self.b)
-
-    def concatenated_weight(self) -> Tensor:
-        """[U W]: the (hidden, input + hidden) weight of the same cell as one linear layer."""
-        return concatenate([self.U, self.W], axis=1)
-
-    def forward_concatenated(self, x, h) -> Tensor:
-        """The same step as one product: act([x h] [U W]^T + b)."""
-        x, h = as_tensor(x), as_tensor(h)
-        pre = concatenate([x, h], axis=1) @ self.concatenated_weight().T
-        return self.act(pre if self.b is None else pre + self.b)
-
-
-class RNN(Module):
-    """Stacked RNN layers over a sequence: rnn(x, h0=None) -> (output (T, B, H), h_n (layers, B, H))."""
-
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, fused=False, dtype=np.float64, rng=None):
+    def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
+               dtype, rng, make_cell):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
-        _activation(nonlinearity)
-        self.nonlinearity, self.bias = nonlinearity, bool(bias)
-        self.batch_first, self.fused = bool(batch_first), bool(fused)
-        rng = default_rng(rng)
-        self.cells = [RNNCell(self.input_size if layer == 0 else self.hidden_size, self.hidden_size,
-                              nonlinearity, bias, dtype, rng) for layer in range(self.num_layers)]
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.bias, self.batch_first, self.fused = bool(bias), bool(batch_first), bool(fused)
+        self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        rng, D = default_rng(rng), self.num_directions
+        sizes = [self.input_size] + [D * self.hidden_size] * (self.num_layers - 1)
+        self.cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng) for l in range(self.num_layers)]
+        if self.bidirectional:
+            self.reverse_cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng)
+                                  for l in range(self.num_layers)]
+
+    def _run(self, x, initial):
+        """x as given by the caller, initial: None or a list of D*L per-direction states.
+        Returns (output (T, B, D*H) in the caller's layout, list of D*L final states)."""
+        if self.batch_first:
+            x = x.transpose(1, 0) if x.ndim == 2 else x.transpose(1, 0, 2)
+        directions = [self.cells] + ([self.reverse_cells] if self.bidirectional else [])
+        layer_input, finals = x, []
+        for l in range(self.num_layers):
+            outputs = []
+            for d, cells in enumerate(directions):
+                init = None if initial is None else initial[l * self.num_directions + d]
+                run = self._direction_fused if self.fused else self._direction_unrolled
+                output, final = run(l, d, cells[l], layer_input, init)
+                outputs.append(output)
+                finals.append(final)
+            layer_input = outputs[0] if len(outputs) == 1 else concatenate(outputs, axis=2)
+            if l < self.num_layers - 1:
+                layer_input = self._dropout_between_layers(layer_input)
+        output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        return output, finals
+
+    def _direction_unrolled(self, layer, direction, cell, x, init):
+        """One layer in one direction as per-step graph nodes (the shared time loop)."""
+        return unroll(cell, x, init, layer=layer, reverse=direction == 1)
+
+    def _direction_fused(self, layer, direction, cell, x, init):
+        """One layer in one direction as a single primitive whose VJP is the analytic BPTT.
+        The reverse direction runs the same primitive on the time-reversed input."""
+        previous, engine.scope = engine.scope, StepScope(layer, None, direction)
+        try:
+            if x.dtype.kind in "iu":  # the analytic routines take dense one-hot rows
+                x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
+            if direction == 1:
+                x = x[::-1]
+            T, B = x.shape[0], x.shape[1]
+            outputs, final = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)))
+            return (outputs[::-1] if direction == 1 else outputs), final
+        finally:
+            engine.scope = previous
+
+    def _dropout_between_layers(self, x):
+        """Dropout on a layer's output before the next layer, in training mode only."""
+        if not self.dropout or not getattr(self, "training", True):
+            return x
+        dropout = getattr(F, "dropout", None)  # the functional op, once the tensor API has it
+        if dropout is not None:
+            return dropout(x, self.dropout, True)
+        keep = default_rng().random(x.shape) >= self.dropout  # inverted dropout: E[output] = x
+        return x * _leaf((keep / (1.0 - self.dropout)).astype(x.dtype))
+
+    def _check_input(self, x) -> Tensor:
+        """x as a Tensor of rank 3 (floats) or rank 2 (indices) with the right input size."""
+        x, name = as_tensor(x), type(self).__name__
+        if x.dtype.kind in "iu":
+            if x.ndim != 2:
+                raise ValueError(f"{name}: integer input must be indices of shape (T, B), got shape {x.shape}")
+            if x.size and (x.data.min() < 0 or x.data.max() >= self.input_size):
+                raise ValueError(f"{name}: input indices must lie in 0..{self.input_size - 1}, "
+                                 f"got min {x.data.min()} and max {x.data.max()}")
+        elif x.ndim != 3 or x.shape[2] != self.input_size:
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(f"{name}: expected input of shape {layout} with input_size={self.input_size}, "
+                             f"got shape {x.shape}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"{name}: input has an empty time or batch axis, shape {x.shape}")
+        return x
+
+    def _check_state(self, h, name, batch):
+        """A (D*num_layers, B, H) state as a Tensor."""
+        h = as_tensor(h)
+        _expect(h, name, (self.num_directions * self.num_layers, batch, self.hidden_size))
+        return h
+
+    def _batch(self, x) -> int:
+        return x.shape[0] if self.batch_first else x.shape[1]
+
+
+def _zeros(cell, shape) -> Tensor:
+    """A constant zero tensor in the cell's dtype (a missing initial state or bias of a fused layer)."""
+    return _leaf(np.zeros(shape, dtype=cell.U.dtype))
+
+
+def _fused_primitive(name):
+    """fused_ops.<name>, or a clear error while the analytic routine does not exist yet."""
+    prim = getattr(fused_ops, name, None)
+    if prim is None:
+        raise NotImplementedError(f"fused=True needs micrornn.fused_ops.{name}, which this version lacks; "
+                                  "use fused=False")
+    return prim
+
+
+class RNN(_Layers):
+    """Stacked RNN layers: rnn(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
+
+    cell_kind = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, fused=False, dtype=np.float64, rng=None, *, dropout=0.0,
+                 bidirectional=False):
+        self.nonlinearity = check_nonlinearity(nonlinearity)
+        if fused and callable(nonlinearity):
+            raise ValueError("RNN: fused=True needs nonlinearity 'tanh' or 'relu' (the analytic BPTT knows "
+                             "only those); a callable nonlinearity runs unrolled (fused=False)")
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
+                    dtype, rng, lambda i, h, b, dt, r: RNNCell(i, h, nonlinearity, b, dt, r))
 
     def forward(self, x, h0=None):
         """x (T, B, I) floats, or (T, B) integer indices standing for one-hot inputs; time-major
         unless batch_first. Returns the top layer's states and every layer's last state."""
         x = self._check_input(x)
-        if self.batch_first:
-            x = x.transpose(1, 0) if x.ndim == 2 else x.transpose(1, 0, 2)
-        T, B = x.shape[0], x.shape[1]
-        h0 = self._check_h0(h0, B)
-        layer_input, finals = x, []
-        for layer, cell in enumerate(self.cells):
-            h_init = None if h0 is None else h0[layer]
-            run = self._layer_fused if self.fused else self._layer_unrolled
-            states = run(layer, cell, layer_input, h_init)
-            finals.append(states[T - 1])
-            layer_input = states
-        output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        initial = None if h0 is None else list(self._check_state(h0, "h0", self._batch(x)))
+        output, finals = self._run(x, initial)
         return output, stack(finals)
 
-    def _layer_unrolled(self, layer, cell, x, h):
-        """One layer as per-step graph nodes; returns the stacked states (T, B, H)."""
-        previous = state.scope
-        try:
-            state.scope = StepScope(layer, None)
-            if x.dtype.kind in "iu":  # one-hot inputs: gather rows of [U^T + b] instead of a product
-                table = cell.U.T if cell.b is None else cell.U.T + cell.b
-                projected = table[x.data]
-            else:
-                projected = x @ cell.U.T  # all steps' input projections in one product
-                if cell.b is not None:
-                    projected = projected + cell.b
-            W_T, act, states = cell.W.T, _ACTIVATIONS[cell.nonlinearity], []
-            buffer = np.empty(projected.shape, dtype=projected.dtype)  # h_1..h_T are written in place
-            for t in range(x.shape[0]):
-                state.scope = StepScope(layer, t + 1)
-                pre = projected[t] if h is None else matmul_add(h, W_T, projected[t])
-                h = apply(act, pre, out=buffer[t])
-                h.name = f"h{t + 1}"
-                states.append(h)
-            state.scope = StepScope(layer, None)
-            return apply(ops.STACK, *states, axis=0, out=buffer)  # no copy: the states are already there
-        finally:
-            state.scope = previous
+    def _fused_call(self, cell, x, h0, zeros):
+        b = cell.b if cell.b is not None else _zeros(cell, cell.hidden_size)
+        hs = apply(fused_ops.RNN_LAYER, x, cell.U, cell.W, b, zeros if h0 is None else h0,
+                   nonlinearity=cell.nonlinearity)
+        return hs, hs[x.shape[0] - 1]
 
-    def _layer_fused(self, layer, cell, x, h):
-        """One layer as a single primitive whose VJP is the analytic BPTT."""
-        if x.dtype.kind in "iu":  # the analytic routine takes dense one-hot rows
-            x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
-        H, B = cell.hidden_size, x.shape[1]
-        b = cell.b if cell.b is not None else _leaf(np.zeros(H, dtype=cell.U.dtype))
-        h = h if h is not None else _leaf(np.zeros((B, H), dtype=cell.U.dtype))
-        previous, state.scope = state.scope, StepScope(layer, None)
-        try:
-            return apply(fused_ops.RNN_LAYER, x, cell.U, cell.W, b, h, nonlinearity=cell.nonlinearity)
-        finally:
-            state.scope = previous
 
-    def _check_input(self, x) -> Tensor:
-        """x as a Tensor of rank 3 (floats) or rank 2 (indices) with the right input size."""
-        x = as_tensor(x)
-        if x.dtype.kind in "iu":
-            if x.ndim != 2:
-                raise ValueError(f"RNN: integer input must be indices of shape (T, B), got shape {x.shape}")
-            if x.size and (x.data.min() < 0 or x.data.max() >= self.input_size):
-                raise ValueError(f"RNN: input indices must lie in 0..{self.input_size - 1}, "
-                                 f"got min {x.data.min()} and max {x.data.max()}")
-        elif x.ndim != 3 or x.shape[2] != self.input_size:
-            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-            raise ValueError(f"RNN: expected input of shape {layout} with input_size={self.input_size}, "
-                             f"got shape {x.shape}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"RNN: input has an empty time or batch axis, shape {x.shape}")
-        return x
+class LSTM(_Layers):
+    """Stacked LSTM layers: lstm(x, state=None) -> (output (T, B, D*H), (h_n, c_n)), each (D*L, B, H)."""
 
-    def _check_h0(self, h0, batch):
-        """h0 as a Tensor of shape (num_layers, B, hidden), or None."""
-        if h0 is None:
-            return None
-        h0 = as_tensor(h0)
-        _expect(h0, "h0", (self.num_layers, batch, self.hidden_size))
-        return h0
+    cell_kind = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
+                    dtype, rng, LSTMCell)
+
+    def forward(self, x, state=None):
+        """x as for RNN; state (h0, c0), each (D*num_layers, B, H), or None (zeros)."""
+        x = self._check_input(x)
+        initial = None
+        if state is not None:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"LSTM: state must be a tuple (h0, c0) or None, got {type(state).__name__}")
+            h0 = self._check_state(state[0], "h0", self._batch(x))
+            c0 = self._check_state(state[1], "c0", self._batch(x))
+            initial = [(h0[k], c0[k]) for k in range(h0.shape[0])]
+        output, finals = self._run(x, initial)
+        return output, (stack([h for h, _ in finals]), stack([c for _, c in finals]))
+
+    def _fused_call(self, cell, x, init, zeros):
+        H, T = cell.hidden_size, x.shape[0]
+        b = cell.b if cell.b is not None else _zeros(cell, 4 * H)
+        h0, c0 = (zeros, zeros) if init is None else init
+        hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0)  # (T, B, 2H): [h_t c_t]
+        return hc[:, :, :H], (hc[T - 1, :, :H], hc[T - 1, :, H:])
+
+
+class GRU(_Layers):
+    """Stacked GRU layers: gru(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
+
+    cell_kind = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
+                    dtype, rng, GRUCell)
+
+    def forward(self, x, h0=None):
+        """x as for RNN; h0 (D*num_layers, B, H) or None (zeros)."""
+        x = self._check_input(x)
+        initial = None if h0 is None else list(self._check_state(h0, "h0", self._batch(x)))
+        output, finals = self._run(x, initial)
+        return output, stack(finals)
+
+    def _fused_call(self, cell, x, h0, zeros):
+        H = cell.hidden_size
+        b = cell.b if cell.b is not None else _zeros(cell, 3 * H)
+        b_hn = cell.b_hn if cell.b_hn is not None else _zeros(cell, H)
+        hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0)
+        return hs, hs[x.shape[0] - 1]
 
 
 class SequenceModel(Module):
-    """An RNN followed by a linear head: model(x, h0=None) -> (logits (T, B, O), h_n)."""
+    """A recurrent stack followed by a linear head: model(x, h0=None) -> (logits (T, B, O), h_n).
+
+    cell: "rnn", "lstm" or "gru"; for the LSTM, h0 and h_n are (h, c) tuples.
+    """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
-                 fused=False, bias=True, batch_first=False, dtype=np.float64, rng=None):
+                 fused=False, bias=True, batch_first=False, dtype=np.float64, rng=None, *, cell="rnn",
+                 bidirectional=False, dropout=0.0):
         rng = default_rng(rng)
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
-        self.rnn = RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, fused, dtype, rng)
-        self.head = Linear(hidden_size, output_size, bias=bias, dtype=dtype, rng=rng)
+        if cell not in CELL_KINDS:
+            raise ValueError(f"cell must be one of {CELL_KINDS}, got {cell!r}")
+        if cell == "rnn":
+            self.rnn = RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, fused, dtype,
+                           rng, dropout=dropout, bidirectional=bidirectional)
+        else:
+            if nonlinearity != "tanh":
+                raise ValueError(f"nonlinearity applies to cell='rnn' only; the {cell.upper()} has fixed "
+                                 f"gates, got nonlinearity={nonlinearity!r}")
+            layer = LSTM if cell == "lstm" else GRU
+            self.rnn = layer(input_size, hidden_size, num_layers, bias, batch_first, dropout=dropout,
+                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng)
+        self.head = Linear(self.rnn.num_directions * hidden_size, output_size, bias=bias, dtype=dtype, rng=rng)
 
     @property
     def config(self) -> dict:
         """The constructor arguments (JSON-friendly), to rebuild the same architecture."""
         r = self.rnn
         return {"input_size": r.input_size, "hidden_size": r.hidden_size, "output_size": self.head.out_features,
-                "num_layers": r.num_layers, "nonlinearity": r.nonlinearity, "fused": r.fused, "bias": r.bias,
-                "batch_first": r.batch_first, "dtype": str(self.head.weight.dtype)}
+                "num_layers": r.num_layers, "nonlinearity": getattr(r, "nonlinearity", "tanh"),
+                "fused": r.fused, "bias": r.bias, "batch_first": r.batch_first,
+                "dtype": str(self.head.weight.dtype), "cell": r.cell_kind, "bidirectional": r.bidirectional,
+                "dropout": r.dropout}
 
     def forward(self, x, h0=None):
         """Logits o_t = h_t V^T + c for every step (one product over all steps) and h_n."""
@@ -187,10 +269,3 @@ class SequenceModel(Module):
         """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n)."""
         logits, h_n = self(x, h0)
         return F.cross_entropy(logits, targets, reduction=reduction), h_n
-
-
-def _expect(t: Tensor, name: str, shape) -> None:
-    """ValueError naming ``name`` unless t has ``shape`` (None entries match any size)."""
-    if t.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, t.shape)):
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{name}: expected shape {want}, got {t.shape}")

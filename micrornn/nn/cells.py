@@ -1,0 +1,187 @@
+"""Recurrent cells built from engine primitives: the vanilla RNN, the LSTM and the GRU.
+
+Each cell is one time step, written once in ``step``. A step reads its input through the
+input weights already applied (``p_t = x_t U^T + b``): ``project`` does that for every step of a
+sequence in one product (or one gather for integer inputs), so a time loop (``nn.recurrent``) only
+pays for the recurrent product ``h_{t-1} W^T`` and the gates. ``cell(x, state)`` is the same step on
+one input. Equations and gate order follow PyTorch (LSTM: i, f, g, o; GRU: r, z, n).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from micrornn import ops
+from micrornn.nn.layers import check_size, uniform
+from micrornn.nn.module import Module, Parameter
+from micrornn.random import default_rng
+from micrornn.tensor import Tensor, _leaf, apply, as_tensor, concatenate, matmul_add
+
+NONLINEARITIES = ("tanh", "relu")
+_ACTIVATIONS = {"tanh": ops.TANH, "relu": ops.RELU}
+
+
+def check_nonlinearity(nonlinearity):
+    """'tanh', 'relu' or a callable Tensor -> Tensor; else a ValueError naming the choices."""
+    if callable(nonlinearity) or nonlinearity in NONLINEARITIES:
+        return nonlinearity
+    raise ValueError(f"nonlinearity must be one of {NONLINEARITIES} or a callable built from "
+                     f"Tensor ops, got {nonlinearity!r}")
+
+
+def expect_shape(t: Tensor, name: str, shape) -> None:
+    """ValueError naming ``name`` unless t has ``shape`` (None entries match any size)."""
+    if t.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, t.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {t.shape}")
+
+
+class _Cell(Module):
+    """What the three cells share: U (G, I), W (G, H), b (G,), input projection, zero state."""
+
+    cell_kind = None
+    gates = 1  # G = gates * hidden_size rows in U, W and b
+
+    def _init_weights(self, input_size, hidden_size, bias, dtype, rng):
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        rng, H = default_rng(rng), self.hidden_size
+        bound, G = 1.0 / np.sqrt(H), self.gates * H  # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H))
+        self.U = Parameter(uniform(rng, bound, (G, self.input_size), dtype))
+        self.W = Parameter(uniform(rng, bound, (G, H), dtype))
+        self.b = Parameter(uniform(rng, bound, (G,), dtype)) if bias else None
+        return rng, bound
+
+    def initial_state(self, batch, dtype=None):
+        """The zero state for ``batch`` sequences: h (B, H) zeros."""
+        return _leaf(np.zeros((batch, self.hidden_size), dtype=dtype or self.U.dtype))
+
+    def project(self, x) -> Tensor:
+        """x U^T + b for every leading position of x (..., I); integer x (T, B) are one-hot
+        indices: a gather of the rows of [U^T + b] instead of a product."""
+        x = as_tensor(x)
+        if x.dtype.kind in "iu":
+            table = self.U.T if self.b is None else self.U.T + self.b
+            return table[x.data]
+        projected = x @ self.U.T
+        return projected if self.b is None else projected + self.b
+
+    def _step_input(self, x, h) -> Tensor:
+        """Check one step's x (B, I) against the cell and h (B, H) (None allowed); return x U^T + b."""
+        x = as_tensor(x)
+        expect_shape(x, "x", (None, self.input_size))
+        if h is not None:
+            expect_shape(as_tensor(h), "h", (x.shape[0], self.hidden_size))
+        return self.project(x)
+
+
+class RNNCell(_Cell):
+    """One step: h_next = act(x U^T + h W^T + b), U (hidden, input), W (hidden, hidden), b (hidden,)."""
+
+    cell_kind = "rnn"
+
+    def __init__(self, input_size, hidden_size, nonlinearity="tanh", bias=True, dtype=np.float64, rng=None):
+        self.nonlinearity = check_nonlinearity(nonlinearity)
+        self._init_weights(input_size, hidden_size, bias, dtype, rng)
+
+    @property
+    def act(self):
+        """The nonlinearity as a function of a Tensor."""
+        if callable(self.nonlinearity):
+            return self.nonlinearity
+        return Tensor.tanh if self.nonlinearity == "tanh" else Tensor.relu
+
+    def forward(self, x, h=None) -> Tensor:
+        """x (B, input), h (B, hidden) or None (zeros) -> h_next (B, hidden)."""
+        return self.step(self._step_input(x, h), None if h is None else as_tensor(h), self.W.T)
+
+    def step(self, p, h, W_T, out=None) -> Tensor:
+        """h_t = act(p_t + h_{t-1} W^T) from p_t = x_t U^T + b; h None is the zero state.
+        ``out`` (a row of the caller's states buffer) receives h_t when the nonlinearity is named."""
+        pre = p if h is None else matmul_add(h, W_T, p)
+        if callable(self.nonlinearity):
+            return self.nonlinearity(pre)
+        return apply(_ACTIVATIONS[self.nonlinearity], pre, out=out)
+
+    def concatenated_weight(self) -> Tensor:
+        """[U W]: the (hidden, input + hidden) weight of the same cell as one linear layer."""
+        return concatenate([self.U, self.W], axis=1)
+
+    def forward_concatenated(self, x, h) -> Tensor:
+        """The same step as one product: act([x h] [U W]^T + b)."""
+        x, h = as_tensor(x), as_tensor(h)
+        pre = concatenate([x, h], axis=1) @ self.concatenated_weight().T
+        return self.act(pre if self.b is None else pre + self.b)
+
+
+class LSTMCell(_Cell):
+    """Long short-term memory: cell(x, (h, c)) -> (h, c); U (4H, I), W (4H, H), b (4H,), gates i, f, g, o.
+
+    i = σ(x U_i^T + h W_i^T + b_i), f = σ(..f), g = tanh(..g), o = σ(..o),
+    c' = f * c + i * g,  h' = o * tanh(c').
+    """
+
+    cell_kind = "lstm"
+    gates = 4
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None):
+        self._init_weights(input_size, hidden_size, bias, dtype, rng)
+
+    def initial_state(self, batch, dtype=None):
+        """The zero state (h, c), each (B, H)."""
+        return super().initial_state(batch, dtype), super().initial_state(batch, dtype)
+
+    def forward(self, x, state=None):
+        """x (B, input), state (h, c) or None (zeros) -> (h_next, c_next)."""
+        if state is None:
+            return self.step(self._step_input(x, None), None, self.W.T)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"LSTMCell: state must be a tuple (h, c) or None, got {type(state).__name__}")
+        h, c = as_tensor(state[0]), as_tensor(state[1])
+        p = self._step_input(x, h)
+        expect_shape(c, "c", (p.shape[0], self.hidden_size))
+        return self.step(p, (h, c), self.W.T)
+
+    def step(self, p, state, W_T, out=None):
+        """(h_t, c_t) from p_t = x_t U^T + b and (h_{t-1}, c_{t-1}); state None is the zero state."""
+        H = self.hidden_size
+        gates = p if state is None else matmul_add(state[0], W_T, p)  # (B, 4H): blocks i, f, g, o
+        i = gates[:, :H].sigmoid()
+        f = gates[:, H:2 * H].sigmoid()
+        g = gates[:, 2 * H:3 * H].tanh()
+        o = gates[:, 3 * H:].sigmoid()
+        c = i * g if state is None else f * state[1] + i * g  # with c_0 = 0 the forget term is 0
+        return o * c.tanh(), c
+
+
+class GRUCell(_Cell):
+    """Gated recurrent unit: cell(x, h) -> h; U (3H, I), W (3H, H), b (3H,), b_hn (H,), gates r, z, n.
+
+    r = σ(x U_r^T + h W_r^T + b_r), z = σ(..z), n = tanh(x U_n^T + b_n + r * (h W_n^T + b_hn)),
+    h' = (1 - z) * n + z * h.   (b_r, b_z are PyTorch's b_ih + b_hh; b_n is b_in; b_hn is b_hn.)
+    """
+
+    cell_kind = "gru"
+    gates = 3
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None):
+        rng, bound = self._init_weights(input_size, hidden_size, bias, dtype, rng)
+        self.b_hn = Parameter(uniform(rng, bound, (self.hidden_size,), dtype)) if bias else None
+
+    def forward(self, x, h=None) -> Tensor:
+        """x (B, input), h (B, hidden) or None (zeros) -> h_next (B, hidden)."""
+        return self.step(self._step_input(x, h), None if h is None else as_tensor(h), self.W.T)
+
+    def step(self, p, h, W_T, out=None) -> Tensor:
+        """h_t from p_t = x_t U^T + b and h_{t-1}; h None is the zero state."""
+        H = self.hidden_size
+        if h is None:  # h W^T = 0: r only scales b_hn, and z * h vanishes
+            rz = p[:, :2 * H].sigmoid()
+            hn = self.b_hn
+        else:
+            hW = h @ W_T  # (B, 3H); its n block stays apart from p_n because r multiplies it
+            rz = (p[:, :2 * H] + hW[:, :2 * H]).sigmoid()
+            hn = hW[:, 2 * H:] if self.b_hn is None else hW[:, 2 * H:] + self.b_hn
+        r, z = rz[:, :H], rz[:, H:]
+        n_pre = p[:, 2 * H:] if hn is None else p[:, 2 * H:] + r * hn
+        n = n_pre.tanh()
+        return n - z * n if h is None else n + z * (h - n)  # (1 - z) n + z h
