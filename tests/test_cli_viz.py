@@ -35,7 +35,8 @@ def test_max_steps_collapses(tmp_path):
 @pytest.mark.parametrize("view", ["graph", "unrolled", "folded"])
 def test_each_view_renders_svg(tmp_path, view):
     out = tmp_path / f"{view}.svg"
-    assert main(["viz", "--view", view, "--steps", "3", "--layers", "2", "--grad", "-o", str(out)]) == 0
+    grad = ["--grad"] if view != "folded" else []
+    assert main(["viz", "--view", view, "--steps", "3", "--layers", "2", *grad, "-o", str(out)]) == 0
     assert b"<svg" in out.read_bytes()
 
 
@@ -89,3 +90,29 @@ def test_python_dash_m_subprocess(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "micrornn", "viz", "--steps", "-1", "-o", str(out)],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+@needs_dot
+def test_html_writes_the_stepper_page(tmp_path, capsys):
+    out = tmp_path / "bptt.html"
+    assert main(["viz", "--html", str(out), "--steps", "4", "--layers", "2"]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 1
+    assert "layer 1, step 4" in page and "from the layer above" in page
+    assert capsys.readouterr().out.startswith(f"wrote {out} (backprop stepper: 4 steps")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--html", "p.html", "-o", "g.dot"], "drop -o"),
+    (["--html", "p.html", "--grad", "--plot", "f.png"], "drop --plot, --grad"),
+    (["--html", "p.txt"], "use a .html file"),
+    (["--html", "p.html", "--steps", "11"], "at most 10"),
+    (["--html", "p.html", "--steps", "1"], "--steps 2 or more"),
+    (["--html", "no/such/dir/p.html"], "does not exist"),
+])
+def test_html_usage_errors(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["viz", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """`micrornn viz`: draw a small RNN — its graph, the unrolled or folded network, and the gradient flow."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,11 @@ import numpy as np
 
 from micrornn.cli import UsageError
 
+DEFAULT_MAX_STEPS = 8  # longer sequences are collapsed unless --all-steps
+HTML_MAX_STEPS = 10   # the stepper shows every node's numbers: keep the network small
+SIZES = {"picture": {"input_size": 4, "hidden_size": 8, "output_size": 4},
+         "html": {"input_size": 2, "hidden_size": 3, "output_size": 3}}
+
 
 def add_parser(subparsers):
     """Register the `viz` sub-command."""
@@ -16,15 +22,19 @@ def add_parser(subparsers):
         "viz", help="draw an RNN's graph, its unrolled/folded picture, and the gradient flow",
         description="Build a small SequenceModel, run it on random data (and its backward with --grad) "
                     "and draw it. .dot needs nothing else; .svg/.png/.pdf need the Graphviz 'dot' program.")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="picture to write: .svg, .png, .pdf or .dot")
+    p.add_argument("-o", "--output", metavar="FILE", help="picture to write: .svg, .png, .pdf or .dot")
+    p.add_argument("--html", metavar="FILE.html", default=None,
+                   help="write the backprop stepper: one self-contained page that steps the forward and "
+                        f"backward pass node by node (at most {HTML_MAX_STEPS} steps; default sizes "
+                        "input 2, hidden 3, output 3)")
     p.add_argument("--view", choices=("graph", "unrolled", "folded"), default="graph",
                    help="graph: the autodiff graph grouped by layer and step; unrolled: the textbook picture; "
                         "folded: one cell with its loop (default graph)")
     p.add_argument("--steps", type=int, default=3, metavar="T", help="sequence length (default 3)")
     p.add_argument("--layers", type=int, default=1, metavar="L", help="stacked RNN layers (default 1)")
-    p.add_argument("--input-size", type=int, default=4, metavar="I", help="input features (default 4)")
-    p.add_argument("--hidden-size", type=int, default=8, metavar="H", help="hidden units (default 8)")
-    p.add_argument("--output-size", type=int, default=4, metavar="O", help="output classes (default 4)")
+    p.add_argument("--input-size", type=int, default=None, metavar="I", help="input features (default 4; 2 with --html)")
+    p.add_argument("--hidden-size", type=int, default=None, metavar="H", help="hidden units (default 8; 3 with --html)")
+    p.add_argument("--output-size", type=int, default=None, metavar="O", help="output classes (default 4; 3 with --html)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="batch size (default 1)")
     p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="cell activation (default tanh)")
     p.add_argument("--fused", action="store_true", help="graph view: one rnn_layer node per layer")
@@ -34,7 +44,10 @@ def add_parser(subparsers):
     p.add_argument("--w-scale", type=float, default=1.0, metavar="F",
                    help="multiply every recurrent weight W by F (>1 tends to explode, <1 to vanish)")
     p.add_argument("--max-steps", type=int, default=None, metavar="K",
-                   help="draw only the first and last few of K steps; collapse the middle")
+                   help=f"draw only the first and last few of K steps and collapse the middle "
+                        f"(default {DEFAULT_MAX_STEPS}: longer sequences are collapsed)")
+    p.add_argument("--all-steps", action="store_true",
+                   help="draw every step, however many (slow to lay out: 2 layers x 100 steps take minutes)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also plot ||dL/dh_t|| per step and layer (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
@@ -45,6 +58,10 @@ def _check(args) -> None:
     """One-line UsageErrors for options argparse cannot check."""
     from micrornn.viz import output_format
 
+    mode = "html" if args.html is not None else "picture"
+    for flag, default in SIZES[mode].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, default)
     for flag in ("steps", "layers", "input_size", "hidden_size", "output_size", "batch_size"):
         value = getattr(args, flag)
         if value <= 0:
@@ -55,6 +72,11 @@ def _check(args) -> None:
         raise UsageError(f"--w-scale must be a finite number, got {args.w_scale}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    if mode == "html":
+        _check_html(args)
+        return
+    if args.output is None:
+        raise UsageError("-o FILE (a picture) or --html FILE (the stepper page) is required")
     try:
         output_format(args.output)
     except ValueError as err:
@@ -63,17 +85,40 @@ def _check(args) -> None:
         raise UsageError(f"--plot: cannot write {args.plot!r}: use a .png, .svg or .pdf file")
     if args.fused and (args.grad or args.plot):
         raise UsageError("--fused has no per-step states to annotate; drop --fused to use --grad or --plot")
+    if args.all_steps and args.max_steps is not None:
+        raise UsageError("--all-steps and --max-steps contradict each other; give one of them")
+    if args.grad and args.view == "folded":
+        raise UsageError("--grad shows ||dL/dh_t|| per time step, which the folded view does not have; "
+                         "use --view unrolled or --view graph")
+    if args.plot is not None and Path(args.plot).resolve() == Path(args.output).resolve():
+        raise UsageError(f"--plot and -o both name {args.output!r}; the plot would overwrite the picture")
     for path in (args.output, args.plot):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"cannot write {path!r}: directory {str(Path(path).parent)!r} does not exist")
 
 
-def run(args) -> int:
-    """Build, run and draw the model; print what was written."""
-    _check(args)
+def _check_html(args) -> None:
+    """--html is a mode of its own: picture options do not apply to it."""
+    picture_options = [flag for flag, given in (("-o", args.output), ("--plot", args.plot), ("--grad", args.grad),
+                                                ("--fused", args.fused), ("--max-steps", args.max_steps),
+                                                ("--all-steps", args.all_steps), ("--view", args.view != "graph"))
+                       if given]
+    if picture_options:
+        raise UsageError(f"--html writes the stepper page only; drop {', '.join(picture_options)} "
+                         "(run micrornn viz again for a picture)")
+    if Path(args.html).suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--html: cannot write {args.html!r}: use a .html file")
+    if args.steps > HTML_MAX_STEPS:
+        raise UsageError(f"--html shows every node's numbers, so --steps is at most {HTML_MAX_STEPS}, got {args.steps}")
+    if args.steps < 2:
+        raise UsageError("--html needs --steps 2 or more: h_1 then has two gradient paths to show")
+    if not Path(args.html).resolve().parent.is_dir():
+        raise UsageError(f"cannot write {args.html!r}: directory {str(Path(args.html).parent)!r} does not exist")
+
+
+def _model_and_data(args):
+    """The SequenceModel and random (x, targets) the options describe."""
     from micrornn.nn import SequenceModel
-    from micrornn.viz import (GraphvizNotFoundError, draw_folded, draw_graph, draw_unrolled, gradient_flow,
-                              graph_size, plot_gradient_flow, render)
 
     rng = np.random.default_rng(args.seed)
     model = SequenceModel(args.input_size, args.hidden_size, args.output_size, num_layers=args.layers,
@@ -82,22 +127,48 @@ def run(args) -> int:
         cell.W.data *= args.w_scale
     x = rng.standard_normal((args.steps, args.batch_size, args.input_size))
     targets = rng.integers(0, args.output_size, size=(args.steps, args.batch_size))
+    return model, x, targets
+
+
+def _run_html(args) -> int:
+    """Write the stepper page."""
+    from micrornn.viz import GraphvizNotFoundError, write_html
+
+    model, x, targets = _model_and_data(args)
+    try:
+        path = write_html(args.html, model, x, targets)
+    except GraphvizNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} (backprop stepper: {args.steps} steps, {args.layers} layer(s), hidden {args.hidden_size}; "
+          "open it in any browser, no server needed)")
+    return 0
+
+
+def run(args) -> int:
+    """Build, run and draw the model (or write the stepper page); print what was written."""
+    _check(args)
+    if args.html is not None:
+        return _run_html(args)
+    from micrornn.viz import (GraphvizNotFoundError, draw_folded, draw_graph, draw_unrolled, gradient_flow,
+                              graph_size, plot_gradient_flow, render)
+
+    model, x, targets = _model_and_data(args)
     norms = None
     if args.grad or args.plot:
         loss, norms = gradient_flow(model, x, targets, loss=args.loss)
     else:
         loss, _ = model.loss(x, targets)
 
+    max_steps = None if args.all_steps else (args.max_steps or DEFAULT_MAX_STEPS)
+    if max_steps is not None and args.steps > max_steps and args.view != "folded" and not args.fused:
+        print(f"note: drawing the first {math.ceil(max_steps / 2)} and last {max_steps // 2} of {args.steps} steps; "
+              "--all-steps draws them all (slow to lay out)", file=sys.stderr)
     if args.view == "graph":
-        if args.max_steps is None and args.steps > 30 and not args.fused:
-            print(f"note: drawing all {args.steps} steps; --max-steps 8 keeps the picture readable and "
-                  "quick to lay out", file=sys.stderr)
-        graph = draw_graph(loss, names=model, show_grad=args.grad, max_steps=args.max_steps)
+        graph = draw_graph(loss, names=model, show_grad=args.grad, max_steps=max_steps)
     elif args.view == "unrolled":
-        title = (f"unrolled over {args.steps} steps; colour: ‖∂L_T/∂h_t‖, the last step's loss only"
-                 if args.grad and args.loss == "last" else None)
-        graph = draw_unrolled(model, args.steps, max_steps=args.max_steps, hidden_grads=norms if args.grad else None,
-                              title=title, loss=args.loss)
+        graph = draw_unrolled(model, args.steps, max_steps=max_steps, hidden_grads=norms if args.grad else None,
+                              loss=args.loss)
     else:
         graph = draw_folded(model)
     nodes, edges = graph_size(graph)

@@ -3,13 +3,16 @@ network, and the gradient flow back through time.
 
     g = draw_graph(loss, names=model, max_steps=6)   # a graphviz.Digraph (shows inline in Jupyter)
     render(g, "graph.svg")                           # .dot needs no Graphviz; svg/png/pdf run `dot`
+    write_html("bptt.html")                          # step the forward and backward pass in a browser
 """
-from micrornn.viz.flow import (as_norms, gradient_flow, hidden_grad_norms, plot_gradient_flow,
+from micrornn.viz.flow import (HiddenGradNorms, as_norms, gradient_flow, hidden_grad_norms, plot_gradient_flow,
                                retain_hidden_grads)
 from micrornn.viz.graph import draw_graph
 from micrornn.viz.render import FORMATS, GraphvizNotFoundError, graph_size, output_format, render
+from micrornn.viz.html import to_html, write_html
+from micrornn.viz.trace import trace_backprop
 from micrornn.viz.unrolled import draw_folded, draw_unrolled
 
 __all__ = ["draw_graph", "draw_unrolled", "draw_folded", "render", "graph_size", "output_format", "FORMATS",
            "GraphvizNotFoundError", "gradient_flow", "retain_hidden_grads", "hidden_grad_norms", "as_norms",
-           "plot_gradient_flow"]
+           "plot_gradient_flow", "HiddenGradNorms", "to_html", "write_html", "trace_backprop"]

@@ -46,10 +46,27 @@ def retain_hidden_grads(root) -> int:
     return len(states)
 
 
-def hidden_grad_norms(root) -> dict:
+class HiddenGradNorms(dict):
+    """{(layer, step): ||dL/dh_t||} that also knows the sequence length and the loss it came from.
+
+    steps: T, the number of time steps of the run; loss: "sum" (L = sum_t L_t), "last" (L = L_T)
+    or None when unknown. ``draw_unrolled`` takes both from here, so a picture cannot claim more
+    steps, or another loss, than the gradients were computed for.
+    """
+
+    def __init__(self, norms, steps=None, loss=None):
+        super().__init__(norms)
+        if loss not in (None, "sum", "last"):
+            raise ValueError(f"HiddenGradNorms: loss must be 'sum', 'last' or None, got {loss!r}")
+        self.steps = max((t for _, t in self), default=0) if steps is None else int(steps)
+        self.loss = loss
+
+
+def hidden_grad_norms(root, loss=None) -> HiddenGradNorms:
     """{(layer, step): ||dL/dh_t||} read from the h_t of root's graph after a backward."""
-    return {key: float(np.linalg.norm(h.grad)) for key, h in sorted(hidden_states(root).items())
-            if h.grad is not None}
+    states = hidden_states(root)
+    norms = {key: float(np.linalg.norm(h.grad)) for key, h in sorted(states.items()) if h.grad is not None}
+    return HiddenGradNorms(norms, steps=max((t for _, t in states), default=0), loss=loss)
 
 
 def gradient_flow(model, x, targets, h0=None, loss="sum"):
@@ -63,6 +80,7 @@ def gradient_flow(model, x, targets, h0=None, loss="sum"):
                          "(or use micrornn.bptt.loss_and_grads(..., return_hidden_grads=True))")
     if loss not in ("sum", "last"):
         raise ValueError(f"gradient_flow: loss must be 'sum' or 'last', got {loss!r}")
+    kind = "sum" if loss == "sum" else "last"
     if loss == "sum":
         loss, _ = model.loss(x, targets, h0)
     else:
@@ -71,26 +89,29 @@ def gradient_flow(model, x, targets, h0=None, loss="sum"):
         loss = cross_entropy(logits[logits.shape[0] - 1], np.asarray(targets)[-1], reduction="sum")
     retain_hidden_grads(loss)
     loss.backward()
-    return loss, hidden_grad_norms(loss)
+    return loss, hidden_grad_norms(loss, loss=kind)
 
 
-def as_norms(grads) -> dict:
-    """Normalise hidden gradients to {(layer, step): norm}.
+def as_norms(grads) -> HiddenGradNorms:
+    """Normalise hidden gradients to {(layer, step): norm} (a HiddenGradNorms).
 
     Accepts such a dict, a graph root whose h_t kept their grads, or a per-layer list of
     (T, B, H) arrays as returned by ``bptt.loss_and_grads(..., return_hidden_grads=True)``
-    (or of (T,) norm vectors).
+    (or of (T,) norm vectors; the analytic route's loss is the sum over steps).
     """
+    if isinstance(grads, HiddenGradNorms):
+        return grads
     if isinstance(grads, dict):
-        return {(int(l), int(t)): float(v) for (l, t), v in grads.items()}
+        return HiddenGradNorms({(int(l), int(t)): float(v) for (l, t), v in grads.items()})
     if isinstance(grads, Tensor):
         return hidden_grad_norms(grads)
-    norms = {}
+    norms, steps = {}, 0
     for layer, g in enumerate(grads):
         g = np.asarray(g, dtype=float)
         per_step = np.abs(g) if g.ndim == 1 else np.sqrt((g.reshape(g.shape[0], -1) ** 2).sum(axis=1))
         norms.update({(layer, t + 1): float(v) for t, v in enumerate(per_step)})
-    return norms
+        steps = max(steps, len(per_step))
+    return HiddenGradNorms(norms, steps=steps)
 
 
 class LogColors:

@@ -28,7 +28,7 @@ COLLAPSED_STYLE = {"shape": "box", "style": "dashed,rounded", "color": "#555555"
 
 
 def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=None,
-               fold_transposes=True, rankdir="TB", title=None) -> graphviz.Digraph:
+               fold_transposes=True, expand_gathers=False, rankdir="TB", title=None) -> graphviz.Digraph:
     """Draw the graph that produced ``root`` (a Tensor, a Value, or a list of them).
 
     names: a Module or a {name: parameter} dict, to label parameters by their dotted names.
@@ -37,6 +37,9 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
     max_steps: draw only the first ceil(K/2) and last floor(K/2) time steps of each RNN layer; the
     steps between become one labelled node per layer. fold_transposes: draw ``P.T`` of a parameter
     as part of P ("used transposed"), so P has a direct edge to every step that uses it.
+    With index inputs an RNN layer picks rows of U^T + b instead of multiplying by a one-hot x_t;
+    that gather is drawn as one node "U x_t + b" unless expand_gathers=True.
+    Time-step clusters of a layer are always laid out in time order (invisible edges chain them).
     Layout time in `dot` grows quickly with the number of clustered steps: 2 layers x 40 steps take
     about 2 s, 100 steps over a minute; max_steps keeps both the picture and the time small.
     """
@@ -49,34 +52,43 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
     index = {id(n): i for i, n in enumerate(nodes)}
     param_names = _param_names(names)
     folded = _folded_views(nodes, roots) if fold_transposes else {}
+    merged, gathers = ({}, {}) if expand_gathers else _input_gathers(nodes, folded)
     hidden = _hidden_steps(nodes, max_steps)
 
     def draw_id(node):
+        node = merged.get(id(node), node)
         node = folded.get(id(node), node)
         scope = getattr(node, "scope", None)
         if id(node) in hidden:
             return f"collapsed_l{scope.layer}"
         return f"n{index[id(node)]}"
 
-    drawn = [n for n in reversed(nodes) if id(n) not in folded and id(n) not in hidden]
+    drawn = [n for n in reversed(nodes) if id(n) not in folded and id(n) not in hidden and id(n) not in merged]
     graded = [_norm(n.grad) for n in drawn if show_grad and _has_grad(n) and not isinstance(n, Parameter)]
     colors = LogColors(graded) if graded else None
 
     clusters = {}  # cluster key -> list of (id, label, attrs); key None is the top level
+    firsts = {}  # step or gap cluster key -> (creation number, id) of its earliest node
     root_ids = {id(r) for r in roots}
     transposed = {id(p) for p in folded.values()}
     for n in drawn:
         attrs = _style(n, id(n) in root_ids)
         label = _label(n, param_names, show_data, show_grad)
+        if id(n) in gathers:
+            label = gathers[id(n)] + " " + _shape_text(n.shape) + NEWLINE + "(x_t as indices: a row gather)"
         if id(n) in transposed:
             first, sep, rest = label.partition(NEWLINE)
             label = first + " (used transposed)" + sep + rest
         if colors is not None and _has_grad(n) and not isinstance(n, Parameter):
             attrs.update(colors.attrs(_norm(n.grad)))
-        clusters.setdefault(_cluster_key(getattr(n, "scope", None)), []).append((draw_id(n), label, attrs))
+        key = _cluster_key(getattr(n, "scope", None))
+        clusters.setdefault(key, []).append((draw_id(n), label, attrs))
+        if key and key[0] == "step":
+            firsts[key] = min(firsts.get(key, (math.inf, None)), (_created(n, index), draw_id(n)))
     for layer, (first, last, count, n_nodes) in _collapsed_ranges(nodes, hidden).items():
         label = NEWLINE.join([f"steps {first} to {last}", f"{count} steps, {n_nodes} nodes", "not drawn"])
         clusters.setdefault(("gap", layer, first), []).append((f"collapsed_l{layer}", label, dict(COLLAPSED_STYLE)))
+        firsts[("gap", layer, first)] = (0, f"collapsed_l{layer}")
 
     edges = Counter()
     for n in nodes:
@@ -95,6 +107,7 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
     if title:
         g.attr(label=title)
     _emit_clusters(g, clusters)
+    _chain_steps(g, firsts)
     for (src, dst, from_param), count in edges.items():
         attrs = dict(PARAM_EDGE) if from_param else {}
         if count > 1:
@@ -121,6 +134,33 @@ def _folded_views(nodes, roots) -> dict:
     return {id(n): n.parents[0] for n in nodes
             if getattr(n, "op_name", None) == "transpose" and len(n.parents) == 1
             and isinstance(n.parents[0], Parameter) and n.name is None and id(n) not in root_ids}
+
+
+def _input_gathers(nodes, folded) -> tuple:
+    """Row gathers of U^T (+ b) by index inputs, drawn as "U x_t (+ b)".
+
+    Returns ({id(add node): gather} for the "U^T + b" tables folded into their gather, and
+    {id(gather): label text})."""
+    merged, labels = {}, {}
+    for n in nodes:
+        scope, parents = getattr(n, "scope", None), getattr(n, "parents", ())
+        if (getattr(n, "op_name", None) != "getitem" or not isinstance(scope, StepScope) or scope.step is not None
+                or len(parents) != 1 or parents[0].ndim != 2 or n.ndim != 3):
+            continue
+        table = parents[0]
+        if id(table) in folded:
+            labels[id(n)] = "U x_t"
+        elif (getattr(table, "op_name", None) == "add" and len(table.parents) == 2
+              and id(table.parents[0]) in folded and isinstance(table.parents[1], Parameter)):
+            merged[id(table)] = n
+            labels[id(n)] = "U x_t + b"
+    return merged, labels
+
+
+def _created(node, index) -> float:
+    """Creation order of a node: the engine's creation number for Tensors, else reverse walk order."""
+    number = getattr(node, "_id", None)
+    return number if isinstance(number, int) else -index[id(node)]
 
 
 def _hidden_steps(nodes, max_steps) -> set:
@@ -189,6 +229,18 @@ def _emit_clusters(g, clusters) -> None:
         with g.subgraph(name=f"cluster_s{i}") as sc:
             sc.attr(label=text, style="rounded", color="#888888")
             add_nodes(sc, clusters[("scope", text)])
+
+
+def _chain_steps(g, firsts) -> None:
+    """Invisible edges from each step cluster's earliest node to the next step's, so that dot lays
+    the steps of a layer out in time order whatever edges the cell itself has between them."""
+    by_layer = {}
+    for kind, layer, step in firsts:
+        by_layer.setdefault(layer, []).append((step, kind))
+    for layer, keys in by_layer.items():
+        ordered = [firsts[(kind, layer, step)][1] for step, kind in sorted(keys)]
+        for a, b in zip(ordered, ordered[1:]):
+            g.edge(a, b, style="invis")
 
 
 # ---- labels and styles ----------------------------------------------------------------------

@@ -24,13 +24,14 @@ def _parts(model):
 
 
 def _weight(letter, layer, layers) -> str:
-    """HTML label of a weight, with the layer as a superscript when there are several layers."""
-    return f"<{letter}<SUP>({layer + 1})</SUP>>" if layers > 1 else f"<{letter}>"
+    """HTML label of a weight, with the layer (0-based, as in rnn.cells.<l>) as a superscript when
+    there are several layers."""
+    return f"<{letter}<SUP>({layer})</SUP>>" if layers > 1 else f"<{letter}>"
 
 
 def _h(t, layer, layers) -> str:
-    """HTML text of h_t (with a layer superscript when there are several layers)."""
-    sup = f"<SUP>({layer + 1})</SUP>" if layers > 1 else ""
+    """HTML text of h_t (with the layer, 0-based, as a superscript when there are several layers)."""
+    sup = f"<SUP>({layer})</SUP>" if layers > 1 else ""
     return f"h<SUB>{t}</SUB>{sup}"
 
 
@@ -38,27 +39,54 @@ def _kept_steps(steps, max_steps) -> list:
     """Steps to draw, with None standing for the collapsed middle."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if max_steps is None or steps <= max_steps:
         return list(range(1, steps + 1))
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     head, tail = math.ceil(max_steps / 2), max_steps // 2
     return list(range(1, head + 1)) + [None] + list(range(steps - tail + 1, steps + 1))
 
 
-def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=False, title=None, loss="sum"):
-    """The unrolled network: per step x_t -> h_t -> o_t -> L_t, h_{t-1} -> h_t (W), x_t -> h_t (U),
-    h_t -> o_t (V); stacked layers as rows. hidden_grads (see ``as_norms``) annotates and colours
-    each h_t with ||dL/dh_t||. loss: "sum" (L = sum_t L_t) or "last" (L = L_T, as in
-    ``gradient_flow(..., loss="last")``). folded=True draws the folded view instead."""
-    if loss not in ("sum", "last"):
+def _steps_and_loss(norms, steps, loss, layers):
+    """(steps, loss) for the picture: taken from the gradient norms when given, and checked
+    against what the caller asked for, so the picture never shows steps or a loss the data lacks."""
+    if loss not in (None, "sum", "last"):
         raise ValueError(f"draw_unrolled: loss must be 'sum' or 'last', got {loss!r}")
+    if norms is None:
+        return (4 if steps is None else steps), (loss or "sum")
+    if not norms:
+        raise ValueError("draw_unrolled: hidden_grads holds no gradients")
+    bad_layers = sorted({l for l, _ in norms if not 0 <= l < layers})
+    if bad_layers:
+        raise ValueError(f"draw_unrolled: hidden_grads has layer(s) {bad_layers} but the model has "
+                         f"{layers} layer(s) (0..{layers - 1})")
+    if steps is not None and steps != norms.steps:
+        raise ValueError(f"draw_unrolled: hidden_grads are for a {norms.steps}-step sequence but steps={steps}; "
+                         "leave steps out (it is taken from the gradients) or pass the same number")
+    if loss is not None and norms.loss is not None and loss != norms.loss:
+        raise ValueError(f"draw_unrolled: hidden_grads come from loss={norms.loss!r} but loss={loss!r}; "
+                         "leave loss out (it is taken from the gradients) or pass the same kind")
+    return norms.steps, (loss or norms.loss or "sum")
+
+
+def draw_unrolled(model, steps=None, *, max_steps=None, hidden_grads=None, folded=False, title=None, loss=None):
+    """The unrolled network: per step x_t -> h_t -> o_t -> L_t, h_{t-1} -> h_t (W), x_t -> h_t (U),
+    h_t -> o_t (V); stacked layers as rows (layer l is rnn.cells.l, drawn as h_t^(l)).
+
+    hidden_grads (see ``as_norms``, e.g. from ``gradient_flow``) annotates and colours each h_t with
+    ||dL/dh_t||; the number of steps (default 4 without gradients) and the loss kind ("sum":
+    L = sum_t L_t, or "last": L = L_T) are then taken from it, and a different steps= or loss= is
+    refused. max_steps collapses the middle; the colour scale spans only the drawn h_t.
+    folded=True draws the folded view instead."""
     if folded:
         return draw_folded(model, title=title)
     rnn, head = _parts(model)
     layers = rnn.num_layers
+    norms = as_norms(hidden_grads) if hidden_grads is not None else None
+    steps, loss = _steps_and_loss(norms, steps, loss, layers)
     columns = _kept_steps(steps, max_steps)
-    norms = as_norms(hidden_grads) if hidden_grads is not None else {}
+    drawn = set(columns)
+    norms = {k: v for k, v in (norms or {}).items() if k[1] in drawn}
     colors = LogColors(norms.values()) if norms else None
 
     g = graphviz.Digraph("unrolled", graph_attr={"rankdir": "BT", "newrank": "true", "nodesep": "0.35",
@@ -70,7 +98,9 @@ def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=F
         with g.subgraph(name=f"row_{row}") as r:
             r.attr(rank="same")
             if row.startswith("h"):
-                r.node(f"{row}_0", label=f"<{_h(0, int(row[1:]), layers)}>", shape="plaintext")
+                layer = int(row[1:])
+                side = f"layer {layer} " if layers > 1 else ""
+                r.node(f"{row}_0", label=f"<{side}{_h(0, layer, layers)}>", shape="plaintext")
             for t in columns:
                 if t is None:
                     r.node(f"{row}_gap", label="⋯", shape="plaintext", fontsize="18")
@@ -100,13 +130,13 @@ def draw_unrolled(model, steps=4, *, max_steps=None, hidden_grads=None, folded=F
     if head is not None:
         label = "<L = Σ<SUB>t</SUB> L<SUB>t</SUB>>" if loss == "sum" else "<L = L<SUB>T</SUB>>"
         g.node("loss", label=label, shape="box", style="rounded,bold", margin="0.15,0.06")
-        last = max(t for t in columns if t is not None and t != "gap")
         for t in columns:
-            if t is not None and t != "gap" and (loss == "sum" or t == last):
+            if t is not None and (loss == "sum" or t == steps):
                 g.edge(f"L_{t}", "loss", color="#aaaaaa", arrowsize="0.5")
     caption = title if title is not None else _caption(steps, layers, head)
     if colors is not None:  # the colour bar goes under the caption, in the graph's own label
-        bar = colors.legend("‖∂L/∂h<SUB>t</SUB>‖ in each h<SUB>t</SUB>")[1:-1]
+        what = "‖∂L/∂h<SUB>t</SUB>‖" if loss == "sum" else "‖∂L<SUB>T</SUB>/∂h<SUB>t</SUB>‖ (last step's loss only)"
+        bar = colors.legend(f"{what} in each h<SUB>t</SUB>")[1:-1]
         caption = f'<<TABLE BORDER="0"><TR><TD>{_html_escape(caption)}</TD></TR><TR><TD>{bar}</TD></TR></TABLE>>'
     g.attr(label=caption)
     return g
@@ -133,7 +163,7 @@ def _row_node(row, t, layers, norms, colors) -> dict:
 
 def _caption(steps, layers, head) -> str:
     """Bottom caption: which parameters the letters stand for."""
-    where = "U, W, b = rnn.cells.{l-1}" if layers > 1 else "U, W, b = rnn.cells.0"
+    where = "U⁽ˡ⁾, W⁽ˡ⁾, b⁽ˡ⁾ = rnn.cells.l (layer l)" if layers > 1 else "U, W, b = rnn.cells.0"
     shared = f"{where}; V, c = head" if head is not None else where
     return f"unrolled over {steps} steps: {shared} — the same weights at every step"
 

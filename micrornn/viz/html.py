@@ -1,0 +1,134 @@
+"""One self-contained HTML page that steps through the forward and backward pass of a small RNN.
+
+    html = to_html()                          # a 3-step, 1-layer SequenceModel on random data
+    write_html("bptt.html", steps=4)          # or to_html(model, x, targets) for your own
+
+The graph is the engine's own (``draw_graph`` as SVG); the numbers come from ``trace_backprop``.
+No server and no network: the SVG, the numbers, the style and the script are all in the file.
+"""
+from __future__ import annotations
+
+import html as html_text
+import json
+from pathlib import Path
+
+import graphviz
+import numpy as np
+
+from micrornn.nn import SequenceModel
+from micrornn.viz.graph import draw_graph
+from micrornn.viz.render import GraphvizNotFoundError
+from micrornn.viz.trace import trace_backprop
+
+STATIC = Path(__file__).with_name("static")
+
+
+def demo_problem(steps=3, hidden_size=3, input_size=2, output_size=3, seed=0):
+    """A small SequenceModel and random (x, targets) of ``steps`` steps, batch 1."""
+    for name, value in (("steps", steps), ("hidden_size", hidden_size), ("input_size", input_size),
+                        ("output_size", output_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"to_html: {name} must be a positive integer, got {value!r}")
+    rng = np.random.default_rng(seed)
+    model = SequenceModel(input_size, hidden_size, output_size, rng=rng)
+    x = rng.standard_normal((steps, 1, input_size))
+    targets = rng.integers(0, output_size, size=(steps, 1))
+    return model, x, targets
+
+
+def _svg(graph) -> str:
+    """The graph as inline SVG (no XML prolog), or GraphvizNotFoundError."""
+    try:
+        svg = graph.pipe(format="svg").decode("utf-8")
+    except graphviz.ExecutableNotFound:
+        raise GraphvizNotFoundError("to_html needs the Graphviz program 'dot' to lay out the graph; install the "
+                                    "system package (apt-get install graphviz or brew install graphviz)") from None
+    return svg[svg.index("<svg"):]
+
+
+def _focus_labels(trace, layers) -> list:
+    """Words for the two paths into the focused h_t, in the order they arrive."""
+    focus, nodes = trace.focus, trace.nodes
+    labels = []
+    for src in focus["from"]:
+        n = nodes[src]
+        if n["step"] == focus["step"] + 1 and n["layer"] == focus["layer"]:
+            labels.append(f"from step {focus['step'] + 1}: back through W, via h{focus['step'] + 1} "
+                          f"(the {n['label']} of step {n['step']})")
+        elif focus["layer"] < layers - 1:
+            labels.append(f"from the layer above: layer {focus['layer'] + 1} reads h{focus['step']} as its input "
+                          f"(via the {n['label']} node)")
+        else:
+            labels.append(f"from this step's own output: o{focus['step']} → L{focus['step']}, "
+                          f"via the {n['label']} node")
+    return labels
+
+
+def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0, focus_step=1, title=None) -> str:
+    """The stepper page as a string. Without model/x/targets, builds ``demo_problem(steps, ...)``.
+
+    model: a one-layer unrolled SequenceModel (keep it small: every node's numbers are shown);
+    focus_step: the early h_t whose two incoming gradient paths are highlighted.
+    """
+    if model is None:
+        model, x, targets = demo_problem(steps, hidden_size, seed=seed)
+    elif x is None or targets is None:
+        raise ValueError("to_html: pass x and targets together with model")
+    if getattr(model.rnn, "fused", False):
+        raise ValueError("to_html: a fused RNN records no per-step nodes; build the model with fused=False")
+    T = np.asarray(x).shape[0]
+    if not 1 <= focus_step < T:
+        raise ValueError(f"to_html: focus_step must be a step with a successor, 1..{T - 1}, got {focus_step} "
+                         f"(a {T}-step sequence)")
+    trace = trace_backprop(model, x, targets, focus=(0, focus_step))
+    if trace.focus is not None:
+        trace.focus["labels"] = _focus_labels(trace, model.rnn.num_layers)
+    graph = draw_graph(trace.extra["root"], names=model, fold_transposes=True)
+    title = title or f"Backpropagation through time, one node at a time ({T} steps)"
+    data = {"nodes": trace.nodes, "events": trace.events, "focus": trace.focus, "loss": trace.loss}
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    rows = "\n".join(
+        f'<tr data-node="{i}"><td>{html_text.escape(n["label"])}</td><td>{_where(n, model.rnn.num_layers)}</td><td class="matrix value"></td>'
+        f'<td class="matrix grad"></td></tr>'
+        for i, n in _table_order(trace))
+    page = (STATIC / "page.html").read_text(encoding="utf-8")
+    replacements = {"{{TITLE}}": html_text.escape(title), "{{CSS}}": (STATIC / "stepper.css").read_text(encoding="utf-8"),
+                    "{{SVG}}": _svg(graph), "{{ROWS}}": rows, "{{TRACE}}": payload,
+                    "{{LOSS}}": f"{trace.loss:.6g}", "{{STEPS}}": str(T),
+                    "{{FOCUS}}": str(focus_step), "{{NEXT}}": str(focus_step + 1),
+                    "{{ACT}}": model.rnn.nonlinearity, "{{LAYERS}}": _layers_text(model.rnn.num_layers),
+                    "{{JS}}": (STATIC / "stepper.js").read_text(encoding="utf-8")}
+    for key, value in replacements.items():
+        page = page.replace(key, value)
+    return page
+
+
+def _layers_text(layers) -> str:
+    """A sentence about stacked layers for the page's introduction (nothing for one layer)."""
+    return "" if layers == 1 else (f" There are {layers} stacked layers: layer l + 1 reads layer l's h<sub>t</sub> "
+                                   "as its input, and o<sub>t</sub> comes from the top layer.")
+
+
+def _where(node, layers) -> str:
+    """Where a node sits: "step t", "all steps" (a whole-layer node) or nothing (head, loss, leaves),
+    after "layer l, " when there are several layers."""
+    if node["layer"] is None:
+        return ""
+    layer = f"layer {node['layer']}, " if layers > 1 else ""
+    return layer + ("all steps" if node["step"] is None else f"step {node['step']}")
+
+
+def _table_order(trace):
+    """Table rows: inputs and parameters first, then the ops in forward order."""
+    leaves = [(i, n) for i, n in trace.nodes.items() if n["kind"] != "op"]
+    ops = [(e["node"], trace.nodes[e["node"]]) for e in trace.events if e["phase"] == "forward"]
+    return leaves + ops
+
+
+def write_html(path, *args, **kwargs) -> Path:
+    """Write ``to_html(*args, **kwargs)`` to path (a .html file); returns the Path."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"write_html: cannot write {str(path)!r}: use a .html file")
+    path.write_text(to_html(*args, **kwargs), encoding="utf-8")
+    return path
