@@ -6,11 +6,11 @@ from micrornn.creation import arange, ones, ones_like, randn, zeros, zeros_like
 from micrornn import functional, fused_ops, gradcheck, ops
 from micrornn.random import manual_seed
 from micrornn.anomaly import AnomalyError, detect_anomaly
-from micrornn import nn, bptt, optim, viz
+from micrornn import nn, bptt, optim, viz, interop
 
 __version__ = "0.1.0"
 __all__ = ["Value", "Tensor", "tensor", "stack", "concatenate", "where", "maximum", "minimum",
            "zeros", "ones", "zeros_like", "ones_like", "randn", "arange",
            "no_grad", "is_grad_enabled", "scope",
            "functional", "fused_ops", "gradcheck", "ops",
-           "manual_seed", "nn", "bptt", "optim", "viz", "detect_anomaly", "AnomalyError"]
+           "manual_seed", "nn", "bptt", "optim", "viz", "interop", "detect_anomaly", "AnomalyError"]
