@@ -6,8 +6,8 @@ Hidden 100, sequence 25, batch 1, Adagrad lr 0.1, gradients clipped to [-5, 5] e
 weights ~ N(0, 0.01^2), the hidden state carried from chunk to chunk (reset at the end of the
 data). It trains on the same training split as `micrornn train` for a wall-clock budget and
 reports the validation loss (nats/char) on the same validation split, measured the same way
-(micrornn.train.eval_batches: 16 contiguous streams, each from a zero state). Only the vocabulary,
-the split and that evaluation layout come from micrornn; the model, BPTT and updates are NumPy.
+(the whole split as one stream from a zero state, the hidden state carried). Only the vocabulary
+and the split come from micrornn; the model, BPTT, updates and scoring are NumPy.
 Time spent in the intermediate evaluations is not counted against the budget.
 """
 import argparse
@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from micrornn.data import Vocab, load_bundled_corpus, load_text
-from micrornn.train import TrainConfig, eval_batches
+from micrornn.data import Vocab, load_bundled_corpus, load_text, train_val_split
+from micrornn.train import TrainConfig
 
 H, SEQ, LR, CLIP = 100, 25, 0.1, 5.0
 
@@ -55,17 +55,19 @@ def loss_and_grads(p, inputs, targets, hprev):
     return loss, g, hs[len(inputs) - 1]
 
 
-def evaluate(p, ids):
-    """Mean nats/char on ids, read as micrornn.train.evaluate reads them (batched forward)."""
-    x, y = eval_batches(ids)
-    h, total = np.zeros((x.shape[1], H)), 0.0
-    for t in range(len(x)):
-        h = np.tanh(p["Wxh"][:, x[t]].T + h @ p["Whh"].T + p["bh"])
-        logits = h @ p["Why"].T + p["by"]
+def evaluate(p, ids, chunk=1024):
+    """Mean nats/char of predicting ids[1:], one stream from a zero state (as micrornn.train.evaluate)."""
+    h, total = np.zeros(H), 0.0
+    for s in range(0, len(ids) - 1, chunk):
+        x, y = ids[s:s + chunk + 1][:-1], ids[s + 1:s + chunk + 1]
+        hs = np.empty((len(x), H))
+        for t, i in enumerate(x):
+            h = hs[t] = np.tanh(p["Wxh"][:, i] + p["Whh"] @ h + p["bh"])
+        logits = hs @ p["Why"].T + p["by"]
         logits -= logits.max(axis=1, keepdims=True)
         logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        total -= logp[np.arange(len(y[t])), y[t]].sum()
-    return total / y.size
+        total -= logp[np.arange(len(y)), y].sum()
+    return total / (len(ids) - 1)
 
 
 def main():
@@ -79,8 +81,7 @@ def main():
     text = load_bundled_corpus() if args.data is None else load_text(args.data)
     vocab = Vocab(text)
     ids = vocab.encode(text)
-    n_val = int(round(len(ids) * TrainConfig().val_fraction))  # the split micrornn train uses
-    train_ids, val_ids = ids[:-n_val], ids[-n_val:]
+    train_ids, val_ids = train_val_split(ids, TrainConfig().val_fraction)  # the split micrornn train uses
     p, mem = init(len(vocab), np.random.default_rng(args.seed))
     print(f"min-char-rnn baseline: hidden {H}, seq {SEQ}, batch 1, Adagrad lr {LR}, clip ±{CLIP:g}; "
           f"{len(train_ids):,} training / {len(val_ids):,} validation characters; {args.seconds:g} s budget")

@@ -5,10 +5,10 @@ from micrornn.tensor import (Tensor, concatenate, is_grad_enabled, maximum, mini
 from micrornn import functional, fused_ops, gradcheck, ops
 from micrornn.random import manual_seed
 from micrornn.anomaly import AnomalyError, detect_anomaly
-from micrornn import nn, bptt, optim, viz
+from micrornn import nn, bptt, optim, viz, interop
 
 __version__ = "0.1.0"
 __all__ = ["Value", "Tensor", "stack", "concatenate", "where", "maximum", "minimum",
            "no_grad", "is_grad_enabled", "scope",
            "functional", "fused_ops", "gradcheck", "ops",
-           "manual_seed", "nn", "bptt", "optim", "viz", "detect_anomaly", "AnomalyError"]
+           "manual_seed", "nn", "bptt", "optim", "viz", "interop", "detect_anomaly", "AnomalyError"]

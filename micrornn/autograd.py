@@ -212,6 +212,8 @@ def backward(root, grad=None, retain_graph=False) -> None:
         g, owned = grads.pop(node)
         if g is None:
             continue
+        if state.anomaly:  # each share was checked when made; their sum may still overflow
+            state.check_backward(node, (), g)
         if node._op is None or node._retain:
             _store_grad(node, g, owned)
             if node._op is None:

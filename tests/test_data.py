@@ -1,11 +1,13 @@
 """Tests for micrornn.data: vocabulary, text loading, splitting, and the truncated-BPTT stream."""
+import gzip
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
-from micrornn.data import (BatchStream, Vocab, bundled_corpus_path, load_bundled_corpus,
-                           load_text, train_val_split)
+from micrornn.data import (BUNDLED_CORPUS_CHARS, BUNDLED_CORPUS_SHA256, BatchStream, Vocab, bundled_corpus_path,
+                           load_bundled_corpus, load_text, split_point, train_val_split)
 
 
 def test_vocab_round_trip_and_sorted_ids():
@@ -75,15 +77,39 @@ def test_load_text_errors_name_the_path(tmp_path):
         load_text(tmp_path)
 
 
-def test_bundled_corpus():
+def test_bundled_corpus_is_the_full_tinyshakespeare():
     path = bundled_corpus_path()
-    assert path.name == "corpus.txt" and path.is_file()
-    assert 100_000 <= path.stat().st_size <= 400_000
+    assert path.name == "tinyshakespeare.txt.gz" and path.is_file()
+    assert path.stat().st_size < 500_000  # compressed: the wheel stays small
     text = load_bundled_corpus()
+    assert len(text) == BUNDLED_CORPUS_CHARS == 1_115_394
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == BUNDLED_CORPUS_SHA256
+    assert BUNDLED_CORPUS_SHA256 in (path.parent / "SOURCE.md").read_text()
     assert text.startswith("First Citizen:") and text.endswith("\n")
     vocab = Vocab(text)
-    assert 40 <= len(vocab) <= 100
+    assert len(vocab) == 65
     assert vocab.decode(vocab.encode(text[:5000])) == text[:5000]
+
+
+def test_standard_split_of_the_bundled_corpus_is_nanogpts():
+    ids = np.arange(BUNDLED_CORPUS_CHARS)
+    train, val = train_val_split(ids, 0.1)
+    assert (len(train), len(val)) == (1_003_854, 111_540)  # nanoGPT shakespeare_char/prepare.py
+    assert split_point(BUNDLED_CORPUS_CHARS, 0.1) == 1_003_854
+
+
+def test_load_text_reads_gzip_and_refuses_a_broken_one(tmp_path):
+    good = tmp_path / "t.txt.gz"
+    good.write_bytes(gzip.compress("héllo\n".encode("utf-8")))
+    assert load_text(good) == "héllo\n"
+    bad = tmp_path / "bad.txt.gz"
+    bad.write_bytes(gzip.compress(b"hello")[:-6])
+    with pytest.raises(ValueError, match="bad.txt.gz is not a readable gzip file"):
+        load_text(bad)
+    plain = tmp_path / "plain.gz"
+    plain.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match="plain.gz is not a readable gzip file"):
+        load_text(plain)
 
 
 def test_train_val_split():

@@ -16,7 +16,7 @@ TEXT = ("To be, or not to be, that is the question:\n"
 
 def tiny(**kw):
     base = dict(hidden_size=12, num_layers=1, seq_len=8, batch_size=4, steps=10, val_every=0, sample_every=0,
-                sample_length=20, dtype="float64")
+                sample_length=20, dtype="float64", warmup=0, state_reset=0.0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -150,8 +150,8 @@ def test_evaluate_matches_one_pass_and_is_chunk_independent():
     model = SequenceModel(5, 7, 5, rng=3)
     ids = np.random.default_rng(0).integers(0, 5, size=61)
     whole, _ = model.loss(ids[:-1].reshape(-1, 1), ids[1:].reshape(-1, 1), reduction="mean")
-    assert evaluate(model, ids, chunk=7, streams=1) == pytest.approx(whole.item(), rel=1e-12)
-    a, b = evaluate(model, ids, chunk=4, streams=3), evaluate(model, ids, chunk=100, streams=3)
+    assert evaluate(model, ids, chunk=7) == pytest.approx(whole.item(), rel=1e-12)
+    a, b = evaluate(model, ids, chunk=4), evaluate(model, ids, chunk=100)
     assert a == pytest.approx(b, rel=1e-12)
 
 

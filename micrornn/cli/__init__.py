@@ -7,7 +7,7 @@ import math
 import sys
 
 # Each name is a module of this package with `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ["gradcheck", "viz", "bench", "train", "sample"]
+COMMANDS = ["gradcheck", "viz", "bench", "train", "sample", "eval"]
 
 
 class UsageError(Exception):

@@ -11,7 +11,9 @@ from micrornn.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 from micrornn.train.data import bundled_corpus_path, load_text
-from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, plot_history
+from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, bits_per_char, plot_history
+from micrornn.train.config import CELLS, PRESETS
+from micrornn.train.references import standing
 from micrornn.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"
@@ -30,7 +32,13 @@ def add_parser(subparsers):
                     "corpus and a model that trains in under a minute on 2 quiet CPU cores. Ctrl-C "
                     "saves a checkpoint and stops; --resume continues it exactly.")
     a = p.add_argument
-    a("--data", metavar="PATH", help="UTF-8 text file to train on (default: the bundled corpus)")
+    a("--data", metavar="PATH", help="UTF-8 text file, or .gz of one, to train on (default: the bundled "
+                                     "tinyshakespeare, 1,115,394 characters)")
+    a("--preset", choices=sorted(PRESETS), help="a measured configuration for a longer run: rnn, lstm, gru "
+      "(15 minutes on 2 cores) or best (60 minutes); options given explicitly override it")
+    a("--cell", choices=CELLS, help=f"recurrent cell (default {d.cell})")
+    a("--bidirectional", action="store_true", help="refused: a language model reads left to right")
+    a("--dropout", type=_probability, metavar="P", help=f"dropout between stacked layers (default {d.dropout:g})")
     a("--hidden-size", type=positive_int, metavar="N", help=f"hidden units per layer (default {d.hidden_size})")
     a("--layers", type=positive_int, metavar="N", dest="num_layers", help=f"stacked RNN layers (default {d.num_layers})")
     a("--nonlinearity", choices=("tanh", "relu"), help=f"hidden activation (default {d.nonlinearity})")
@@ -44,6 +52,12 @@ def add_parser(subparsers):
     a("--optimizer", choices=sorted(OPTIMIZERS), help=f"default {d.optimizer}; sgd uses momentum 0.9")
     a("--clip", type=non_negative_float, metavar="NORM",
       help=f"max global gradient norm, 0 = no clipping (default {d.clip:g})")
+    a("--warmup", type=non_negative_int, metavar="N", help=f"linear lr warm-up steps (default {d.warmup})")
+    a("--state-reset", type=_probability, metavar="P",
+      help=f"each step, zero each stream's carried state with probability P (default {d.state_reset:g})")
+    a("--time-budget", type=non_negative_float, metavar="SECONDS",
+      help="stop training in time for the final validation to end within SECONDS of wall time; the "
+           "cosine decay follows the time used when it is ahead of the steps (default 0: no limit)")
     a("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
       help=f"checkpoint file to write (and read with --resume) (default {DEFAULT_CHECKPOINT})")
     a("--resume", action="store_true", help="continue the run saved in --checkpoint")
@@ -66,8 +80,33 @@ def add_parser(subparsers):
       help=f"sampling temperature (default {d.sample_temperature})")
     a("--checkpoint-every", type=non_negative_int, metavar="N",
       help="also save every N steps, 0 = only at the end and on Ctrl-C (default 0)")
+    a("--val-chars", type=non_negative_int, metavar="N",
+      help=f"periodic validations score the first N characters of the validation split, 0 = all; the "
+           f"final one always scores all of it (default {d.val_chars})")
+    a("--patience", type=non_negative_int, metavar="N",
+      help="early stopping: stop after N validations without a new best, 0 = never (default 0); each "
+           "new best is saved to <checkpoint>_best.npz")
     a("--quiet", action="store_true", help="no progress bar, samples or periodic messages")
     return p
+
+
+def _probability(text):
+    """argparse type: a number in [0, 1)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    return value
+
+
+def _settings(args) -> dict:
+    """TrainConfig fields from the preset (if any) with the options given explicitly on top."""
+    if args.bidirectional:
+        raise UsageError("--bidirectional: a character language model reads left to right, predicting each "
+                         "character from the ones before it; a backward direction would see the character it must "
+                         "predict")
+    names = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return {**PRESETS[args.preset], **given} if args.preset else given
 
 
 def _check_writable(path: Path, what: str) -> None:
@@ -115,12 +154,16 @@ def _make_trainer(args, settings):
 def _describe(trainer) -> str:
     c, m = trainer.config, trainer.model
     path = "fused BPTT" if c.fused else "unrolled graph"
+    kind = f"{c.nonlinearity} RNN" if c.cell == "rnn" else c.cell.upper()
+    budget = f", time budget {c.time_budget:g} s" if c.time_budget else ""
+    extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset))
+                     if value)
     return (f"data: {len(trainer.train_ids):,} training / {len(trainer.val_ids):,} validation characters, "
             f"vocabulary of {len(trainer.vocab)}\n"
-            f"model: {c.num_layers}-layer {c.nonlinearity} RNN, hidden {c.hidden_size}, "
+            f"model: {c.num_layers}-layer {kind}, hidden {c.hidden_size}, "
             f"{m.num_parameters():,} parameters, {c.dtype}, {path}\n"
-            f"training: {c.optimizer} lr {c.lr:g} ({c.lr_schedule}), clip {c.clip:g}, seq_len {c.seq_len} x batch {c.batch_size}, "
-            f"{c.steps} steps")
+            f"training: {c.optimizer} lr {c.lr:g} ({c.lr_schedule}, warm-up {c.warmup}), clip {c.clip:g}, "
+            f"seq_len {c.seq_len} x batch {c.batch_size}, {c.steps} steps{budget}{extras}")
 
 
 def run(args) -> int:
@@ -132,8 +175,7 @@ def run(args) -> int:
 def _train(args) -> int:
     """Train, then print losses and a sample and write the checkpoint and the plot."""
     tune_allocator()  # reuse freed buffers instead of re-faulting fresh pages every step
-    names = {f.name for f in fields(TrainConfig)}
-    settings = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    settings = _settings(args)
     checkpoint = Path(args.checkpoint)
     plot = None if args.no_plot else Path(args.plot) if args.plot else \
         checkpoint.with_name(checkpoint.stem + "_loss.png")
@@ -166,8 +208,11 @@ def _train(args) -> int:
         print(f"\ninterrupted at step {result.step}: saved {checkpoint}; continue with "
               f"`micrornn train --resume --checkpoint {checkpoint}`")
         return 130
-    print(f"done: {result.step} steps, {result.seconds:.1f} s, {result.chars_per_sec:,.0f} chars/s")
-    print(f"loss: train {result.train_loss:.3f}, validation {result.val_loss:.3f} nats/char")
+    why = "" if result.stopped_by == "steps" else f" (stopped by the {result.stopped_by})"
+    print(f"done: {result.step} steps{why}, {result.seconds:.1f} s, {result.chars_per_sec:,.0f} chars/s")
+    print(f"loss: train {result.train_loss:.3f}, validation {result.val_loss:.3f} nats/char "
+          f"({bits_per_char(result.val_loss):.3f} bits/char, the whole validation split as one stream)")
+    print(standing(result.val_loss, trainer))
     if not args.quiet:
         t = trainer.config.sample_temperature
         print(f"--- sample (temperature {t:g}) ---\n{trainer.sample(round(2.5 * trainer.config.sample_length))}\n---")

@@ -7,8 +7,8 @@
 
 The old top-level modules (micrornn.data, micrornn.checkpoint, ...) are aliases of these.
 """
-from micrornn.train.trainer import (OPTIMIZERS, RunResult, TrainConfig, Trainer, eval_batches, evaluate, fit,
+from micrornn.train.trainer import (OPTIMIZERS, RunResult, TrainConfig, Trainer, bits_per_char, evaluate, fit,
                                     make_optimizer, plot_history, update)
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
-           "evaluate", "eval_batches", "plot_history"]
+           "evaluate", "bits_per_char", "plot_history"]

@@ -1,4 +1,4 @@
-"""TrainConfig: everything that defines a training run, and its validation."""
+"""TrainConfig: everything that defines a training run, its validation, and the named presets."""
 from __future__ import annotations
 
 import math
@@ -9,26 +9,34 @@ import numpy as np
 from micrornn.train.loop import OPTIMIZERS
 
 LR_SCHEDULES = ("cosine", "constant")
+CELLS = ("rnn", "lstm", "gru")
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (stored in its checkpoints)."""
+    cell: str = "rnn"                # "rnn" (tanh or relu), "lstm" or "gru"
     hidden_size: int = 192
     num_layers: int = 2
-    nonlinearity: str = "tanh"
+    nonlinearity: str = "tanh"       # the vanilla cell's activation (gated cells have their own)
+    dropout: float = 0.0             # dropout between stacked layers, training only
     seq_len: int = 64
     batch_size: int = 32
     steps: int = 1500
     optimizer: str = "adam"
     lr: float | None = None          # None: the optimizer's default (Adam 3e-3)
-    lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * step / steps)) / 2; or "constant"
+    lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * progress)) / 2; or "constant"
+    warmup: int = 100                # the lr rises linearly over this many first steps (0: none)
     clip: float = 5.0                # max global gradient norm; 0 disables clipping
+    state_reset: float = 0.01        # each step, each stream's carried state is zeroed with this probability
+    time_budget: float = 0.0         # seconds of wall time, validation included, then stop (0: no limit)
     seed: int = 0
     fused: bool = False
     dtype: str = "float32"
     val_fraction: float = 0.1
     val_every: int = 250             # 0: validate only at the end
+    val_chars: int = 20000           # periodic validations score this many characters (0: all); the final one all
+    patience: int = 0                # early stopping: stop after this many validations without a new best (0: off)
     sample_every: int = 500          # 0: no samples during training
     sample_length: int = 200
     sample_temperature: float = 0.8
@@ -38,8 +46,11 @@ class TrainConfig:
         """A copy with lr filled in; ValueError naming the first nonsensical field."""
         for name in ("hidden_size", "num_layers", "seq_len", "batch_size"):
             _check_int(name, getattr(self, name), 1)
-        for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every"):
+        for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every", "warmup",
+                     "val_chars", "patience"):
             _check_int(name, getattr(self, name), 0)
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -52,9 +63,42 @@ class TrainConfig:
         _check_float("lr", lr, positive=True)
         _check_float("clip", self.clip)
         _check_float("sample_temperature", self.sample_temperature, positive=True)
+        _check_float("time_budget", self.time_budget)
+        for name in ("dropout", "state_reset"):
+            value = getattr(self, name)
+            _check_float(name, value)
+            if value >= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+        if self.dropout and self.num_layers < 2:
+            raise ValueError(f"dropout acts between stacked layers: it needs num_layers >= 2, got {self.num_layers}")
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused))
+        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused),
+                       time_budget=float(self.time_budget), dropout=float(self.dropout),
+                       state_reset=float(self.state_reset))
+
+
+# Named configurations for `micrornn train --preset NAME`: each chosen by measurement for the best
+# validation loss within its wall-clock budget on 2 CPU cores (see the README's quality table).
+# `time_budget` stops a run at the limit whatever the machine; `steps` is what fits on a quiet one.
+PRESETS = {
+    "rnn": dict(cell="rnn", hidden_size=256, num_layers=2, seq_len=64, batch_size=32, steps=12000,
+                fused=True, lr=3e-3, time_budget=900.0, val_every=1000, val_chars=20000, sample_every=0),
+    "lstm": dict(cell="lstm", hidden_size=256, num_layers=2, seq_len=64, batch_size=32, steps=8000,
+                 fused=True, lr=3e-3, time_budget=900.0, val_every=1000, val_chars=20000, sample_every=0),
+    "gru": dict(cell="gru", hidden_size=256, num_layers=2, seq_len=64, batch_size=32, steps=8000,
+                fused=True, lr=3e-3, time_budget=900.0, val_every=1000, val_chars=20000, sample_every=0),
+    "best": dict(cell="lstm", hidden_size=512, num_layers=2, seq_len=64, batch_size=32, steps=20000,
+                 dropout=0.1, fused=True, lr=2e-3, time_budget=3600.0, val_every=1000, val_chars=20000,
+                 sample_every=0, patience=5),
+}
+
+
+def preset_config(name, **overrides) -> TrainConfig:
+    """The TrainConfig of preset `name` with `overrides` on top; ValueError for an unknown name."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return TrainConfig(**{**PRESETS[name], **overrides})
 
 
 def _check_int(name, value, low):

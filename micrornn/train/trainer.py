@@ -30,15 +30,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from micrornn.train.data import BatchStream, Vocab
-from micrornn.train.loop import OPTIMIZERS, eval_batches, evaluate, fit, make_optimizer, update
+from micrornn.train.data import BatchStream, Vocab, split_point
+from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, set_training, update
 from micrornn.nn import SequenceModel
+from micrornn.random import manual_seed
 from micrornn.train.plots import plot_history
 from micrornn.train.sample import CHECKPOINT_KIND, model_from_meta, sample
 from micrornn.train.config import TrainConfig, _check_int
+from micrornn.train.schedule import Budget, EarlyStopping, detach_state, learning_rate, reset_some_streams
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
-           "evaluate", "eval_batches", "plot_history"]
+           "evaluate", "bits_per_char", "plot_history", "build_model"]
 
 LAST_STEPS = 100   # the reported training loss is the mean over this many final steps
 
@@ -52,6 +54,7 @@ class RunResult:
     val_loss: float | None    # validation loss at the end (None when interrupted), nats/char
     seconds: float            # wall time of this run, validation and samples included
     chars_per_sec: float      # training characters per second (steps only)
+    stopped_by: str = "steps"  # "steps", "time budget", "early stopping" or "interrupt"
 
 
 class _Sigint:
@@ -93,7 +96,7 @@ class Trainer:
         self.source, self.text_sha256 = source, hashlib.sha256(text.encode("utf-8")).hexdigest()
         self.vocab = Vocab(text)
         ids = self.vocab.encode(text)
-        n_val = int(round(len(ids) * config.val_fraction))
+        n_val = len(ids) - split_point(len(ids), config.val_fraction)
         needed = config.batch_size * (config.seq_len + 1)
         if len(ids) - n_val < needed or n_val < 2:
             total = math.ceil(max(needed / (1 - config.val_fraction), 2 / config.val_fraction))
@@ -102,15 +105,15 @@ class Trainer:
                              f"{config.val_fraction:.0%} validation split)")
         self.train_ids, self.val_ids = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
         self.stream = BatchStream(self.train_ids, config.batch_size, config.seq_len)
-        V = len(self.vocab)
-        self.model = SequenceModel(V, config.hidden_size, V, config.num_layers, config.nonlinearity,
-                                   fused=config.fused, dtype=np.dtype(config.dtype),
-                                   rng=np.random.default_rng(config.seed))
+        self.model = build_model(config, len(self.vocab))
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.sample_rng = np.random.default_rng([config.seed, 1])
         self.step = 0
-        self.hidden = None  # (num_layers, batch_size, hidden_size) state carried to the next chunk
-        self.history = {"step": [], "loss": [], "val_step": [], "val_loss": []}
+        self.hidden = None  # (num_layers, batch_size, hidden_size) state carried to the next chunk (LSTM: (h, c))
+        self.early = EarlyStopping(config.patience)
+        self.wall_seconds = 0.0  # wall time of all runs, validation included (what time_budget limits)
+        self.time_progress = 0.0  # fraction of the time budget used (drives the cosine when it leads)
+        self.history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_chars": []}
         self.seconds = 0.0  # training wall time summed over all runs, resumed ones included
 
     # ---- one step, evaluation, sampling ------------------------------------------------------
@@ -119,6 +122,9 @@ class Trainer:
         k = self.stream.position
         x, y = next(self.stream)
         h0 = None if k % self.stream.steps_per_epoch == 0 else self.hidden  # new epoch: fresh state
+        h0 = reset_some_streams(h0, self.config.state_reset, self.config.seed, self.step)
+        if self.config.dropout:  # dropout masks drawn from (seed, step): a resumed run draws the same ones
+            manual_seed(int(np.random.SeedSequence([self.config.seed, 3, self.step]).generate_state(1)[0]))
         self.optimizer.lr = self.lr_at(self.step)
         try:
             loss, h_n = self.model.loss(x, y, h0, reduction="mean")
@@ -126,7 +132,7 @@ class Trainer:
         except BaseException:
             self.stream.seek(k)  # nothing was learned from this chunk: read it again next time
             raise
-        self.hidden = h_n.detach().data  # truncated BPTT: keep the state, cut the graph
+        self.hidden = detach_state(h_n)  # truncated BPTT: keep the state, cut the graph
         self.step += 1
         value = float(loss.item())
         self.history["step"].append(self.step)
@@ -134,21 +140,25 @@ class Trainer:
         return value
 
     def lr_at(self, step) -> float:
-        """The learning rate of step `step` (0-based) under the config's schedule."""
+        """The learning rate of step `step` (0-based): warm-up, then cosine decay over the run, whose
+        progress is the larger of step / steps and the fraction of the time budget used."""
         cfg = self.config
-        if cfg.lr_schedule == "constant" or cfg.steps == 0:
-            return cfg.lr
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+        progress = max(min(step, cfg.steps) / cfg.steps if cfg.steps else 0.0, self.time_progress)
+        return learning_rate(cfg.lr, step, progress, cfg.warmup, cfg.lr_schedule)
 
-    def evaluate(self, ids=None) -> float:
-        """Loss in nats/char on `ids` (default: the validation split)."""
-        return evaluate(self.model, self.val_ids if ids is None else ids)
+    def evaluate(self, ids=None, max_chars=None) -> float:
+        """Loss in nats/char on `ids` (default: the validation split) read as one stream."""
+        return evaluate(self.model, self.val_ids if ids is None else ids, max_chars=max_chars)
 
     def sample(self, length=200, temperature=None, prime="", rng=None) -> str:
         """Text from the model (temperature None: the config's); uses the trainer's RNG by default."""
         temperature = self.config.sample_temperature if temperature is None else temperature
-        return sample(self.model, self.vocab, length, temperature, prime,
-                      self.sample_rng if rng is None else rng)
+        was_training = set_training(self.model, False)  # no dropout while generating
+        try:
+            return sample(self.model, self.vocab, length, temperature, prime,
+                          self.sample_rng if rng is None else rng)
+        finally:
+            set_training(self.model, was_training)
 
     def recent_loss(self, n=LAST_STEPS) -> float:
         """Mean training loss over the last n steps (nan before the first step)."""
@@ -157,9 +167,13 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------
     def run(self, steps=None, checkpoint=None, progress=True, log=None, on_step=None) -> RunResult:
-        """Train until the step count reaches `steps` (default config.steps) or Ctrl-C.
+        """Train until the step count reaches `steps` (default config.steps), the time budget is
+        used up (config.time_budget, keeping time for the final validation), early stopping
+        (config.patience) or Ctrl-C.
 
-        Validates every config.val_every steps and at the end, prints a sample every
+        Validates every config.val_every steps (on the first config.val_chars characters of the
+        validation split; with a checkpoint path, a new best is also saved to <name>_best.npz) and
+        at the end on all of it, prints a sample every
         config.sample_every steps, saves to `checkpoint` (if given) every config.checkpoint_every
         steps, at the end and on Ctrl-C. `log` receives each message (default: written above the
         progress bar; pass `lambda s: None` for silence). `on_step(trainer)` runs after each step.
@@ -171,12 +185,18 @@ class Trainer:
         log = log or tqdm.write
         start_step, start, train_time = self.step, time.perf_counter(), 0.0
         chars_per_step = cfg.seq_len * cfg.batch_size
-        interrupted, ema = False, None
+        interrupted, ema, stopped_by = False, None, "steps"
+        budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
         bar = tqdm(total=target, initial=min(start_step, target), disable=not progress, unit="step",
                    dynamic_ncols=True, leave=False)
         with _Sigint() as sigint:
             try:
                 while self.step < target and not sigint.requested:
+                    if budget.seconds:
+                        self.time_progress = budget.fraction(time.perf_counter() - start, reserve)
+                        if budget.exhausted(time.perf_counter() - start, reserve):
+                            stopped_by = "time budget"
+                            break
                     t0 = time.perf_counter()
                     loss = self.train_step()
                     train_time += time.perf_counter() - t0
@@ -185,9 +205,21 @@ class Trainer:
                     bar.set_postfix_str(f"loss {ema:.3f}, {rate:,.0f} chars/s", refresh=False)
                     bar.update(1)
                     if cfg.val_every and self.step % cfg.val_every == 0 and self.step < target:
-                        val = self._validate()
+                        t_val = time.perf_counter()
+                        val = self._validate(cfg.val_chars or None)
+                        reserve = max(reserve, self._final_eval_seconds(time.perf_counter() - t_val))
+                        best = self.early.update(val, self.step)
                         log(f"step {self.step}: train {self.recent_loss(cfg.val_every):.3f}, "
-                            f"val {val:.3f} nats/char ({rate:,.0f} chars/s)")
+                            f"val {val:.3f} nats/char ({bits_per_char(val):.3f} bits)"
+                            f"{' (new best)' if best else ''} ({rate:,.0f} chars/s)")
+                        if best and checkpoint:
+                            self.save(best_checkpoint_path(checkpoint))
+                        if self.early.stop:
+                            stopped_by = "early stopping"
+                            log(f"early stopping: no new best in {cfg.patience} validations; the best, "
+                                f"{self.early.best:.3f} at step {self.early.best_step}, is in "
+                                f"{best_checkpoint_path(checkpoint) if checkpoint else '(no checkpoint path)'}")
+                            break
                     if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < target:
                         log(f"--- sample at step {self.step} ---\n{self.sample(cfg.sample_length)}\n---")
                     if checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -205,19 +237,37 @@ class Trainer:
         interrupted = interrupted or sigint.requested
         val = None
         if not interrupted:
-            last = self.history["val_step"][-1:] == [self.step]
+            last = self.history["val_step"][-1:] == [self.step] and self.history["val_chars"][-1:] == [0]
             val = self.history["val_loss"][-1] if last else self._validate()
+        else:
+            stopped_by = "interrupt"
+        self.wall_seconds += time.perf_counter() - start
         if checkpoint:
             self.save(checkpoint)
         steps_run = self.step - start_step
         return RunResult(self.step, interrupted, self.recent_loss(), val, time.perf_counter() - start,
-                         steps_run * chars_per_step / train_time if train_time > 0 else 0.0)
+                         steps_run * chars_per_step / train_time if train_time > 0 else 0.0, stopped_by)
 
-    def _validate(self) -> float:
-        val = self.evaluate()
+    def _validate(self, max_chars=None) -> float:
+        """Score the validation split (its first max_chars predictions; None: all) and record it."""
+        val = self.evaluate(max_chars=max_chars)
+        scored = 0 if max_chars is None or max_chars >= len(self.val_ids) - 1 else int(max_chars)
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val)
+        self.history["val_chars"].append(scored)  # 0: the whole split
         return val
+
+    def _final_eval_seconds(self, measured=None) -> float:
+        """Wall time to keep for the final validation: from a validation that took `measured`
+        seconds, or from a 2,000-character probe; 0 when there is no time budget."""
+        if not self.config.time_budget:
+            return 0.0
+        chars = self.config.val_chars or len(self.val_ids)
+        if measured is None:
+            t0, chars = time.perf_counter(), 2000
+            self.evaluate(max_chars=chars)
+            measured = time.perf_counter() - t0
+        return 1.25 * measured * len(self.val_ids) / min(chars, len(self.val_ids))
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -226,9 +276,21 @@ class Trainer:
                 "config": asdict(self.config), "step": self.step, "seconds": self.seconds,
                 "data": {"source": None if self.source is None else str(self.source),
                          "sha256": self.text_sha256, "characters": len(self.train_ids) + len(self.val_ids)},
-                "history": self.history, "sample_rng": self.sample_rng.bit_generator.state}
+                "history": self.history, "sample_rng": self.sample_rng.bit_generator.state,
+                "validation": self.validation_tag(), "wall_seconds": self.wall_seconds,
+                "early_stopping": {"best": self.early.best if self.early.best_step is not None else None,
+                                   "best_step": self.early.best_step, "bad": self.early.bad}}
         state = {"optimizer": self.optimizer.state_dict(), "hidden": self.hidden}
         save_checkpoint(path, self.model.state_dict(), meta, state)
+
+    def validation_tag(self) -> dict | None:
+        """The latest validation (nats and bits per character, its step and the characters scored,
+        0 meaning the whole split), as stored in checkpoints; None before the first."""
+        if not self.history["val_loss"]:
+            return None
+        nats = self.history["val_loss"][-1]
+        return {"nats_per_char": nats, "bits_per_char": bits_per_char(nats), "step": self.history["val_step"][-1],
+                "chars": self.history["val_chars"][-1]}
 
     @staticmethod
     def read_checkpoint(path):
@@ -271,9 +333,14 @@ class Trainer:
             trainer.optimizer.load_state_dict(state["optimizer"])
             trainer.step = int(meta["step"])
             hidden = state.get("hidden")
-            trainer.hidden = None if hidden is None else np.asarray(hidden, dtype=trainer.config.dtype)
+            trainer.hidden = None if hidden is None else _state_array(hidden, trainer.config.dtype)
             trainer.sample_rng.bit_generator.state = meta["sample_rng"]
-            trainer.history = {k: list(meta["history"][k]) for k in trainer.history}
+            trainer.history = {k: list(meta["history"][k]) for k in trainer.history if k != "val_chars"}
+            trainer.history["val_chars"] = list(meta["history"].get("val_chars", [0] * len(trainer.history["val_loss"])))
+            trainer.wall_seconds = float(meta.get("wall_seconds", 0.0))
+            early = meta.get("early_stopping") or {}
+            trainer.early = EarlyStopping(trainer.config.patience, math.inf if early.get("best") is None
+                                          else float(early["best"]), early.get("best_step"), int(early.get("bad", 0)))
             trainer.seconds = float(meta.get("seconds", 0.0))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: cannot restore the training state: {e}") from None
@@ -283,4 +350,24 @@ class Trainer:
 
 
 RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
-                      "sample_temperature", "checkpoint_every"}
+                      "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars"}
+
+
+def build_model(config, vocab_size) -> SequenceModel:
+    """The SequenceModel a TrainConfig describes, for a vocabulary of `vocab_size` characters."""
+    return SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
+                         fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
+                         cell=config.cell, dropout=config.dropout)
+
+
+def best_checkpoint_path(checkpoint) -> Path:
+    """Where the best-validation checkpoint of a run saving to `checkpoint` goes: <stem>_best<suffix>."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}_best{path.suffix}")
+
+
+def _state_array(hidden, dtype):
+    """A stored carried state as arrays of `dtype` (a tuple stays a tuple: the LSTM's (h, c))."""
+    if isinstance(hidden, tuple):
+        return tuple(np.asarray(h, dtype=dtype) for h in hidden)
+    return np.asarray(hidden, dtype=dtype)
