@@ -136,3 +136,33 @@ def test_fused_model_loss_is_one_head_node_and_matches_the_unrolled_model():
             np.testing.assert_allclose(q.grad, p.grad, rtol=1e-10, atol=1e-13, err_msg=name)
     per_item, _ = fused.loss(idx, targets, reduction="none")
     assert per_item.shape == (8, 2)
+
+
+# ---- higher order and forward mode (the rules test_higher_ops asks every primitive for) ----------
+# higher-order-tested: linear_cross_entropy
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_cross_entropy_second_order_and_jvp(bias):
+    from test_higher_ops import dot_product_gap  # the dot-product test <u, J v> = <J^T u, v>
+    from micrornn.gradcheck import gradgradcheck
+    arrays = [RNG.standard_normal((3, 2, 4)), RNG.standard_normal((5, 4))] + ([RNG.standard_normal(5)] if bias else [])
+    targets = RNG.integers(0, 5, size=(3, 2))
+
+    def fn(*xs):
+        return F.linear_cross_entropy(xs[0], xs[1], xs[2] if bias else None, targets, "mean") * 2.0
+    assert gradgradcheck(fn, tensors(*arrays), atol=1e-7, rtol=1e-5)
+    assert dot_product_gap(fn, arrays) < 1e-13
+
+
+def test_rnn_layer_with_index_inputs_second_order_and_jvp():
+    from test_higher_ops import dot_product_gap
+    from micrornn.gradcheck import gradgradcheck
+    T, B, I, H = 4, 2, 5, 3
+    x = Tensor(RNG.integers(0, I, size=(T, B)))
+    arrays = [RNG.standard_normal((H, I)), RNG.standard_normal((H, H)) * 0.5, RNG.standard_normal(H),
+              RNG.standard_normal((B, H))]
+
+    def fn(U, W, b, h0):
+        return apply(fused_ops.RNN_LAYER, x, U, W, b, h0)
+    assert gradgradcheck(fn, tensors(*arrays), atol=1e-7, rtol=1e-5)
+    assert dot_product_gap(fn, arrays) < 1e-13
