@@ -241,7 +241,7 @@ def test_dropout_between_layers_only_in_training():
     ref, _ = plain(x)
     noisy, _ = dropped(x)
     assert not np.allclose(noisy.data, ref.data)
-    dropped.training = False  # what Module.eval() sets
+    dropped.eval()
     quiet, _ = dropped(x)
     assert_agree(quiet.data, ref.data, "eval mode: no dropout", 1e-15)
     single, _ = LSTM(2, 8, 1, dropout=0.5, rng=1)(x)  # nothing between layers to drop
