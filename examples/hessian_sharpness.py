@@ -15,7 +15,7 @@ grows as the network learns (progressive sharpening) until it meets 2/lr; past t
 descent does not blow up but keeps the curvature along its own direction near 2/lr (the "edge of
 stability") while the loss, no longer monotone, keeps falling. The step size, not the data, caps the
 curvature that training can sit in; and the cells differ: the vanilla RNN reaches 2/lr within a few
-steps, the LSTM starts several times flatter and sharpens slowly.
+steps, the LSTM starts flatter and sharpens slowly.
 """
 import argparse
 import sys
