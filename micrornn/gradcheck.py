@@ -1,6 +1,8 @@
 """Gradient checking: autograd against central finite differences, element by element."""
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -82,8 +84,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             name = f" '{t.name}'" if t.name else ""
-            message = (f"gradcheck: input {k}{name} of shape {t.shape}, element {idx}: autograd {a[idx]!r} "
-                       f"vs numerical {n[idx]!r} (|diff| {abs(a[idx] - n[idx]):.3g} > atol + rtol*|numerical| "
+            message = (f"gradcheck: input {k}{name} of shape {t.shape}, element {idx}: autograd {float(a[idx])!r} "
+                       f"vs numerical {float(n[idx])!r} (|diff| {abs(a[idx] - n[idx]):.3g} > atol + rtol*|numerical| "
                        f"= {atol + rtol * abs(n[idx]):.3g}); {int(bad.sum())} of {bad.size} elements disagree")
             if raise_exception:
                 raise GradcheckError(message)
@@ -94,3 +96,13 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
 def max_error(a, b) -> float:
     """Largest |a - b| over all elements."""
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``micrornn.gradcheck(fn, inputs)`` is ``micrornn.gradcheck.gradcheck``."""
+
+    def __call__(self, fn, inputs, *args, **kwargs) -> bool:
+        return gradcheck(fn, inputs, *args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
