@@ -51,11 +51,11 @@ def sampled_numeric(model, x, targets, h0, per_tensor, rng):
     return out
 
 
-def agreement(cell, layers, bidirectional, with_h0, batch_first, T, numeric="all", seed=0):
+def agreement(cell, layers, bidirectional, with_h0, batch_first, T, numeric="all", seed=0, bias=True):
     """The worst figures of one grid point: {graph_vs_analytic, fused_vs_graph, <route>_vs_numeric, loss}."""
     model, x, targets, h0 = rnncheck.random_problem(
         layers, 3, 3, 4, T, 2, seed=seed, with_h0=with_h0, cell=cell, bidirectional=bidirectional,
-        batch_first=batch_first)
+        batch_first=batch_first, bias=bias)
     loss_g, graph = rnncheck.route_grads(model, x, targets, h0, fused=False)
     loss_f, fused = rnncheck.route_grads(model, x, targets, h0, fused=True)
     loss_a, analytic = bptt.loss_and_grads(model, x, targets, h0)
@@ -98,6 +98,12 @@ COVERING = [(1, False, False, False, 1), (2, True, True, False, 4), (3, False, T
 def test_agreement_covering_subset(cell, point):
     numeric = "sample" if point[4] > 10 else "all"
     assert_within_targets(agreement(cell, *point, numeric=numeric), (cell, point))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_agreement_without_bias(cell):
+    """bias=False: the fused layers pass constant zeros for b (and b_hn)."""
+    assert_within_targets(agreement(cell, 2, True, True, False, 4, bias=False), (cell, "no bias"))
 
 
 GRID_T = (1, 2, 3, 5, 10, 20, 35, 50)
@@ -175,3 +181,15 @@ def test_each_direction_starts_its_walk_back_with_the_head_alone():
     np.testing.assert_allclose(steps[(0, 1)]["h"][0], d_top[0, :, 4:], rtol=1e-12)
     assert not np.allclose(steps[(0, 1)]["h"][-1], d_top[-1, :, 4:])  # later in its walk: more than the head
     assert not steps[(0, 0)]["c_line"][-1].any() and not steps[(0, 1)]["c_line"][0].any()
+
+
+def test_dropout_in_training_mode_is_refused():
+    model = SequenceModel(2, 3, 4, num_layers=2, cell="lstm", dropout=0.5, rng=0)
+    x, y = np.zeros((3, 1, 2)), np.zeros((3, 1), dtype=int)
+    with pytest.raises(ValueError, match=r"dropout=0.5 in training mode.*model.eval\(\)"):
+        bptt.loss_and_grads(model, x, y)
+    model.eval()
+    _, grads = bptt.loss_and_grads(model, x, y)  # without dropout the model is deterministic again
+    model.zero_grad()
+    model.loss(x, y)[0].backward()
+    np.testing.assert_allclose(grads["rnn.cells.0.W"], model.rnn.cells[0].W.grad, rtol=1e-10, atol=1e-14)
