@@ -113,8 +113,12 @@ class Tensor(CompositeMethods):
         self._retain = True
         return self
 
-    def backward(self, grad=None, retain_graph=False) -> None:
+    def backward(self, grad=None, retain_graph=False, create_graph=False) -> None:
         """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves."""
+        if create_graph:
+            raise ValueError("backward(create_graph=True): .grad holds plain arrays, so a gradient graph "
+                             "has nowhere to live; use micrornn.grad(loss, params, create_graph=True), which "
+                             "returns the gradients as Tensors that can be differentiated again")
         _backward(self, grad, retain_graph)
 
     # ---- arithmetic ------------------------------------------------------------------------
@@ -322,6 +326,8 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
                 break
     if state.anomaly:
         state.check_forward(out, prim, inputs)
+    if state.push_tangent is not None:
+        state.push_tangent(out, prim, inputs, saved)
     return out
 
 
