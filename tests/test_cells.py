@@ -128,6 +128,9 @@ def test_sequence_model_cell_kinds_with_index_inputs(kind):
     assert_agree(logits.data, dense.data, "indices vs one-hot", 1e-13)
     again, _ = model(mr.Tensor(x), h_n)  # the final state feeds back in as an initial state
     assert again.shape == (4, 3, 7)
+    fused = SequenceModel(**dict(model.config, fused=True))
+    fused.load_state_dict(model.state_dict())
+    assert_agree(fused(mr.Tensor(x), h_n)[0].data, again.data, "fused with index inputs", 1e-12)
     twin = SequenceModel(**model.config)
     assert twin.config == model.config and model.config["cell"] == kind
 
@@ -238,7 +241,7 @@ def test_dropout_between_layers_only_in_training():
     ref, _ = plain(x)
     noisy, _ = dropped(x)
     assert not np.allclose(noisy.data, ref.data)
-    dropped.training = False  # what Module.eval() sets
+    dropped.eval()
     quiet, _ = dropped(x)
     assert_agree(quiet.data, ref.data, "eval mode: no dropout", 1e-15)
     single, _ = LSTM(2, 8, 1, dropout=0.5, rng=1)(x)  # nothing between layers to drop
@@ -264,3 +267,26 @@ def test_bad_states_and_arguments_are_named():
         SequenceModel(3, 4, 3, nonlinearity="relu", cell="gru")
     with pytest.raises(TypeError, match=r"LSTMCell: state must be a tuple \(h, c\)"):
         LSTMCell(3, 4)(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+FULL_GRID = [(kind, L, T, bi, st, bf) for kind in ("rnn", "lstm", "gru") for L in (1, 2, 3) for T in (1, 2, 7, 50)
+             for bi in (False, True) for st in (False, True) for bf in (False, True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", FULL_GRID, ids=["-".join(map(str, c)) for c in FULL_GRID])
+def test_unrolled_matches_fused_full_grid(case):
+    kind, L, T, bidirectional, with_state, batch_first = case
+    rng = np.random.default_rng(L * 100 + T)
+    B, I, H, O, D = 3, 3, 4, 5, 2 if bidirectional else 1
+    model = SequenceModel(I, H, O, L, cell=kind, bidirectional=bidirectional, batch_first=batch_first, rng=rng)
+    twin = SequenceModel(**dict(model.config, fused=True))
+    twin.load_state_dict(model.state_dict())
+    x, targets = rng.standard_normal((T, B, I)), rng.integers(0, O, (T, B))
+    if batch_first:
+        x, targets = x.transpose(1, 0, 2), targets.T
+    state = make_state(kind, (D * L, B, H) if with_state else None, rng)
+    _, unrolled = grads_of(model, x, state, targets)
+    _, fused = grads_of(twin, x, state, targets)
+    for name in unrolled:
+        assert_agree(fused[name], unrolled[name], f"{name} fused vs unrolled", 1e-10)
