@@ -333,8 +333,9 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
 
 def _check_float_dtypes(prim, arrays) -> None:
     """The dtype rule: one op never mixes float dtypes (no silent float32 -> float64 promotion)."""
-    floats = sorted({str(a.dtype) for a in arrays if a.dtype.kind == "f"})
+    floats = {a.dtype for a in arrays if a.dtype.kind == "f"}
     if len(floats) > 1:
+        floats = sorted(map(str, floats))
         raise TypeError(f"{prim.name}: operands have different float dtypes ({' and '.join(floats)}); "
                         "micrornn does not promote between float dtypes: convert one side first, e.g. "
                         f"x.astype(np.{floats[0]}) (a float32 model needs float32 inputs)")
