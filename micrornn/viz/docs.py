@@ -103,7 +103,7 @@ PLOTS = {
         data, path, title="LSTM gates over time (forget-gate bias +3, W x 2, inputs x 2)")),
 }
 STEPPER = "bptt_stepper"  # docs/bptt_stepper.html: micrornn viz --html docs/bptt_stepper.html
-PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png")
+PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png", "gated_gradients_T100.png")  # made by examples
 
 
 def data_text(name, data) -> str:
