@@ -30,6 +30,9 @@ class Tensor(CompositeMethods):
         try:
             array = np.array(data, dtype=dtype)
         except (TypeError, ValueError) as err:
+            if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) and v.requires_grad for v in data):
+                raise TypeError("Tensor: a list of tensors that require grad would be cut from the graph; "
+                                "join them with micrornn.stack(tensors) instead") from None
             raise TypeError(f"Tensor: cannot make an array from {type(data).__name__}: {err}") from None
         if array.dtype.kind not in "fiub":
             raise TypeError(f"Tensor: unsupported dtype {array.dtype} (use float, int or bool data)")
