@@ -30,6 +30,9 @@ class Tensor(CompositeMethods):
         try:
             array = np.array(data, dtype=dtype)
         except (TypeError, ValueError) as err:
+            if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) and v.requires_grad for v in data):
+                raise TypeError("Tensor: a list of tensors that require grad would be cut from the graph; "
+                                "join them with micrornn.stack(tensors) instead") from None
             raise TypeError(f"Tensor: cannot make an array from {type(data).__name__}: {err}") from None
         if array.dtype.kind not in "fiub":
             raise TypeError(f"Tensor: unsupported dtype {array.dtype} (use float, int or bool data)")
@@ -252,7 +255,8 @@ class Tensor(CompositeMethods):
             index = index.data
         elif isinstance(index, tuple):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        _check_index(index)
+        if type(index) is not int:  # an int (the unrolled RNN's x[t]) needs no check
+            _check_index(index)
         return apply(ops.GETITEM, self, index=index)
 
 

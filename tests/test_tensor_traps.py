@@ -158,6 +158,9 @@ def test_asarray_refuses_a_tensor_that_requires_grad_and_works_otherwise():
     assert np.asarray(plain, dtype=np.float32).dtype == np.float32
     assert np.array(plain) is not plain.data
     np.testing.assert_array_equal(np.asarray(t.detach()), [1.0, 2.0])
+    with pytest.raises(TypeError, match=r"join them with micrornn.stack\(tensors\)"):
+        Tensor([t, t])
+    np.testing.assert_array_equal(Tensor([plain, plain]).data, [[1.0, 2.0], [1.0, 2.0]])
 
 
 # ---- float(), int(), bool() --------------------------------------------------------------------
