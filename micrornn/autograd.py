@@ -22,7 +22,6 @@ class _State(threading.local):
         self.grad_enabled, self.scope, self.anomaly = True, None, False
         self.check_forward = self.check_backward = None
         self.push_tangent = None  # set by micrornn.jvp while its function runs
-        self.push_tangent = None  # set by micrornn.jvp while its function runs
 
 
 state = _State()

@@ -59,6 +59,16 @@ def gradient_flow_view():
     return draw_unrolled(model, max_steps=8, hidden_grads=norms)
 
 
+def backward_graph_view():
+    """The backward pass as a graph: dL/dU and dL/dW recorded by micrornn.grad(..., create_graph=True),
+    3 steps, hidden 4; the backward's nodes are orange, in the clusters of the steps they differentiate."""
+    from micrornn.higher import grad
+    model, x, y = _model(3, hidden=4)
+    loss = model.loss(x, y)[0]
+    cell = model.rnn.cells[0]
+    return draw_graph(list(grad(loss, [cell.U, cell.W], create_graph=True)), names=model, forward=loss)
+
+
 GRAPHS = {
     "viz_graph": lambda: graph_view(),
     "viz_graph_grad": lambda: graph_view(grad=True),
@@ -67,6 +77,7 @@ GRAPHS = {
     "viz_gradient_flow": gradient_flow_view,
     "viz_lstm_unrolled": lambda: draw_unrolled(_model(4, cell="lstm")[0], steps=4),  # --cell lstm --view unrolled --steps 4
     "viz_lstm_folded": lambda: draw_folded(_model(3, cell="lstm")[0]),               # --cell lstm --view folded
+    "bptt_backward_graph": backward_graph_view,
 }
 
 
