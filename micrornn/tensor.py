@@ -163,7 +163,8 @@ class Tensor(CompositeMethods):
         for bound in (lo, hi):
             if bound is not None and not isinstance(bound, (int, float, np.integer, np.floating)):
                 raise TypeError(f"clip: bounds must be numbers, got {type(bound).__name__}")
-        return apply(ops.CLIP, self, lo=lo, hi=hi)
+        plain = lambda b: b.item() if isinstance(b, np.generic) else b  # noqa: E731  (np.float64(0.5): no promotion)
+        return apply(ops.CLIP, self, lo=plain(lo), hi=plain(hi))
 
     # ---- comparisons: boolean tensors, never part of the graph -------------------------------
     def _compare(self, other, ufunc):
@@ -311,7 +312,7 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     first = arrays[0].dtype
     for array in arrays:
         if array.dtype is not first:
-            _check_float_dtypes(prim, arrays)
+            arrays = _check_float_dtypes(prim, arrays)
             break
     try:
         data, saved = prim.forward(*arrays, **attrs)
@@ -334,14 +335,25 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     return out
 
 
-def _check_float_dtypes(prim, arrays) -> None:
-    """The dtype rule: one op never mixes float dtypes (no silent float32 -> float64 promotion)."""
+def _check_float_dtypes(prim, arrays) -> list:
+    """The dtype rule: one op never mixes float dtypes (no silent float32 -> float64 promotion), and in
+    arithmetic an integer operand takes the float operand's dtype (NumPy would make int64 * float32
+    float64), as integer arrays and numbers already do in ``_lift``."""
     floats = {a.dtype for a in arrays if a.dtype.kind == "f"}
     if len(floats) > 1:
         floats = sorted(map(str, floats))
         raise TypeError(f"{prim.name}: operands have different float dtypes ({' and '.join(floats)}); "
                         "micrornn does not promote between float dtypes: convert one side first, e.g. "
                         f"x.astype(np.{floats[0]}) (a float32 model needs float32 inputs)")
+    if floats and prim in _ARITHMETIC:
+        (dtype,) = floats
+        skip = 1 if prim is ops.WHERE else 0  # where's condition stays boolean
+        return [a.astype(dtype) if i >= skip and a.dtype.kind in "iu" else a for i, a in enumerate(arrays)]
+    return arrays
+
+
+_ARITHMETIC = {ops.ADD, ops.SUB, ops.MUL, ops.DIV, ops.POW, ops.MATMUL, ops.MATMUL_ADD, ops.MAXIMUM, ops.MINIMUM,
+               ops.WHERE}
 
 
 def _attrs_text(attrs) -> str:
