@@ -141,6 +141,28 @@ class Tensor(CompositeMethods):
 
     def __abs__(self): return apply(ops.ABS, self)
 
+    # ---- in-place operators: ``total += loss`` makes a new node (total is rebound); on a leaf that
+    # requires grad (a parameter) ``p -= lr * p.grad`` changes p's data under no_grad(), as in PyTorch
+    def _in_place(self, other, ufunc, symbol):
+        if self._op is not None or not self.requires_grad:
+            return NotImplemented  # Python then runs the ordinary operator and rebinds the name
+        if state.grad_enabled:
+            raise RuntimeError(f"t {symbol} x: an in-place update of a leaf that requires grad (shape {self.shape}) "
+                               "cannot be recorded; update parameters inside micrornn.no_grad(), "
+                               "or write p = p - x for a new tensor in the graph")
+        ufunc(self.data, _lift(other, self).data, out=self.data)
+        return self
+
+    def __iadd__(self, other): return self._in_place(other, np.add, "+=")
+    def __isub__(self, other): return self._in_place(other, np.subtract, "-=")
+    def __imul__(self, other): return self._in_place(other, np.multiply, "*=")
+    def __itruediv__(self, other): return self._in_place(other, np.divide, "/=")
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor: use t.item() for its value")
+        return (self[i] for i in range(len(self.data)))
+
     def exp(self): return apply(ops.EXP, self)
     def log(self): return apply(ops.LOG, self)
     def tanh(self): return apply(ops.TANH, self)

@@ -214,3 +214,42 @@ def test_scalar_conversions_follow_numpy():
     with pytest.raises(ValueError, match="ambiguous"):
         bool(Tensor(np.zeros(0)))
     assert bool((Tensor([1.0, 2.0]) > 0).all()) and not bool((Tensor([1.0, 2.0]) > 1.5).all())
+
+
+# ---- iteration and in-place operators ---------------------------------------------------------
+
+def test_iterating_a_0d_tensor_raises_like_numpy():
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        list(Tensor(5.0))  # was [] (the getitem fallback stopped at once)
+    rows = list(Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True))
+    assert len(rows) == 3 and rows[2].requires_grad and rows[2].data.tolist() == [4.0, 5.0]
+
+
+def test_in_place_update_of_a_parameter_under_no_grad_changes_it():
+    mr.manual_seed(0)
+    lin = nn.Linear(2, 1)
+    before = lin.weight.data.copy()
+    lin(np.ones((1, 2))).sum().backward()
+    with mr.no_grad():
+        for p in lin.parameters():
+            p -= 0.1 * p.grad  # PyTorch's hand-written SGD step: was a silent no-op (p was rebound)
+    np.testing.assert_allclose(lin.weight.data, before - 0.1)
+    with mr.no_grad():
+        w = lin.weight
+        w *= 2.0
+        w += np.ones((1, 2))
+        w /= 4.0
+    assert w is lin.weight
+    np.testing.assert_allclose(lin.weight.data, ((before - 0.1) * 2.0 + 1.0) / 4.0)
+
+
+def test_in_place_update_of_a_parameter_outside_no_grad_raises_and_graph_values_accumulate():
+    w = nn.Parameter(np.ones(2))
+    with pytest.raises(RuntimeError, match=r"t -= x: an in-place update of a leaf that requires grad.*no_grad\(\)"):
+        w -= 0.1
+    np.testing.assert_array_equal(w.data, [1.0, 1.0])
+    total = 0.0
+    for k in range(3):
+        total += (w * k).sum()  # a loss accumulated in the graph stays a new node each time
+    total.backward()
+    np.testing.assert_array_equal(w.grad, [3.0, 3.0])
