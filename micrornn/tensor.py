@@ -278,7 +278,8 @@ class Tensor(CompositeMethods):
             index = index.data
         elif isinstance(index, tuple):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        _check_index(index)
+        if type(index) is not int:  # an int (the unrolled RNN's x[t]) needs no check
+            _check_index(index)
         return apply(ops.GETITEM, self, index=index)
 
 

@@ -14,7 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from micrornn import ops
-from micrornn.autograd import state as engine
+from micrornn.autograd import gc_paused, state as engine
 from micrornn.nn.module import Module
 from micrornn.tensor import Tensor, _leaf, apply, as_tensor, stack
 
@@ -62,8 +62,15 @@ def unroll(cell, x, state=None, layer=0, reverse=False):
 
     ``reverse=True`` walks t = T..1 (the second direction of a bidirectional layer); outputs stay
     in time order. Built-in cells project all inputs in one product first and write each h_t into
-    one preallocated buffer that becomes the stacked output without a copy.
+    one preallocated buffer that becomes the stacked output without a copy. Long sequences are
+    unrolled with the cyclic garbage collector paused (see ``autograd.gc_paused``).
     """
+    with gc_paused(3 * x.shape[0]):  # about three nodes per step
+        return _unroll(cell, x, state, layer, reverse)
+
+
+def _unroll(cell, x, state, layer, reverse):
+    """The time loop of ``unroll``."""
     T, B = x.shape[0], x.shape[1]
     direction = 1 if reverse else 0
     fast = _is_fast(cell)
