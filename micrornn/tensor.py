@@ -9,7 +9,7 @@ import types
 import numpy as np
 
 from micrornn import ops
-from micrornn.composites import CompositeMethods, normalize_axis as _axis
+from micrornn.composites import CompositeMethods, _with_axes, normalize_axis as _axis
 from micrornn.autograd import backward as _backward, leaf_fingerprints, state
 
 _FLOAT_KINDS = "f"
@@ -214,11 +214,11 @@ class Tensor(CompositeMethods):
     # ---- reductions and shapes -------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (all axes when None)."""
-        return apply(ops.SUM, self, axis=_axis(axis, self.ndim, "sum"), keepdims=keepdims)
+        return apply(ops.SUM, self, axis=_axis(axis, _with_axes(self, "sum", axis), "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis``: a sum scaled by 1/count."""
-        ax = _axis(axis, self.ndim, "mean")
+        ax = _axis(axis, _with_axes(self, "mean", axis), "mean")
         count = self.data.size if ax is None else int(np.prod([self.shape[a] for a in np.atleast_1d(ax)]))
         if count == 0:
             raise ValueError(f"mean: no elements to average over (shape {self.shape}, axis {axis})")
@@ -226,7 +226,7 @@ class Tensor(CompositeMethods):
 
     def max(self, axis=None, keepdims=False):
         """Maximum over ``axis``; ties share the gradient equally."""
-        return apply(ops.MAX, self, axis=_axis(axis, self.ndim, "max"), keepdims=keepdims)
+        return apply(ops.MAX, self, axis=_axis(axis, _with_axes(self, "max", axis), "max"), keepdims=keepdims)
 
     def logsumexp(self, axis=-1, keepdims=False):
         """log(sum(exp(x))) over ``axis``, computed without overflow."""
@@ -434,7 +434,7 @@ def stack(tensors, axis=0) -> Tensor:
 def concatenate(tensors, axis=0) -> Tensor:
     """Join tensors along an existing axis."""
     tensors = _joinable(tensors, "concatenate")
-    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, tensors[0].ndim, "concatenate"))
+    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, _with_axes(tensors[0], "concatenate"), "concatenate"))
 
 
 @contextlib.contextmanager

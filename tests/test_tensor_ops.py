@@ -173,3 +173,26 @@ def test_astype_casts_and_keeps_the_gradient_dtype():
     assert t.grad.dtype == np.float64
     np.testing.assert_array_equal(t.grad, [3.0, 3.0])
     assert not t.astype(np.int64).requires_grad
+
+
+@pytest.mark.parametrize("cut", [lambda z: z.chunk(1), lambda z: z.split([1]), lambda z: z.squeeze(0),
+                                 lambda z: z.swapaxes(0, 0), lambda z: z.mean(0), lambda z: z.var(-1),
+                                 lambda z: z.sum(0), lambda z: z.max(-1), lambda z: z.min(0),
+                                 lambda z: mr.concatenate([z, z])])
+def test_axis_ops_on_a_0d_tensor_say_it_has_no_axes(cut):
+    with pytest.raises(ValueError, match="a 0-d tensor has no axis"):
+        cut(Tensor(5.0, requires_grad=True))  # was IndexError, or for sum/max a ZeroDivisionError in backward
+
+
+def test_0d_tensors_still_reduce_without_an_axis():
+    z = Tensor(5.0, requires_grad=True)
+    (z.mean() + z.var() + z.sum() + z.max() + z.squeeze() + z.logsumexp()).backward()
+    assert z.grad == 5.0
+
+
+def test_unsqueeze_takes_several_axes_as_numpy_expand_dims_does():
+    t = Tensor(np.ones((2, 3)))
+    assert t.unsqueeze((0, -1)).shape == np.expand_dims(np.ones((2, 3)), (0, -1)).shape == (1, 2, 3, 1)
+    assert np.expand_dims(t, (1, 2)).shape == (2, 1, 1, 3)
+    with pytest.raises(ValueError, match="repeated axis"):
+        t.unsqueeze((0, -4))
