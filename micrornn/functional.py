@@ -1,11 +1,71 @@
-"""Composites built only from primitives (no hand-written backward): softmax, losses, one_hot."""
+"""Composites built only from primitives (no hand-written backward): activations, softmax, losses,
+dropout, layer_norm, embedding, one_hot; and linear_cross_entropy, which applies the fused
+head-and-loss primitive of fused_ops."""
 from __future__ import annotations
 
 import numpy as np
 
-from micrornn.tensor import Tensor, as_tensor
+from micrornn import fused_ops
+from micrornn.random import default_rng
+from micrornn.tensor import Tensor, apply, as_tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+
+def sigmoid(x) -> Tensor:
+    """1 / (1 + e^-x), computed without overflow."""
+    return as_tensor(x).sigmoid()
+
+
+def tanh(x) -> Tensor:
+    """Hyperbolic tangent."""
+    return as_tensor(x).tanh()
+
+
+def relu(x) -> Tensor:
+    """max(x, 0)."""
+    return as_tensor(x).relu()
+
+
+def softplus(x) -> Tensor:
+    """log(1 + e^x) = logsumexp(0, x): finite for any x, gradient sigmoid(x) everywhere."""
+    x = as_tensor(x)
+    return stack([x * 0.0, x], axis=-1).logsumexp(axis=-1)
+
+
+def dropout(x, p=0.5, training=True, rng=None) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p); x itself when not training."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
+    x = as_tensor(x)
+    if not training or p == 0:
+        return x
+    keep = default_rng(rng).random(x.shape) >= p
+    return x * (keep / (1.0 - p)).astype(x.dtype)
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over the last axis, then * weight + bias (each optional)."""
+    x = as_tensor(x)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    out = centred / (centred.square().mean(axis=-1, keepdims=True) + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+def embedding(indices, weight) -> Tensor:
+    """Rows of weight (num_embeddings, dim) at integer indices: a gather whose gradient scatter-adds."""
+    weight = as_tensor(weight)
+    indices = np.asarray(getattr(indices, "data", indices))
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-d (num_embeddings, dim), got shape {weight.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= weight.shape[0]):
+        raise ValueError(f"embedding: indices must lie in 0..{weight.shape[0] - 1}, got min {indices.min()} "
+                         f"and max {indices.max()}")
+    return weight[indices]
 
 
 def log_softmax(x, axis=-1) -> Tensor:
@@ -34,26 +94,52 @@ def _check_reduction(reduction) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _checked_targets(targets, logits_shape, op="cross_entropy"):
+    """Integer targets whose shape is logits_shape[:-1] and whose values are class indices."""
+    targets = np.asarray(getattr(targets, "data", targets))
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"{op}: targets must be integer class indices, got dtype {targets.dtype}")
+    if len(logits_shape) < 1 or targets.shape != tuple(logits_shape[:-1]):
+        raise ValueError(f"{op}: targets of shape {targets.shape} do not match logits of shape "
+                         f"{tuple(logits_shape)} (expected targets of shape {tuple(logits_shape[:-1])})")
+    classes = logits_shape[-1]
+    if targets.size and (targets.min() < 0 or targets.max() >= classes):
+        bad = targets[(targets < 0) | (targets >= classes)].flat[0]
+        raise ValueError(f"{op}: target {bad} is out of range for {classes} classes (0..{classes - 1})")
+    return targets
+
+
 def cross_entropy(logits, targets, reduction="mean") -> Tensor:
     """Softmax cross-entropy of logits (..., C) against integer class indices (...)."""
     _check_reduction(reduction)
     logits = as_tensor(logits)
-    targets = np.asarray(getattr(targets, "data", targets))
-    if targets.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {targets.dtype}")
-    if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
-        raise ValueError(f"cross_entropy: targets of shape {targets.shape} do not match logits of shape "
-                         f"{logits.shape} (expected targets of shape {logits.shape[:-1]})")
+    targets = _checked_targets(targets, logits.shape)
     classes = logits.shape[-1]
-    if targets.size and (targets.min() < 0 or targets.max() >= classes):
-        bad = targets[(targets < 0) | (targets >= classes)].flat[0]
-        raise ValueError(f"cross_entropy: target {bad} is out of range for {classes} classes (0..{classes - 1})")
     flat = logits if logits.ndim == 2 else logits.reshape(-1, classes)
     picked = flat[np.arange(targets.size), targets.reshape(-1)]  # gather: gradient is a scatter-add
     losses = flat.logsumexp(axis=-1) - picked  # -log softmax(logits)[target]
     if reduction == "none" and targets.ndim != 1:
         losses = losses.reshape(targets.shape)
     return _reduce(losses, reduction)
+
+
+def linear_cross_entropy(x, weight, bias, targets, reduction="mean") -> Tensor:
+    """cross_entropy(x @ weight.T + bias, targets) as one node (reduction "mean" or "sum").
+
+    The same value as the composed ops, with a hand-written VJP (micrornn.fused_ops): what the
+    fused sequence model uses for its head and loss. bias may be None."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
+    x, weight = as_tensor(x), as_tensor(weight)
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear_cross_entropy: x of shape {x.shape} does not fit weight of shape {weight.shape} "
+                         "(expected weight (classes, x.shape[-1]))")
+    if bias is not None and as_tensor(bias).shape != weight.shape[:1]:
+        raise ValueError(f"linear_cross_entropy: bias of shape {as_tensor(bias).shape} does not match weight "
+                         f"of shape {weight.shape}")
+    targets = _checked_targets(targets, x.shape[:-1] + weight.shape[:1], "linear_cross_entropy").reshape(-1)
+    inputs = (x, weight) if bias is None else (x, weight, as_tensor(bias))
+    return apply(fused_ops.LINEAR_CROSS_ENTROPY, *inputs, targets=targets, reduction=reduction)
 
 
 def mse_loss(pred, target, reduction="mean") -> Tensor:

@@ -16,7 +16,7 @@ def _child(payload: str) -> None:
     options = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["options"].items()})
     if not options.default_allocator:
         tune_allocator()
-    print(json.dumps(measure_timings(options, spec["mode"], spec["which"])), flush=True)
+    print(json.dumps(measure_timings(options, spec["mode"], spec["group"])), flush=True)
 
 
 if __name__ == "__main__":

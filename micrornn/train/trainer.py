@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from micrornn.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.train.checkpoint_checks import (check_carried_state, check_model_sizes, check_training_meta)
@@ -174,12 +174,12 @@ class Trainer:
         _check_int("steps", target, 0)
         if checkpoint:  # a missing directory must not surface only after all the training
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        log = SafeLog(log or tqdm.write)  # a closed pipe or an unencodable character never stops training
+        log = SafeLog(log or write)  # a closed pipe or an unencodable character never stops training
         start_step, start, train_time = self.step, time.perf_counter(), 0.0
         chars_per_step = cfg.seq_len * cfg.batch_size
         interrupted, ema, stopped_by, val = False, None, "steps", None
         budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
-        bar = tqdm(total=target, initial=min(start_step, target), disable=not progress, unit="step",
+        bar = progress_bar(total=target, initial=min(start_step, target), disable=not progress, unit="step",
                    dynamic_ncols=True, leave=False)
         signals, failure = RunSignals(), None
         self._signals = signals
