@@ -307,3 +307,31 @@ def test_absurd_sizes_elsewhere_are_refused(tmp_path, capsys, command, monkeypat
     code = main([*command, "99999999999", *extra])
     err = capsys.readouterr().err
     assert code == 2 and command[1] in err and len(err.strip().splitlines()) == 1
+
+
+# ---- item 15: a large corpus costs a small multiple of its size -----------------------------
+
+def test_loading_a_long_text_stays_within_a_small_multiple_of_its_size():
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b"abcdefghij klmnopqrstuvwxyz.,\n", dtype=np.uint8)
+    text = letters[rng.integers(0, len(letters), 8_000_000)].tobytes().decode("ascii")
+    tracemalloc.start()
+    try:
+        trainer = Trainer(text, TrainConfig(**SMALL))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(text), peak  # was about 10x (int64 ids, a UTF-32 copy, a UTF-8 copy, ...)
+    assert trainer.train_ids.itemsize == 1 and len(trainer.vocab) == len(set(text))
+    x, y = trainer.stream.chunk(0)
+    assert x.dtype == np.int64 and x.shape == (8, 2) and trainer.vocab.decode(x[:, 0]) == text[:8]
+
+
+def test_periodic_validation_reads_only_the_characters_it_scores(monkeypatch):
+    trainer = Trainer(TEXT, TrainConfig(**SMALL))
+    seen = []
+    monkeypatch.setattr(trainer_module, "evaluate", lambda model, ids, max_chars=None: seen.append(len(ids)) or 1.0)
+    trainer.evaluate(max_chars=50)
+    trainer.evaluate()
+    assert seen == [51, len(trainer.val_ids)]

@@ -19,7 +19,6 @@ plot_history in micrornn.train.plots; all are re-exported by the package (`from 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import tempfile
@@ -32,7 +31,7 @@ from micrornn.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.train.checkpoint_checks import (check_carried_state, check_model_sizes, check_training_meta)
-from micrornn.train.data import BatchStream, Vocab, split_point
+from micrornn.train.data import BatchStream, Vocab, compact_dtype, split_point, text_sha256
 from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, set_training, update
 from micrornn.nn import SequenceModel
 from micrornn.random import manual_seed
@@ -82,9 +81,9 @@ class Trainer:
         self.config = config = (config or TrainConfig()).validated()
         if not isinstance(text, str) or not text:
             raise ValueError("training text is empty")
-        self.source, self.text_sha256 = source, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.source, self.text_sha256 = source, text_sha256(text)
         self.vocab = Vocab(text)
-        ids = self.vocab.encode(text)
+        ids = self.vocab.encode(text, dtype=compact_dtype(len(self.vocab)))  # 1 byte a character for <= 256
         n_val = len(ids) - split_point(len(ids), config.val_fraction)
         needed = config.batch_size * (config.seq_len + 1)
         if len(ids) - n_val < needed or n_val < 2:
@@ -140,7 +139,9 @@ class Trainer:
 
     def evaluate(self, ids=None, max_chars=None) -> float:
         """Loss in nats/char on `ids` (default: the validation split) read as one stream."""
-        return evaluate(self.model, self.val_ids if ids is None else ids, max_chars=max_chars)
+        ids = self.val_ids if ids is None else ids
+        ids = ids[:len(ids) if max_chars is None else int(max_chars) + 1]  # only what is scored
+        return evaluate(self.model, np.asarray(ids, dtype=np.int64), max_chars=max_chars)
 
     def sample(self, length=200, temperature=None, prime="", rng=None) -> str:
         """Text from the model (temperature None: the config's); uses the trainer's RNG by default."""
@@ -362,7 +363,7 @@ class Trainer:
             if key in fixed and value != getattr(config, key):
                 raise ValueError(f"{option_name(key)} {value} differs from the checkpoint's "
                                  f"{getattr(config, key)}; a resumed run keeps its {key}")
-        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        sha = text_sha256(text)
         if sha != meta.get("data", {}).get("sha256"):
             raise ValueError(f"the training text differs from the one {path} was trained on")
         trainer = cls(text, replace(config, **overrides), source)
