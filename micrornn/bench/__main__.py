@@ -5,6 +5,7 @@ import json
 import sys
 
 from micrornn.allocator import tune_allocator
+from micrornn.bench.children import exit_when_orphaned
 from micrornn.bench.measure import measure_timings
 from micrornn.bench.options import Options
 from micrornn.bench.runner import main
@@ -21,6 +22,7 @@ def _child(payload: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        exit_when_orphaned()  # where the kernel cannot kill us with the parent (not Linux)
         _child(sys.argv[2])
     else:
         raise SystemExit(main(prog="python -m micrornn.bench"))

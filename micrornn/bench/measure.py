@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from micrornn.bench.children import die_with_parent
 from micrornn.bench.contenders import available, contenders_for
 from micrornn.bench.options import BLAS_ENV_VARS, FLOOR, THREAD_ENV_VARS, Options
 from micrornn.threads import blas_threads
@@ -160,7 +161,7 @@ def measure_in_subprocess(options: Options, mode: str, group: str = "numpy") -> 
     env = _subprocess_env(options, mode, group)
     payload = json.dumps({"options": asdict(options), "mode": mode, "group": group})
     proc = subprocess.run([sys.executable, "-m", "micrornn.bench", "--child", payload], env=env,
-                          stdout=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent())  # killed with us
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark subprocess (threads={mode}, {group}) failed with exit status "
                            f"{proc.returncode}")
