@@ -10,7 +10,7 @@ DTYPES = ("float64", "float32")
 THREAD_MODES = {"1": ("1",), "default": ("default",), "both": ("1", "default")}
 ROUNDS = {"small": 200, "medium": 60, "large": 12}  # timed rounds per size (default run)
 QUICK_ROUNDS = {"small": 20, "medium": 5, "large": 2}
-QUICK_PROMISE = "about a minute on 2 quiet cores, two or three on a busy machine"
+QUICK_PROMISE = "about two minutes on 2 cores (113 s measured at load 2), longer on a busy machine"
 CELLS = ("rnn", "lstm", "gru")
 TARGETS = {"bptt": {"small": 1.05, "medium": 1.05, "large": 1.05},
            "unrolled": {"small": 2.0, "medium": 1.25, "large": 1.15},
