@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from micrornn.autograd import state
+from micrornn.ops import IndexGrad, ProductGrad
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,24 +43,59 @@ def _bad(array) -> str | None:
     return None
 
 
+def _first_bad_step(array, last=False) -> str:
+    """', first at time step t' for a fused layer's (T, ...) array: its first non-finite step
+    (``last``: the latest one, which is where a backward pass through time goes bad first)."""
+    bad_steps = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+    if not bad_steps.size:
+        return ""
+    step = bad_steps[-1] if last else bad_steps[0]
+    return f", first at time step {int(step) + 1}"
+
+
+def _is_fused_layer(node, prim) -> bool:
+    """True for a whole-layer primitive (rnn_layer, lstm_layer, ...) whose axis 0 is time."""
+    return prim.name.endswith("_layer") and getattr(node.scope, "step", "none") is None
+
+
 def check_forward(out, prim, inputs) -> None:
     """Record where ``out`` was made; raise if its value is not finite."""
     out._origin = _user_line()
     kind = _bad(out.data)
     if kind:
         shapes = ", ".join(str(t.shape) for t in inputs)
+        step = _first_bad_step(out.data) if _is_fused_layer(out, prim) and out.ndim else ""
         raise AnomalyError(f"detect_anomaly: forward of '{prim.name}' on input shapes {shapes} produced "
-                           f"{kind}{_where(out)}")
+                           f"{kind}{step}{_where(out)}")
 
 
-def check_backward(node, parent_grads) -> None:
-    """Raise if the VJP of ``node``'s op produced a non-finite gradient for one of its inputs."""
+def _value(g):
+    """The array a gradient stands for: a lazy weight product is formed, a scatter's values read."""
+    if isinstance(g, ProductGrad):
+        with np.errstate(over="ignore", invalid="ignore"):  # the overflow is what we report
+            return g.a.T @ g.g
+    if isinstance(g, IndexGrad):
+        return g.values
+    return g
+
+
+def check_backward(node, parent_grads, total=None) -> None:
+    """Raise if the VJP of ``node``'s op produced a non-finite gradient for one of its inputs, or
+    (``total``) if the node's own gradient, summed over its uses, is not finite."""
+    kind = _bad(total)
+    if kind:
+        who = f"'{node.name}'" if node.name else "a leaf tensor" if node.is_leaf else f"the output of '{node.op_name}'"
+        raise AnomalyError(f"detect_anomaly: the gradient of {who} of shape {node.shape}, summed over its uses "
+                           f"in the graph, is {kind} although each use's share was finite{_where(node)}")
     for k, g in enumerate(parent_grads):
-        kind = _bad(getattr(g, "values", getattr(g, "g", g)))
+        kind = _bad(_value(g))
         if kind:
             shapes = ", ".join(str(p.shape) for p in node.parents)
+            step, timed = "", parent_grads[0]
+            if _is_fused_layer(node, node._op) and isinstance(timed, np.ndarray) and timed.ndim:
+                step = _first_bad_step(timed, last=True)
             raise AnomalyError(f"detect_anomaly: backward of '{node.op_name}' (input shapes {shapes}) produced "
-                               f"{kind} in the gradient of input {k}{_where(node)}")
+                               f"{kind} in the gradient of input {k}{step}{_where(node)}")
 
 
 @contextlib.contextmanager

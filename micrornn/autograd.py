@@ -11,7 +11,8 @@ _RELEASED = object()  # marks a node whose saved arrays were freed by a backward
 
 
 class _State(threading.local):
-    """Engine switches, one set per thread: graph recording, naming scope, anomaly detection.
+    """Engine switches, one set per thread: graph recording, naming scope, anomaly detection,
+    forward mode (micrornn.jvp).
 
     Each thread starts with recording on, no scope and anomaly detection off, so `no_grad()` in
     an evaluation thread never stops another thread's training from recording its graph.
@@ -20,6 +21,8 @@ class _State(threading.local):
     def __init__(self):
         self.grad_enabled, self.scope, self.anomaly = True, None, False
         self.check_forward = self.check_backward = None
+        self.push_tangent = None  # set by micrornn.jvp while its function runs
+        self.push_tangent = None  # set by micrornn.jvp while its function runs
 
 
 state = _State()
@@ -212,6 +215,8 @@ def backward(root, grad=None, retain_graph=False) -> None:
         g, owned = grads.pop(node)
         if g is None:
             continue
+        if state.anomaly:  # each share was checked when made; their sum may still overflow
+            state.check_backward(node, (), g)
         if node._op is None or node._retain:
             _store_grad(node, g, owned)
             if node._op is None:

@@ -1,11 +1,69 @@
-"""Composites built only from primitives (no hand-written backward): softmax, losses, one_hot."""
+"""Composites built only from primitives (no hand-written backward): activations, softmax, losses,
+dropout, layer_norm, embedding, one_hot."""
 from __future__ import annotations
 
 import numpy as np
 
-from micrornn.tensor import Tensor, as_tensor
+from micrornn.random import default_rng
+from micrornn.tensor import Tensor, as_tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+
+def sigmoid(x) -> Tensor:
+    """1 / (1 + e^-x), computed without overflow."""
+    return as_tensor(x).sigmoid()
+
+
+def tanh(x) -> Tensor:
+    """Hyperbolic tangent."""
+    return as_tensor(x).tanh()
+
+
+def relu(x) -> Tensor:
+    """max(x, 0)."""
+    return as_tensor(x).relu()
+
+
+def softplus(x) -> Tensor:
+    """log(1 + e^x) = logsumexp(0, x): finite for any x, gradient sigmoid(x) everywhere."""
+    x = as_tensor(x)
+    return stack([x * 0.0, x], axis=-1).logsumexp(axis=-1)
+
+
+def dropout(x, p=0.5, training=True, rng=None) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p); x itself when not training."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
+    x = as_tensor(x)
+    if not training or p == 0:
+        return x
+    keep = default_rng(rng).random(x.shape) >= p
+    return x * (keep / (1.0 - p)).astype(x.dtype)
+
+
+def layer_norm(x, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over the last axis, then * weight + bias (each optional)."""
+    x = as_tensor(x)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    out = centred / (centred.square().mean(axis=-1, keepdims=True) + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+def embedding(indices, weight) -> Tensor:
+    """Rows of weight (num_embeddings, dim) at integer indices: a gather whose gradient scatter-adds."""
+    weight = as_tensor(weight)
+    indices = np.asarray(getattr(indices, "data", indices))
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-d (num_embeddings, dim), got shape {weight.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= weight.shape[0]):
+        raise ValueError(f"embedding: indices must lie in 0..{weight.shape[0] - 1}, got min {indices.min()} "
+                         f"and max {indices.max()}")
+    return weight[indices]
 
 
 def log_softmax(x, axis=-1) -> Tensor:

@@ -1,6 +1,10 @@
 """Primitives that run a whole recurrent layer (the fused path): forward and VJP are the
 hand-derived routines of ``micrornn.bptt``. They join the same table as the ops in ``ops.py``.
 
+For higher order (create_graph) a layer's backward is written once more with Tensor ops, one time
+step at a time, so the recorded gradient graph is BPTT itself; its forward-mode rule is the tangent
+recursion of real-time recurrent learning.
+
 RNN_LAYER(x, U, W, b, h0) -> (T, B, H); LSTM_LAYER(x, U, W, b, h0, c0) -> (T, B, 2H) with h_t in
 [..., :H] and c_t in [..., H:]; GRU_LAYER(x, U, W, b, b_hn, h0) -> (T, B, H). Biases and initial
 states are always tensors here (a layer without bias passes zeros).
@@ -9,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import bptt
+from micrornn import bptt, ops
+from micrornn.autograd import state
 from micrornn.bptt import gru, lstm
 from micrornn.ops import defprimitive
+from micrornn.tensor import apply
 
 
 def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh"):
@@ -26,7 +32,62 @@ def rnn_layer_vjp(g, saved, needs):
     return dx, dU, dW, db, dh0
 
 
-RNN_LAYER = defprimitive("rnn_layer", rnn_layer_fwd, rnn_layer_vjp)
+def _at_step(scope, step):
+    """The forward layer's StepScope with its step set (other scopes are kept as they are)."""
+    return scope._replace(step=step) if "step" in getattr(scope, "_fields", ()) else scope
+
+
+def rnn_layer_dvjp(g, out, xs, saved, needs):
+    # the same BPTT on Tensors: delta_t = act'(h_t) * (g_t + delta_{t+1} W), then the weight sums
+    x, U, W, b, h0 = xs
+    nonlinearity, (T, B, H), layer_scope = saved[-1], out.shape, out.scope
+    deltas, carry = [None] * T, None  # carry = delta_{t+1} W, what reaches h_t from step t+1
+    for t in range(T - 1, -1, -1):
+        state.scope = _at_step(layer_scope, t + 1)
+        h = out[t]
+        slope = 1 - h * h if nonlinearity == "tanh" else (h.data > 0).astype(h.dtype)  # act'(pre_t)
+        deltas[t] = (g[t] if carry is None else g[t] + carry) * slope
+        carry = deltas[t] @ W
+    state.scope = layer_scope
+    flat = apply(ops.STACK, *deltas, axis=0).reshape(T * B, H)
+    dx = (flat @ U).reshape(x.shape) if needs[0] else None  # dL/dx_t = delta_t U
+    dU = flat.T @ x.reshape(T * B, -1) if needs[1] else None  # dL/dU = sum_t delta_t^T x_t
+    dW = None
+    if needs[2]:  # dL/dW = sum_t delta_t^T h_{t-1}, with h_0 before h_1..h_{T-1}
+        previous = apply(ops.CONCATENATE, h0.reshape(1, B, H), out[:T - 1], axis=0)
+        dW = flat.T @ previous.reshape(T * B, H)
+    db = flat.sum(axis=0) if needs[3] else None  # dL/db = sum_t sum_batch delta_t
+    return dx, dU, dW, db, carry  # dL/dh0 = delta_1 W
+
+
+def rnn_layer_jvp(ts, saved, out):
+    # RTRL: dh_t = act'(pre_t) * (dx_t U^T + x_t dU^T + db + dh_{t-1} W^T + h_{t-1} dW^T)
+    tx, tU, tW, tb, th = ts
+    x, hs, h0, U, W, nonlinearity = saved
+    T, B, H = hs.shape
+    flat_x = x.reshape(T * B, -1)
+    drive = np.zeros((T * B, H), dtype=hs.dtype)  # the input terms of every step at once
+    if tx is not None:
+        drive += tx.reshape(T * B, -1) @ U.T
+    if tU is not None:
+        drive += flat_x @ tU.T
+    if tb is not None:
+        drive += tb
+    drive = drive.reshape(T, B, H)
+    slope = 1 - hs * hs if nonlinearity == "tanh" else (hs > 0).astype(hs.dtype)
+    tangents, h_prev = np.empty_like(hs), h0
+    for t in range(T):
+        d = drive[t]
+        if th is not None:
+            d = d + th @ W.T
+        if tW is not None:
+            d = d + h_prev @ tW.T
+        th = tangents[t] = slope[t] * d
+        h_prev = hs[t]
+    return tangents
+
+
+RNN_LAYER = defprimitive("rnn_layer", rnn_layer_fwd, rnn_layer_vjp, dvjp=rnn_layer_dvjp, jvp=rnn_layer_jvp)
 
 
 def lstm_layer_fwd(x, U, W, b, h0, c0):
@@ -52,5 +113,118 @@ def gru_layer_vjp(g, saved, needs):
     return gru.gru_layer_backward(g, x, hs, gates, hns, h0, U, W)
 
 
-LSTM_LAYER = defprimitive("lstm_layer", lstm_layer_fwd, lstm_layer_vjp, fresh=True)
-GRU_LAYER = defprimitive("gru_layer", gru_layer_fwd, gru_layer_vjp, fresh=True)
+def _replayed_vjp(step, g, out, xs, needs):
+    """A create_graph VJP for a fused layer: run the same steps again through primitives (each in
+    its time step's scope), then differentiate that graph with create_graph=True."""
+    from micrornn.higher import grad  # higher sits above the primitive table
+    layer_scope, wanted = out.scope, [x for x, need in zip(xs, needs) if need]
+    states, outputs = xs[-1] if step is _gru_step else (xs[-2], xs[-1]), []
+    projected = xs[0] @ xs[1].T + xs[3]  # every step's input projection x_t U^T + b at once
+    for t in range(out.shape[0]):
+        state.scope = _at_step(layer_scope, t + 1)
+        states, output = step(projected[t], states, *xs[2:])
+        outputs.append(output)
+    state.scope = layer_scope
+    found = iter(grad(apply(ops.STACK, *outputs, axis=0), wanted, grad_outputs=[g], create_graph=True))
+    return tuple(next(found) if need else None for need in needs)
+
+
+def _lstm_step(ax, states, W, b, h0, c0):
+    """One LSTM step through primitives: ((h, c), [h c]) from ax = x_t U^T + b."""
+    h, c = states
+    H = h.shape[-1]
+    a = ax + h @ W.T
+    i, f, g, o = a[:, :H].sigmoid(), a[:, H:2 * H].sigmoid(), a[:, 2 * H:3 * H].tanh(), a[:, 3 * H:].sigmoid()
+    c = f * c + i * g
+    h = o * c.tanh()
+    return (h, c), apply(ops.CONCATENATE, h, c, axis=1)
+
+
+def _gru_step(ax, h, W, b, b_hn, h0):
+    """One GRU step through primitives: (h, h) from ax = x_t U^T + b."""
+    H = h.shape[-1]
+    ah = h @ W.T
+    r, z = (ax[:, :H] + ah[:, :H]).sigmoid(), (ax[:, H:2 * H] + ah[:, H:2 * H]).sigmoid()
+    n = (ax[:, 2 * H:] + r * (ah[:, 2 * H:] + b_hn)).tanh()
+    h = n + z * (h - n)  # (1 - z) n + z h_{t-1}
+    return h, h
+
+
+def lstm_layer_dvjp(g, out, xs, saved, needs):
+    # the LSTM steps replayed through primitives and differentiated (see _replayed_vjp)
+    return _replayed_vjp(_lstm_step, g, out, xs, needs)
+
+
+def gru_layer_dvjp(g, out, xs, saved, needs):
+    # the GRU steps replayed through primitives and differentiated (see _replayed_vjp)
+    return _replayed_vjp(_gru_step, g, out, xs, needs)
+
+
+def _input_tangent(tx, tU, tb, x, U, width):
+    """d(x_t U^T + b) for every step at once: dx U^T + x dU^T + db, shape (T, B, width)."""
+    T, B = x.shape[:2]
+    drive = np.zeros((T * B, width), dtype=U.dtype)
+    if tx is not None:
+        drive += tx.reshape(T * B, -1) @ U.T
+    if tU is not None:
+        drive += x.reshape(T * B, -1) @ tU.T
+    if tb is not None:
+        drive += tb
+    return drive.reshape(T, B, width)
+
+
+def _recurrent_tangent(th, tW, h_prev, W):
+    """d(h_{t-1} W^T) = dh_{t-1} W^T + h_{t-1} dW^T (0 when neither has a tangent)."""
+    return _plus(None if th is None else th @ W.T, None if tW is None else h_prev @ tW.T)
+
+
+def _plus(a, b):
+    """a + b where None stands for zero."""
+    return b if a is None else a if b is None else a + b
+
+
+def lstm_layer_jvp(ts, saved, out):
+    # da = dx U^T + x dU^T + db + dh W^T + h dW^T; di = i(1-i) da_i, ...; dc = df c + f dc + di g + i dg;
+    # dh = do tanh(c) + o (1 - tanh(c)^2) dc
+    tx, tU, tW, tb, th, tc = ts
+    x, hs, cs, gates, h0, c0, U, W = saved
+    T, B, H = hs.shape
+    drive, slopes = _input_tangent(tx, tU, tb, x, U, 4 * H), lstm.gate_slopes(gates)
+    tangents, h_prev, c_prev = np.empty_like(out), h0, c0
+    for t in range(T):
+        da = slopes[t] * _plus(drive[t], _recurrent_tangent(th, tW, h_prev, W))
+        i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
+        di, df, dg, do = (da[:, k * H:(k + 1) * H] for k in range(4))
+        tc = _plus(df * c_prev + di * g + i * dg, None if tc is None else f * tc)
+        tanh_c = np.tanh(cs[t])
+        th = do * tanh_c + o * (1 - tanh_c * tanh_c) * tc
+        tangents[t, :, :H], tangents[t, :, H:] = th, tc
+        h_prev, c_prev = hs[t], cs[t]
+    return tangents
+
+
+def gru_layer_jvp(ts, saved, out):
+    # dr = r(1-r)(dax_r + dah_r), dz likewise; dn = (1-n^2)(dax_n + dr hn + r (dah_n + db_hn));
+    # dh = (1 - z) dn + z dh_{t-1} + dz (h_{t-1} - n)
+    tx, tU, tW, tb, tb_hn, th = ts
+    x, hs, gates, hns, h0, U, W = saved
+    T, B, H = hs.shape
+    drive, tangents, h_prev = _input_tangent(tx, tU, tb, x, U, 3 * H), np.empty_like(hs), h0
+    for t in range(T):
+        r, z, n = (gates[t, :, k * H:(k + 1) * H] for k in range(3))
+        dah = _recurrent_tangent(th, tW, h_prev, W)
+        dah = np.zeros((B, 3 * H), dtype=hs.dtype) if dah is None else dah
+        dr = r * (1 - r) * (drive[t, :, :H] + dah[:, :H])
+        dz = z * (1 - z) * (drive[t, :, H:2 * H] + dah[:, H:2 * H])
+        dhn = _plus(dah[:, 2 * H:], tb_hn)
+        dn = (1 - n * n) * (drive[t, :, 2 * H:] + dr * hns[t] + r * dhn)
+        th = _plus((1 - z) * dn + dz * (h_prev - n), None if th is None else z * th)
+        tangents[t] = th
+        h_prev = hs[t]
+    return tangents
+
+
+LSTM_LAYER = defprimitive("lstm_layer", lstm_layer_fwd, lstm_layer_vjp, fresh=True,
+                          dvjp=lstm_layer_dvjp, jvp=lstm_layer_jvp)
+GRU_LAYER = defprimitive("gru_layer", gru_layer_fwd, gru_layer_vjp, fresh=True,
+                         dvjp=gru_layer_dvjp, jvp=gru_layer_jvp)

@@ -1,10 +1,13 @@
 """Gradient checking: autograd against central finite differences, element by element."""
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 
 import numpy as np
 
+from micrornn.higher import grad
 from micrornn.tensor import Tensor, no_grad
 
 
@@ -82,8 +85,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             name = f" '{t.name}'" if t.name else ""
-            message = (f"gradcheck: input {k}{name} of shape {t.shape}, element {idx}: autograd {a[idx]!r} "
-                       f"vs numerical {n[idx]!r} (|diff| {abs(a[idx] - n[idx]):.3g} > atol + rtol*|numerical| "
+            message = (f"gradcheck: input {k}{name} of shape {t.shape}, element {idx}: autograd {float(a[idx])!r} "
+                       f"vs numerical {float(n[idx])!r} (|diff| {abs(a[idx] - n[idx]):.3g} > atol + rtol*|numerical| "
                        f"= {atol + rtol * abs(n[idx]):.3g}); {int(bad.sum())} of {bad.size} elements disagree")
             if raise_exception:
                 raise GradcheckError(message)
@@ -91,6 +94,75 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
     return True
 
 
+def _first_order_directional(fn, inputs, wanted, u, vs) -> float:
+    """<grad <u, fn(inputs)>, v> with first-order gradients only (the function gradgradcheck differences)."""
+    out = fn(*inputs)
+    grads = grad((out * u).sum(), wanted) if out.requires_grad else [np.zeros(t.shape) for t in wanted]
+    return float(sum(np.sum(g.data * v) for g, v in zip(grads, vs)))
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0) -> bool:
+    """Check second derivatives: for random u and v, the Hessian-vector product H v of <u, fn(inputs)>
+    computed by grad(create_graph=True) against central differences of the first-order gradient
+    <grad, v>, element by element, with |a - n| <= atol + rtol*|n|."""
+    inputs = list(inputs)
+    _check_dtypes(inputs)
+    wanted = [t for t in inputs if t.requires_grad]
+    if not wanted:
+        raise ValueError("gradgradcheck: no input requires grad")
+    rng = np.random.default_rng(seed)
+    out = fn(*inputs)
+    u = rng.standard_normal(out.shape).astype(out.dtype)
+    vs = [rng.standard_normal(t.shape).astype(t.dtype) for t in wanted]
+    grads = grad((out * u).sum(), wanted, create_graph=True)
+    directional = [(g * v).sum() for g, v in zip(grads, vs) if g.requires_grad]
+    if directional:
+        analytic = [g.data.astype(np.float64) for g in grad(sum(directional[1:], directional[0]), wanted)]
+    else:  # the gradient does not depend on the inputs: every second derivative is 0
+        analytic = [np.zeros(t.shape) for t in wanted]
+    for k, (t, a) in enumerate(zip(wanted, analytic)):
+        n = _numerical_directional(fn, inputs, wanted, u, vs, t, eps)
+        bad = np.abs(a - n) > atol + rtol * np.abs(n)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            name = f" '{t.name}'" if t.name else ""
+            message = (f"gradgradcheck: input {inputs.index(t)}{name} of shape {t.shape}, element {idx}: second "
+                       f"derivative (H v) {float(a[idx])!r} vs finite differences of the gradient "
+                       f"{float(n[idx])!r} (|diff| {abs(float(a[idx] - n[idx])):.3g} > "
+                       f"{atol + rtol * abs(float(n[idx])):.3g}); {int(bad.sum())} of {bad.size} elements disagree")
+            if raise_exception:
+                raise GradcheckError(message)
+            return False
+    return True
+
+
+def _numerical_directional(fn, inputs, wanted, u, vs, t, eps) -> np.ndarray:
+    """d<grad, v>/dt by central differences, perturbing t's data in place element by element."""
+    flat = t.data.reshape(-1)
+    if not np.shares_memory(flat, t.data):
+        raise ValueError("gradgradcheck: input data must be contiguous")
+    result = np.zeros(t.data.size)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        plus = _first_order_directional(fn, inputs, wanted, u, vs)
+        flat[i] = original - eps
+        minus = _first_order_directional(fn, inputs, wanted, u, vs)
+        flat[i] = original
+        result[i] = (plus - minus) / (2 * eps)
+    return result.reshape(t.shape)
+
+
 def max_error(a, b) -> float:
     """Largest |a - b| over all elements."""
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``micrornn.gradcheck(fn, inputs)`` is ``micrornn.gradcheck.gradcheck``."""
+
+    def __call__(self, fn, inputs, *args, **kwargs) -> bool:
+        return gradcheck(fn, inputs, *args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -11,7 +11,7 @@ import math
 class Value:
     """A scalar node: ``data``, ``grad`` and the local derivatives toward its parents."""
 
-    __slots__ = ("data", "grad", "_parents", "_local", "_op", "_g")
+    __slots__ = ("data", "grad", "_parents", "_local", "_op", "_g", "_exponent")
 
     def __init__(self, data, _parents=(), _local=(), _op=""):
         self.data = float(data)
@@ -22,7 +22,8 @@ class Value:
         self._g = 0.0             # this backward's gradient, before it is added to .grad
 
     def __repr__(self):
-        return f"Value(data={self.data:.6g}, grad={self.grad:.6g})"
+        grad = self.grad.data if isinstance(self.grad, Value) else self.grad  # a Value after create_graph
+        return f"Value(data={self.data:.6g}, grad={grad:.6g})"
 
     @property
     def parents(self) -> tuple:
@@ -50,7 +51,9 @@ class Value:
             return Value(out, (self, other), (_power_slope(self.data, other.data), dlog), "**")
         if not isinstance(other, (int, float)):
             return NotImplemented  # d(a^n)/da = n a^(n-1)
-        return Value(_power(self.data, other), (self,), (_power_slope(self.data, other),), f"**{other:g}")
+        out = Value(_power(self.data, other), (self,), (_power_slope(self.data, other),), f"**{other:g}")
+        out._exponent = other  # for backward(create_graph=True)
+        return out
 
     def __rpow__(self, other):
         return _lift(other) ** self
@@ -109,9 +112,16 @@ class Value:
         return Value(self.data if positive else 0.0, (self,), (1.0 if positive else 0.0,), "relu")
 
     # ---- backward ----------------------------------------------------------------------------
-    def backward(self) -> None:
-        """Add d(self)/d(node) to ``.grad`` of every node of the graph (gradients accumulate)."""
+    def backward(self, create_graph=False) -> None:
+        """Add d(self)/d(node) to ``.grad`` of every node of the graph (gradients accumulate).
+
+        create_graph=True makes the gradients Values built from the graph's own nodes, so a
+        gradient can be differentiated again: ``x.grad.backward()`` after setting x.grad = 0.0.
+        """
         order = _topological_order(self)
+        if create_graph:
+            _backward_graph(order)
+            return
         self._g = 1.0
         for node in order:
             g = node._g
@@ -119,6 +129,45 @@ class Value:
             node.grad += g
             for parent, local in zip(node._parents, node._local):
                 parent._g += local * g
+
+
+# d(out)/d(parent) as Values, for backward(create_graph=True): (out, *parents) -> one per parent
+_LOCAL_VALUES = {
+    "+": lambda out, a, b: (1.0, 1.0),
+    "-": lambda out, a, b: (1.0, -1.0),
+    "*": lambda out, a, b: (b, a),  # d(ab)/da = b, d(ab)/db = a
+    "/": lambda out, a, b: (1.0 / b, -out / b),  # d(a/b)/db = -a/b^2 = -out/b
+    "**": lambda out, a, b: (b * a ** (b - 1.0), out * a.log() if a.data > 0 else math.nan),
+    "neg": lambda out, a: (-1.0,),
+    "exp": lambda out, a: (out,),  # d(e^a)/da = e^a
+    "log": lambda out, a: (1.0 / a,),
+    "tanh": lambda out, a: (1.0 - out * out,),  # d(tanh a)/da = 1 - tanh^2
+    "sigmoid": lambda out, a: (out * (1.0 - out),),
+    "relu": lambda out, a: (1.0 if a.data > 0 else 0.0,),
+}
+
+
+def _local_values(node) -> tuple:
+    """The local derivatives of node toward its parents as Values (or constants)."""
+    if node._op.startswith("**") and len(node._parents) == 1:  # a^n: n a^(n-1), 0 for n = 0
+        n = node._exponent
+        return (0.0 if n == 0 else n * node._parents[0] ** (n - 1),)
+    return _LOCAL_VALUES[node._op](node, *node._parents)
+
+
+def _backward_graph(order) -> None:
+    """backward(create_graph=True): the chain rule written with Value ops, so it is a graph too."""
+    grads = {order[0]: Value(1.0)}
+    for node in order:
+        g = grads.pop(node, None)
+        if g is None:
+            continue
+        node.grad = g if not isinstance(node.grad, Value) and node.grad == 0.0 else node.grad + g
+        if not node._parents:
+            continue
+        for parent, local in zip(node._parents, _local_values(node)):
+            term = local * g
+            grads[parent] = term if parent not in grads else grads[parent] + term
 
 
 def _power(a: float, b: float) -> float:

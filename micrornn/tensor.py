@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import operator
+import sys
+import types
 
 import numpy as np
 
 from micrornn import ops
+from micrornn.composites import CompositeMethods, normalize_axis as _axis
 from micrornn.autograd import backward as _backward, leaf_fingerprints, state
 
 _FLOAT_KINDS = "f"
 _creation_numbers = itertools.count()  # parents are always numbered before their outputs
 
 
-class Tensor:
+class Tensor(CompositeMethods):
     """An ndarray node of the computation graph; float64 unless told otherwise."""
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_parents", "_saved", "_needs",
                  "_scope", "_retain", "_origin", "_id", "_guard", "__weakref__")
-    __array_priority__ = 1000  # make ndarray <op> Tensor call our reflected operators
+    __array_priority__ = 1000  # ndarray <op> Tensor runs as a micrornn op (see __array_ufunc__)
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         if isinstance(data, Tensor):
@@ -55,6 +57,43 @@ class Tensor:
         extra += f", name={self.name!r}" if self.name else ""
         return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{extra})"
 
+    # ---- conversions: NumPy's rules, and no silent cut of the graph ---------------------------
+    def __array__(self, dtype=None, copy=None):
+        if self.requires_grad:
+            raise TypeError("np.asarray/np.array of a Tensor that requires grad would silently cut the graph: "
+                            "use t.detach().numpy() for a constant copy of the values, or t.numpy() for "
+                            "the data itself")
+        if dtype is None and not copy:
+            return self.data
+        return np.array(self.data, dtype=dtype, copy=True)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from micrornn.array_protocol import apply_ufunc
+        return apply_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from micrornn.array_protocol import apply_function
+        return apply_function(func, args, kwargs)
+
+    def _one_element(self, kind):
+        """The single element, for float()/int()/bool() (NumPy's rule: exactly one element)."""
+        if self.data.size != 1:
+            if kind is bool:
+                raise ValueError(f"the truth value of a tensor with {self.data.size} elements is ambiguous: "
+                                 "use t.any() or t.all()")
+            raise TypeError(f"{kind.__name__}() needs a one-element tensor, got shape {self.shape}")
+        return kind(self.data.reshape(()).item())
+
+    def __float__(self): return self._one_element(float)
+    def __int__(self): return self._one_element(int)
+    def __bool__(self): return self._one_element(bool)
+
+    def __index__(self):
+        if self.data.ndim or self.data.dtype.kind not in "iu":
+            raise TypeError(f"only a 0-d integer tensor can be used as an index, got shape {self.shape} "
+                            f"and dtype {self.dtype}")
+        return int(self.data)
+
     def numpy(self) -> np.ndarray:
         """The underlying ndarray (shared, not copied)."""
         return self.data
@@ -74,8 +113,12 @@ class Tensor:
         self._retain = True
         return self
 
-    def backward(self, grad=None, retain_graph=False) -> None:
+    def backward(self, grad=None, retain_graph=False, create_graph=False) -> None:
         """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves."""
+        if create_graph:
+            raise ValueError("backward(create_graph=True): .grad holds plain arrays, so a gradient graph "
+                             "has nowhere to live; use micrornn.grad(loss, params, create_graph=True), which "
+                             "returns the gradients as Tensors that can be differentiated again")
         _backward(self, grad, retain_graph)
 
     # ---- arithmetic ------------------------------------------------------------------------
@@ -101,14 +144,6 @@ class Tensor:
     def sigmoid(self): return apply(ops.SIGMOID, self)
     def relu(self): return apply(ops.RELU, self)
     def abs(self): return apply(ops.ABS, self)
-
-    def sqrt(self):
-        """Square root, as a ** 0.5."""
-        return self ** 0.5
-
-    def square(self):
-        """a * a."""
-        return self * self
 
     def maximum(self, other):
         """Elementwise maximum with broadcasting; ties share the gradient equally."""
@@ -167,31 +202,6 @@ class Tensor:
         """Maximum over ``axis``; ties share the gradient equally."""
         return apply(ops.MAX, self, axis=_axis(axis, self.ndim, "max"), keepdims=keepdims)
 
-    def min(self, axis=None, keepdims=False):
-        """Minimum over ``axis``, as -max(-a); ties share the gradient equally."""
-        return -((-self).max(axis, keepdims))
-
-    def var(self, axis=None, ddof=0, keepdims=False):
-        """Variance mean((a - mean a)^2) over ``axis``, divided by count - ddof (NumPy's default ddof=0)."""
-        ax = _axis(axis, self.ndim, "var")
-        count = self.data.size if ax is None else int(np.prod([self.shape[a] for a in np.atleast_1d(ax)]))
-        if count - ddof <= 0:
-            raise ValueError(f"var: {count} elements leave no degrees of freedom with ddof={ddof}")
-        centred = self - self.mean(ax, keepdims=True)
-        return (centred * centred).sum(ax, keepdims) * (1.0 / (count - ddof))
-
-    def std(self, axis=None, ddof=0, keepdims=False):
-        """Standard deviation: the square root of var()."""
-        return self.var(axis, ddof, keepdims) ** 0.5
-
-    def softmax(self, axis=-1):
-        """exp(a - logsumexp(a)) over ``axis``."""
-        return (self - self.logsumexp(axis, keepdims=True)).exp()
-
-    def log_softmax(self, axis=-1):
-        """a - logsumexp(a) over ``axis``."""
-        return self - self.logsumexp(axis, keepdims=True)
-
     def logsumexp(self, axis=-1, keepdims=False):
         """log(sum(exp(x))) over ``axis``, computed without overflow."""
         if isinstance(axis, (tuple, list)):
@@ -215,68 +225,9 @@ class Tensor:
                              "them all call transpose() with no axes")
         return apply(ops.TRANSPOSE, self, axes=axes)
 
-    def permute(self, *axes):
-        """Reorder the axes: output axis i is input axis axes[i] (PyTorch's permute)."""
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return apply(ops.TRANSPOSE, self, axes=self._permutation(axes, "permute"))
-
-    def swapaxes(self, axis1, axis2):
-        """Exchange two axes (what PyTorch's ``transpose(a, b)`` does)."""
-        order = list(range(self.ndim))
-        a, b = _axis((axis1, axis2), self.ndim, "swapaxes")
-        order[a], order[b] = order[b], order[a]
-        return apply(ops.TRANSPOSE, self, axes=tuple(order))
-
-    def _permutation(self, axes, op) -> tuple:
-        """``axes`` checked to be a permutation of this tensor's axes (negative axes allowed)."""
-        axes = _axis(tuple(axes), self.ndim, op)
-        if sorted(axes) != list(range(self.ndim)):
-            raise ValueError(f"{op}: axes {axes} are not a permutation of a {self.ndim}-d tensor's axes")
-        return axes
-
-    def squeeze(self, axis=None):
-        """Drop axes of length 1 (all of them, or the given ones, which must have length 1)."""
-        if axis is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        axes = np.atleast_1d(_axis(axis, self.ndim, "squeeze"))
-        wrong = [int(a) for a in axes if self.shape[a] != 1]
-        if wrong:
-            raise ValueError(f"squeeze: axis {wrong[0]} has length {self.shape[wrong[0]]}, not 1")
-        return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
-
-    def unsqueeze(self, axis):
-        """Insert an axis of length 1 at ``axis`` (also called expand_dims)."""
-        axis = _axis(axis, self.ndim + 1, "unsqueeze")
-        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
-
-    expand_dims = unsqueeze
-
-    def chunk(self, pieces, axis=0):
-        """``pieces`` equal parts along ``axis`` (e.g. the 4 gates of an LSTM's (B, 4H) block)."""
-        axis = _axis(axis, self.ndim, "chunk")
-        if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces <= 0:
-            raise ValueError(f"chunk: the number of pieces must be a positive integer, got {pieces!r}")
-        if self.shape[axis] % pieces:
-            raise ValueError(f"chunk: axis {axis} of length {self.shape[axis]} does not split into {pieces} "
-                             "equal pieces; give the sizes with split([...])")
-        return self.split([self.shape[axis] // pieces] * int(pieces), axis)
-
-    def split(self, sizes, axis=0):
-        """Pieces of the given ``sizes`` (a list that sums to the axis length) along ``axis``."""
-        axis = _axis(axis, self.ndim, "split")
-        if not isinstance(sizes, (list, tuple)):
-            raise TypeError(f"split: give the piece sizes as a list, e.g. split([H, H, H]), got {sizes!r}; "
-                            "for n equal pieces use chunk(n) (NumPy's split(n) and PyTorch's split(n) "
-                            "disagree on what n means, so micrornn accepts neither)")
-        if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0 for n in sizes) \
-                or sum(sizes) != self.shape[axis]:
-            raise ValueError(f"split: sizes {list(sizes)} must be non-negative integers summing to the length "
-                             f"{self.shape[axis]} of axis {axis} (sizes, not NumPy's cut indices)")
-        lead, start, pieces = (slice(None),) * axis, 0, []
-        for n in sizes:
-            pieces.append(self[lead + (slice(start, start + int(n)),)])
-            start += int(n)
-        return pieces
+    def _permuted(self, axes):
+        """The transpose primitive with an already checked permutation."""
+        return apply(ops.TRANSPOSE, self, axes=axes)
 
     def clone(self):
         """A copy of the data that stays in the graph (the gradient flows through unchanged)."""
@@ -303,22 +254,6 @@ class Tensor:
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
         _check_index(index)
         return apply(ops.GETITEM, self, index=index)
-
-
-def _axis(axis, ndim=None, op="axis"):
-    """An axis argument as an int, a tuple of ints, or None; checked against ``ndim`` when given."""
-    if axis is None:
-        return None
-    try:
-        axes = (operator.index(axis),) if not isinstance(axis, (tuple, list)) else tuple(map(operator.index, axis))
-    except TypeError:
-        raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}") from None
-    if ndim is not None:
-        for a in axes:
-            if not -max(ndim, 1) <= a < max(ndim, 1):
-                raise ValueError(f"{op}: axis {a} is out of range for a {ndim}-d tensor")
-        axes = tuple(a % max(ndim, 1) for a in axes)
-    return axes[0] if not isinstance(axis, (tuple, list)) else axes
 
 
 def _check_index(index) -> None:
@@ -391,6 +326,8 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
                 break
     if state.anomaly:
         state.check_forward(out, prim, inputs)
+    if state.push_tangent is not None:
+        state.push_tangent(out, prim, inputs, saved)
     return out
 
 
@@ -405,7 +342,14 @@ def _check_float_dtypes(prim, arrays) -> None:
 
 def _attrs_text(attrs) -> str:
     """Describe an op's attributes for an error message."""
-    return "".join(f", {k}={v!r}" for k, v in attrs.items() if k != "index") if attrs else ""
+    return "".join(f", {k}={_plain_number(v)!r}" for k, v in attrs.items() if k != "index") if attrs else ""
+
+
+def _plain_number(value):
+    """NumPy scalars as Python numbers (also inside tuples), so messages read 1.5, not np.float64(1.5)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return tuple(map(_plain_number, value)) if isinstance(value, tuple) else value
 
 
 def matmul_add(a, b, c) -> Tensor:
@@ -477,3 +421,13 @@ def scope(label):
         yield
     finally:
         state.scope = previous
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``micrornn.tensor(data, ...)`` makes a Tensor (as ``torch.tensor``)."""
+
+    def __call__(self, data, requires_grad=False, dtype=None, name=None) -> Tensor:
+        return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,4 +1,4 @@
-"""Cells and layers: PyTorch's equations (re-derived in NumPy here), shapes, state layout,
+"""Cells and layers: PyTorch's equations (re-derived in NumPy in torch_reference.py), shapes, state layout,
 bidirectional and batch_first, unrolled vs fused, gradchecks, the T=1 zero gradient, dropout."""
 import numpy as np
 import pytest
@@ -8,77 +8,9 @@ from micrornn import nn
 from micrornn.gradcheck import gradcheck
 from micrornn.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, SequenceModel
 
-# ---------------------------------------------------------------- PyTorch's formulas in NumPy
-# Written from the equations in PyTorch's documentation, with PyTorch's own parameters: separate
-# b_ih and b_hh, gate blocks i, f, g, o (LSTM) and r, z, n (GRU).
+from torch_reference import torch_forward, torch_gru_step, torch_lstm_step, torch_params
 
-
-def sigmoid(a):
-    return 1 / (1 + np.exp(-a))
-
-
-def torch_rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, act=np.tanh):
-    return act(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
-
-
-def torch_lstm_step(x, state, w_ih, w_hh, b_ih, b_hh):
-    h, c = state
-    a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
-    i, f, g, o = np.split(a, 4, axis=1)
-    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-    return sigmoid(o) * np.tanh(c), c
-
-
-def torch_gru_step(x, h, w_ih, w_hh, b_ih, b_hh):
-    xr, xz, xn = np.split(x @ w_ih.T + b_ih, 3, axis=1)
-    hr, hz, hn = np.split(h @ w_hh.T + b_hh, 3, axis=1)
-    r, z = sigmoid(xr + hr), sigmoid(xz + hz)
-    n = np.tanh(xn + r * hn)
-    return (1 - z) * n + z * h
-
-
-STEPS = {"rnn": torch_rnn_step, "lstm": torch_lstm_step, "gru": torch_gru_step}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-
-
-def torch_params(kind, I, H, L, D, rng):
-    """PyTorch-style parameters {name: array} for an L-layer, D-direction layer."""
-    G, p = GATES[kind] * H, {}
-    for l in range(L):
-        for d in range(D):
-            sfx = f"_l{l}" + ("_reverse" if d else "")
-            p["weight_ih" + sfx] = rng.uniform(-0.6, 0.6, (G, I if l == 0 else D * H))
-            p["weight_hh" + sfx] = rng.uniform(-0.6, 0.6, (G, H))
-            p["bias_ih" + sfx] = rng.uniform(-0.6, 0.6, G)
-            p["bias_hh" + sfx] = rng.uniform(-0.6, 0.6, G)
-    return p
-
-
-def torch_forward(kind, p, x, L, D, h0=None, c0=None):
-    """PyTorch's multi-layer (bi)directional recurrence: (output (T, B, D*H), h_n[, c_n])."""
-    T, B, _ = x.shape
-    H = p["weight_hh_l0"].shape[1]
-    layer_in, h_n, c_n = x, [], []
-    for l in range(L):
-        outs = []
-        for d in range(D):
-            sfx = f"_l{l}" + ("_reverse" if d else "")
-            args = [p[k + sfx] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            k = l * D + d
-            h = np.zeros((B, H)) if h0 is None else h0[k]
-            state = (h, np.zeros((B, H)) if c0 is None else c0[k]) if kind == "lstm" else h
-            out = np.zeros((T, B, H))
-            for t in (range(T - 1, -1, -1) if d else range(T)):
-                state = STEPS[kind](layer_in[t], state, *args)
-                out[t] = state[0] if kind == "lstm" else state
-            outs.append(out)
-            h_n.append(state[0] if kind == "lstm" else state)
-            if kind == "lstm":
-                c_n.append(state[1])
-        layer_in = np.concatenate(outs, axis=2)
-    result = (layer_in, np.stack(h_n))
-    return result + ((np.stack(c_n),) if kind == "lstm" else ())
 
 
 def load_torch_params(layer, p):
@@ -196,6 +128,9 @@ def test_sequence_model_cell_kinds_with_index_inputs(kind):
     assert_agree(logits.data, dense.data, "indices vs one-hot", 1e-13)
     again, _ = model(mr.Tensor(x), h_n)  # the final state feeds back in as an initial state
     assert again.shape == (4, 3, 7)
+    fused = SequenceModel(**dict(model.config, fused=True))
+    fused.load_state_dict(model.state_dict())
+    assert_agree(fused(mr.Tensor(x), h_n)[0].data, again.data, "fused with index inputs", 1e-12)
     twin = SequenceModel(**model.config)
     assert twin.config == model.config and model.config["cell"] == kind
 
@@ -306,7 +241,7 @@ def test_dropout_between_layers_only_in_training():
     ref, _ = plain(x)
     noisy, _ = dropped(x)
     assert not np.allclose(noisy.data, ref.data)
-    dropped.training = False  # what Module.eval() sets
+    dropped.eval()
     quiet, _ = dropped(x)
     assert_agree(quiet.data, ref.data, "eval mode: no dropout", 1e-15)
     single, _ = LSTM(2, 8, 1, dropout=0.5, rng=1)(x)  # nothing between layers to drop
@@ -332,3 +267,26 @@ def test_bad_states_and_arguments_are_named():
         SequenceModel(3, 4, 3, nonlinearity="relu", cell="gru")
     with pytest.raises(TypeError, match=r"LSTMCell: state must be a tuple \(h, c\)"):
         LSTMCell(3, 4)(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+FULL_GRID = [(kind, L, T, bi, st, bf) for kind in ("rnn", "lstm", "gru") for L in (1, 2, 3) for T in (1, 2, 7, 50)
+             for bi in (False, True) for st in (False, True) for bf in (False, True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", FULL_GRID, ids=["-".join(map(str, c)) for c in FULL_GRID])
+def test_unrolled_matches_fused_full_grid(case):
+    kind, L, T, bidirectional, with_state, batch_first = case
+    rng = np.random.default_rng(L * 100 + T)
+    B, I, H, O, D = 3, 3, 4, 5, 2 if bidirectional else 1
+    model = SequenceModel(I, H, O, L, cell=kind, bidirectional=bidirectional, batch_first=batch_first, rng=rng)
+    twin = SequenceModel(**dict(model.config, fused=True))
+    twin.load_state_dict(model.state_dict())
+    x, targets = rng.standard_normal((T, B, I)), rng.integers(0, O, (T, B))
+    if batch_first:
+        x, targets = x.transpose(1, 0, 2), targets.T
+    state = make_state(kind, (D * L, B, H) if with_state else None, rng)
+    _, unrolled = grads_of(model, x, state, targets)
+    _, fused = grads_of(twin, x, state, targets)
+    for name in unrolled:
+        assert_agree(fused[name], unrolled[name], f"{name} fused vs unrolled", 1e-10)

@@ -78,3 +78,86 @@ def test_comparisons_give_boolean_tensors_without_gradient():
         np.testing.assert_array_equal(result.data, expected)
     assert (t == None) is False  # noqa: E711  (comparison with None is identity, as for any object)
     assert len({t, t}) == 1  # tensors stay usable as dictionary keys
+
+
+# ---- NumPy functions on tensors ----------------------------------------------------------------
+
+@pytest.mark.parametrize("call, method", [
+    (np.tanh, lambda t: t.tanh()), (np.exp, lambda t: t.exp()), (np.log, lambda t: t.log()),
+    (np.abs, lambda t: t.abs()), (np.sqrt, lambda t: t.sqrt()), (np.square, lambda t: t.square()),
+    (np.negative, lambda t: -t), (lambda t: np.add(t, 2.0), lambda t: t + 2.0),
+    (lambda t: np.subtract(1.0, t), lambda t: 1.0 - t), (lambda t: np.multiply(t, t), lambda t: t * t),
+    (lambda t: np.divide(t, 4.0), lambda t: t / 4.0), (lambda t: np.power(t, 3.0), lambda t: t ** 3.0),
+    (lambda t: np.maximum(t, 1.0), lambda t: t.maximum(1.0)), (lambda t: np.minimum(0.5, t), lambda t: t.minimum(0.5)),
+    (lambda t: np.matmul(t, np.ones((3, 2))), lambda t: t @ np.ones((3, 2))),
+    (lambda t: np.ones(3) + t, lambda t: t + 1.0), (lambda t: np.float64(2.0) * t, lambda t: t * 2.0),
+])
+def test_numpy_ufuncs_the_table_has_run_as_ops(call, method):
+    data = np.array([[0.5, 1.0, 2.0], [1.5, 0.25, 3.0]])
+    t, ref = Tensor(data, requires_grad=True), Tensor(data.copy(), requires_grad=True)
+    out, expected = call(t), method(ref)
+    assert isinstance(out, Tensor) and out.requires_grad and out.dtype == expected.dtype
+    np.testing.assert_allclose(out.data, expected.data)
+    out.sum().backward()
+    expected.sum().backward()
+    np.testing.assert_allclose(t.grad, ref.grad)
+
+
+def test_numpy_functions_with_a_tensor_method_run_as_ops():
+    t = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    for out, expected in [(np.sum(t, axis=0), [3.0, 5.0, 7.0]), (np.mean(t), 2.5), (np.max(t, axis=1), [2.0, 5.0]),
+                          (np.min(t), 0.0), (np.transpose(t).shape, (3, 2)), (np.reshape(t, (3, 2)).shape, (3, 2)),
+                          (np.concatenate([t, t]).shape, (4, 3)), (np.stack([t, t], axis=1).shape, (2, 2, 3)),
+                          (np.clip(t, 1.0, 4.0), [[1.0, 1.0, 2.0], [3.0, 4.0, 4.0]])]:
+        if isinstance(out, Tensor):
+            assert out.requires_grad
+            out = out.data
+        np.testing.assert_allclose(out, expected)
+    assert np.shape(t) == (2, 3) and np.ndim(t) == 2 and np.size(t) == 6
+
+
+def test_numpy_ufuncs_without_a_primitive_name_the_way_out():
+    t = Tensor([0.5, 1.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"np.sin is not a micrornn op.*defprimitive.*detach\(\).numpy\(\)"):
+        np.sin(t)
+    with pytest.raises(TypeError, match=r"np.add.reduce is not a micrornn op on Tensors; call t.sum\(\)"):
+        np.add.reduce(t)
+    with pytest.raises(TypeError, match="out="):
+        np.tanh(t, out=np.zeros(2))
+
+
+def test_numpy_functions_on_a_tensor_that_requires_grad_refuse_to_cut_the_graph():
+    t = Tensor([0.5, 1.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"np.cumsum on a Tensor that requires grad would cut the graph"):
+        np.cumsum(t)
+    np.testing.assert_allclose(np.cumsum(Tensor([0.5, 1.0])), [0.5, 1.5])  # a constant: plain NumPy
+
+
+def test_asarray_refuses_a_tensor_that_requires_grad_and_works_otherwise():
+    t = Tensor([1.0, 2.0], requires_grad=True)
+    for convert in (np.asarray, np.array, lambda x: np.array([x, x])):
+        with pytest.raises(TypeError, match=r"cut the graph: use t.detach\(\).numpy\(\).*t.numpy\(\)"):
+            convert(t)
+    plain = Tensor([1.0, 2.0])
+    assert np.asarray(plain) is plain.data and np.asarray(plain).dtype == np.float64
+    assert np.asarray(plain, dtype=np.float32).dtype == np.float32
+    assert np.array(plain) is not plain.data
+    np.testing.assert_array_equal(np.asarray(t.detach()), [1.0, 2.0])
+
+
+# ---- float(), int(), bool() --------------------------------------------------------------------
+
+def test_scalar_conversions_follow_numpy():
+    assert float(Tensor(2.5)) == 2.5 and float(Tensor([[2.5]])) == 2.5
+    assert int(Tensor(2.7)) == 2 and int(Tensor([3])) == 3
+    assert bool(Tensor(0.0)) is False and bool(Tensor([1.0])) is True
+    assert float(Tensor(1.5, requires_grad=True) * 2.0) == 3.0
+    assert [10, 20, 30][Tensor(np.int64(2))] == 30
+    for convert in (float, int):
+        with pytest.raises(TypeError, match=r"one-element tensor, got shape \(2,\)"):
+            convert(Tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"ambiguous: use t.any\(\) or t.all\(\)"):
+        bool(Tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="ambiguous"):
+        bool(Tensor(np.zeros(0)))
+    assert bool((Tensor([1.0, 2.0]) > 0).all()) and not bool((Tensor([1.0, 2.0]) > 1.5).all())

@@ -98,8 +98,8 @@ def test_many_steps_collapse_by_default_and_all_steps_draws_them(tmp_path, capsy
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--grad", "--plot", "same.png", "-o", "same.png"], "--plot and -o both name"),
-    (["--grad", "--plot", "./same.png", "-o", "same.png"], "--plot and -o both name"),
+    (["--grad", "--plot", "same.png", "-o", "same.png"], "-o and --plot both name"),
+    (["--grad", "--plot", "./same.png", "-o", "same.png"], "-o and --plot both name"),
     (["--view", "folded", "--grad", "-o", "f.dot"], "folded view"),
     (["--all-steps", "--max-steps", "4", "-o", "g.dot"], "--all-steps and --max-steps"),
 ])

@@ -7,4 +7,5 @@ from micrornn.bptt.vanilla import *  # noqa: F401,F403
 from micrornn.bptt.gru import gru_layer_backward, gru_layer_forward  # noqa: F401
 from micrornn.bptt.lstm import lstm_layer_backward, lstm_layer_forward  # noqa: F401
 from micrornn.bptt.shared import log_softmax, softmax_cross_entropy  # noqa: F401
-from micrornn.bptt.vanilla import NONLINEARITIES, loss_and_grads, rnn_layer_backward, rnn_layer_forward  # noqa: F401
+from micrornn.bptt.vanilla import NONLINEARITIES, rnn_layer_backward, rnn_layer_forward  # noqa: F401
+from micrornn.bptt.model import loss_and_grads, step_grads  # noqa: F401

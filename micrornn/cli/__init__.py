@@ -6,6 +6,8 @@ import importlib
 import math
 import sys
 
+from micrornn import __version__
+
 # Each name is a module of this package with `add_parser(subparsers)` and `run(args) -> int`.
 COMMANDS = ["gradcheck", "viz", "bench", "train", "sample", "eval"]
 
@@ -44,6 +46,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command registered."""
     parser = _Parser(prog="micrornn", description="Recurrent networks on a reverse-mode autodiff engine.")
+    parser.add_argument("--version", action="version", version=f"micrornn {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for name in COMMANDS:

@@ -1,30 +1,43 @@
-"""`micrornn gradcheck`: autograd vs analytic BPTT vs central differences on a random SequenceModel."""
+"""`micrornn gradcheck`: unrolled graph vs analytic BPTT vs fused primitives vs central differences
+on a random SequenceModel of any cell kind."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 
-from micrornn import rnncheck
+from micrornn import divergence, rnncheck
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers):
     """Register the `gradcheck` sub-command."""
     p = subparsers.add_parser(
-        "gradcheck", help="check RNN gradients three ways (autograd, analytic BPTT, finite differences)",
+        "gradcheck", help="check RNN/LSTM/GRU gradients four ways (graph, analytic BPTT, fused, finite differences)",
         description="Build a random float64 SequenceModel and data, then compare for every parameter the "
-                    "autograd gradient, the hand-derived BPTT gradient and central finite differences.")
+                    "autograd gradient through the unrolled graph, the hand-derived BPTT gradient, the autograd "
+                    "gradient through the fused layer primitives and central finite differences. When a route "
+                    "disagrees, also name the first time step (and gate) where the per-step hidden gradients "
+                    "dL/dh_t (dL/dc_t) part ways.")
+    p.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn", help="cell kind (default rnn)")
+    p.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
+    p.add_argument("--batch-first", action="store_true", help="the model takes (B, T, I) inputs")
     p.add_argument("--layers", type=positive_int, default=2, help="stacked RNN layers (default 2)")
     p.add_argument("--input-size", type=positive_int, default=3, help="input features (default 3)")
     p.add_argument("--hidden-size", type=positive_int, default=4, help="hidden units (default 4)")
     p.add_argument("--output-size", type=positive_int, default=5, help="output classes (default 5)")
     p.add_argument("--steps", type=positive_int, default=6, help="sequence length T (default 6)")
     p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
-    p.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="default tanh")
+    p.add_argument("--nonlinearity", choices=["tanh", "relu"], default="tanh", help="rnn cells only (default tanh)")
+    p.add_argument("--no-bias", action="store_true", help="layers and head without bias")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    p.add_argument("--fused", action="store_true", help="autograd through the fused rnn_layer primitive")
+    p.add_argument("--fused", action="store_true",
+                   help="build the model with fused=True (every route, fused included, is checked either way)")
     p.add_argument("--h0", action="store_true", help="start from a random initial state instead of zeros")
     p.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step (default 1e-6)")
     p.add_argument("--atol", type=non_negative_float, default=1e-5, help="absolute tolerance vs numeric (1e-5)")
     p.add_argument("--rtol", type=non_negative_float, default=1e-3, help="relative tolerance vs numeric (1e-3)")
+    p.add_argument("--break-gate", metavar="GATE",
+                   help="deliberately scale the analytic derivative of GATE by 1.5 (lstm: i f g o, gru: r z n, "
+                        "rnn: a) to watch the check find it")
     return p
 
 
@@ -32,15 +45,32 @@ def run(args) -> int:
     """Print the comparison table and a summary; 0 when every parameter passes, else 1."""
     if args.atol == 0 and args.rtol == 0:
         raise UsageError("gradcheck: --atol and --rtol cannot both be 0")
+    if args.nonlinearity != "tanh" and args.cell != "rnn":
+        raise UsageError(f"gradcheck: --nonlinearity applies to --cell rnn only, not {args.cell}")
+    gates = divergence.GATES[args.cell]
+    if args.break_gate is not None and args.break_gate not in gates:
+        raise UsageError(f"gradcheck: --break-gate for {args.cell} must be one of {', '.join(gates)}, "
+                         f"got {args.break_gate!r}")
     model, x, targets, h0 = rnncheck.random_problem(
         args.layers, args.input_size, args.hidden_size, args.output_size, args.steps, args.batch,
-        args.nonlinearity, args.seed, args.fused, args.h0)
-    route = "fused" if args.fused else "unrolled"
+        args.nonlinearity, args.seed, args.fused, args.h0, cell=args.cell, bidirectional=args.bidirectional,
+        batch_first=args.batch_first, bias=not args.no_bias)
+    kind = args.nonlinearity if args.cell == "rnn" else args.cell
+    extras = "".join(f", {flag}" for flag, on in (("bidirectional", args.bidirectional),
+                                                  ("batch_first", args.batch_first), ("no bias", args.no_bias)) if on)
     print(f"gradcheck: SequenceModel(input={args.input_size}, hidden={args.hidden_size}, "
-          f"output={args.output_size}, layers={args.layers}, {args.nonlinearity}, {route}), "
+          f"output={args.output_size}, layers={args.layers}, {kind}{extras}), "
           f"T={args.steps}, batch={args.batch}, h0={'random' if args.h0 else 'zeros'}, seed={args.seed}, "
           f"float64, eps={args.eps:g}")
-    rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol)
-    print(rnncheck.format_table(rows, args.atol, args.rtol))
+    broken = divergence.wrong_derivative(args.cell, args.break_gate) if args.break_gate else nullcontext()
+    with broken:
+        if args.break_gate:
+            print(f"(deliberately wrong: the analytic derivative of gate {args.break_gate} is scaled by 1.5)")
+        rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol)
+        print(rnncheck.format_table(rows, args.atol, args.rtol))
+        passed = all(r.passed for r in rows)
+        if not passed:
+            print(divergence.describe(divergence.first_divergence(model, x, targets, h0, args.eps, args.atol,
+                                                                  args.rtol)))
     print(rnncheck.summary(rows))
-    return 0 if all(r.passed for r in rows) else 1
+    return 0 if passed else 1

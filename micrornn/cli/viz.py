@@ -36,7 +36,10 @@ def add_parser(subparsers):
     p.add_argument("--hidden-size", type=int, default=None, metavar="H", help="hidden units (default 8; 3 with --html)")
     p.add_argument("--output-size", type=int, default=None, metavar="O", help="output classes (default 4; 3 with --html)")
     p.add_argument("--batch-size", type=int, default=1, metavar="B", help="batch size (default 1)")
-    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="cell activation (default tanh)")
+    p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn",
+                   help="recurrent cell (default rnn); the LSTM's cell state c_t is drawn as its own row")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
+                   help="activation of the rnn cell (default tanh)")
     p.add_argument("--fused", action="store_true", help="graph view: one rnn_layer node per layer")
     p.add_argument("--grad", action="store_true", help="run backward and show ||dL/dh_t|| on each state")
     p.add_argument("--loss", choices=("sum", "last"), default="sum",
@@ -50,6 +53,10 @@ def add_parser(subparsers):
                    help="draw every step, however many (slow to lay out: 2 layers x 100 steps take minutes)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also plot ||dL/dh_t|| per step and layer (needs matplotlib)")
+    p.add_argument("--gates", metavar="FILE.png", default=None,
+                   help="also plot gate activity and saturation over time (--cell lstm or gru; needs matplotlib)")
+    p.add_argument("--jacobian", metavar="FILE.png", default=None,
+                   help="also plot ||dh_T/dh_t||, ||dL/dh_t|| and the singular values of W (needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     return p
 
@@ -62,6 +69,8 @@ def _check(args) -> None:
     for flag, default in SIZES[mode].items():
         if getattr(args, flag) is None:
             setattr(args, flag, default)
+    if args.cell != "rnn" and args.nonlinearity != "tanh":
+        raise UsageError(f"--nonlinearity applies to --cell rnn only; the {args.cell.upper()} has fixed gates")
     for flag in ("steps", "layers", "input_size", "hidden_size", "output_size", "batch_size"):
         value = getattr(args, flag)
         if value <= 0:
@@ -81,18 +90,26 @@ def _check(args) -> None:
         output_format(args.output)
     except ValueError as err:
         raise UsageError(f"-o: {err}") from None
-    if args.plot is not None and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"--plot: cannot write {args.plot!r}: use a .png, .svg or .pdf file")
-    if args.fused and (args.grad or args.plot):
-        raise UsageError("--fused has no per-step states to annotate; drop --fused to use --grad or --plot")
+    for flag in ("plot", "gates", "jacobian"):
+        path = getattr(args, flag)
+        if path is not None and Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise UsageError(f"--{flag}: cannot write {path!r}: use a .png, .svg or .pdf file")
+    if args.gates is not None and args.cell == "rnn":
+        raise UsageError("--gates plots the gates of an LSTM or GRU; add --cell lstm or --cell gru")
+    if args.fused and (args.grad or args.plot or args.jacobian):
+        raise UsageError("--fused has no per-step states to annotate; drop --fused to use --grad, --plot or --jacobian")
     if args.all_steps and args.max_steps is not None:
         raise UsageError("--all-steps and --max-steps contradict each other; give one of them")
     if args.grad and args.view == "folded":
         raise UsageError("--grad shows ||dL/dh_t|| per time step, which the folded view does not have; "
                          "use --view unrolled or --view graph")
-    if args.plot is not None and Path(args.plot).resolve() == Path(args.output).resolve():
-        raise UsageError(f"--plot and -o both name {args.output!r}; the plot would overwrite the picture")
-    for path in (args.output, args.plot):
+    named = {}
+    for flag, path in (("-o", args.output), ("--plot", args.plot), ("--gates", args.gates), ("--jacobian", args.jacobian)):
+        if path is not None:
+            other = named.setdefault(Path(path).resolve(), flag)
+            if other != flag:
+                raise UsageError(f"{other} and {flag} both name {path!r}; one file would overwrite the other")
+    for path in (args.output, args.plot, args.gates, args.jacobian):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"cannot write {path!r}: directory {str(Path(path).parent)!r} does not exist")
 
@@ -101,7 +118,9 @@ def _check_html(args) -> None:
     """--html is a mode of its own: picture options do not apply to it."""
     picture_options = [flag for flag, given in (("-o", args.output), ("--plot", args.plot), ("--grad", args.grad),
                                                 ("--fused", args.fused), ("--max-steps", args.max_steps),
-                                                ("--all-steps", args.all_steps), ("--view", args.view != "graph"))
+                                                ("--all-steps", args.all_steps), ("--view", args.view != "graph"),
+                                                ("--gates", args.gates), ("--jacobian", args.jacobian),
+                                                ("--cell", args.cell != "rnn"))
                        if given]
     if picture_options:
         raise UsageError(f"--html writes the stepper page only; drop {', '.join(picture_options)} "
@@ -122,7 +141,7 @@ def _model_and_data(args):
 
     rng = np.random.default_rng(args.seed)
     model = SequenceModel(args.input_size, args.hidden_size, args.output_size, num_layers=args.layers,
-                          nonlinearity=args.nonlinearity, fused=args.fused, rng=rng)
+                          nonlinearity=args.nonlinearity, fused=args.fused, rng=rng, cell=args.cell)
     for cell in model.rnn.cells:
         cell.W.data *= args.w_scale
     x = rng.standard_normal((args.steps, args.batch_size, args.input_size))
@@ -151,7 +170,7 @@ def run(args) -> int:
     if args.html is not None:
         return _run_html(args)
     from micrornn.viz import (GraphvizNotFoundError, draw_folded, draw_graph, draw_unrolled, gradient_flow,
-                              graph_size, plot_gradient_flow, render)
+                              graph_size, render)
 
     model, x, targets = _model_and_data(args)
     norms = None
@@ -180,11 +199,31 @@ def run(args) -> int:
         return 1
     print(f"wrote {args.output} ({args.view} view, {nodes} nodes, {edges} edges, "
           f"rendered in {time.perf_counter() - start:.2f} s)")
+    return _run_plots(args, model, x, targets, norms)
+
+
+def _run_plots(args, model, x, targets, norms) -> int:
+    """The matplotlib plots asked for: gradient flow, gate activity, the Jacobian view."""
+    from micrornn.viz import gate_activity, jacobian_view, plot_gate_activity, plot_gradient_flow, plot_jacobian_view
+
+    name = args.cell if args.cell != "rnn" else args.nonlinearity
+    jobs = []
     if args.plot:
+        jobs.append((args.plot, lambda: plot_gradient_flow(
+            norms, args.plot, title=f"gradient flow: {name}, T={args.steps}, loss={args.loss}"),
+            f"gradient flow over {args.steps} steps, {args.layers} layer(s)"))
+    if args.gates:
+        jobs.append((args.gates, lambda: plot_gate_activity(gate_activity(model, x), args.gates),
+                     f"{args.cell} gate activity over {args.steps} steps"))
+    if args.jacobian:
+        jobs.append((args.jacobian, lambda: plot_jacobian_view(jacobian_view(model, x, targets, loss=args.loss),
+                                                               args.jacobian),
+                     f"||dh_T/dh_t||, ||dL/dh_t|| and the singular values of W, top layer"))
+    for path, make, what in jobs:
         try:
-            plot_gradient_flow(norms, args.plot, title=f"gradient flow: {args.nonlinearity}, T={args.steps}, loss={args.loss}")
+            make()
         except ImportError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        print(f"wrote {args.plot} (gradient flow over {args.steps} steps, {args.layers} layer(s))")
+        print(f"wrote {path} ({what})")
     return 0

@@ -29,6 +29,44 @@ def _children(value, prefix):
 class Module:
     """Base class: subclasses assign Parameters, Modules, or lists/dicts of them as attributes."""
 
+    training = True  # train() / eval() set it on every module of the tree; dropout acts only when True
+
+    def named_modules(self, prefix: str = "") -> list[tuple[str, "Module"]]:
+        """(dotted name, module) for this module ("" or ``prefix``) and every submodule, each once."""
+        found, seen, stack = [], set(), [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            found.append((name, module))
+            stack.extend(reversed(module._child_modules(name)))
+        return found
+
+    def _child_modules(self, prefix: str = "") -> list[tuple[str, "Module"]]:
+        """(dotted name, module) for the modules held directly in this module's attributes."""
+        children = []
+        for attr, value in vars(self).items():
+            children += _children(value, f"{prefix}.{attr}" if prefix else attr)
+        return [(n, c) for n, c in children if isinstance(c, Module)]
+
+    def modules(self) -> list["Module"]:
+        """This module and every submodule, in the order of named_modules()."""
+        return [m for _, m in self.named_modules()]
+
+    def train(self, mode: bool = True) -> "Module":
+        """Put this module and every submodule in training mode (or evaluation mode if mode is False)."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode for the whole tree: same as train(False)."""
+        return self.train(False)
+
+    def __repr__(self):
+        return "\n".join(_tree_lines(self, set()))
+
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
         """(dotted name, parameter) pairs in attribute order, each parameter once."""
         found, seen, stack = [], set(), [(prefix, self)]
@@ -85,3 +123,31 @@ class Module:
     def forward(self, *args, **kwargs):
         """The module's computation; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+
+def _settings(module) -> str:
+    """A module's plain settings (numbers, strings, booleans) and its own parameters' shapes, for repr."""
+    parts = [f"{k}={v!r}" for k, v in vars(module).items()
+             if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str))]
+    for attr, value in vars(module).items():
+        for name, p in _children(value, attr):
+            if isinstance(p, Parameter):
+                dtype = "" if p.dtype == np.float64 else f" {p.dtype}"
+                parts.append(f"{name}: {tuple(p.shape)}{dtype}")
+    return ", ".join(parts)
+
+
+def _tree_lines(module, seen) -> list[str]:
+    """repr lines of a module: Name(settings, parameter shapes) with one indented line per submodule."""
+    head = f"{type(module).__name__}({_settings(module)}"
+    if id(module) in seen:
+        return [head + ")  (shared, shown above)"]
+    seen.add(id(module))
+    children = module._child_modules()
+    if not children:
+        return [head + ")"]
+    lines = [head]
+    for name, child in children:
+        sub = _tree_lines(child, seen)
+        lines += [f"  ({name}): {sub[0]}"] + [f"  {line}" for line in sub[1:]]
+    return lines + [")"]

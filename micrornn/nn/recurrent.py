@@ -30,11 +30,6 @@ class StepScope(namedtuple("StepScope", "layer step direction", defaults=(0,))):
         return f"StepScope(layer={self.layer}, step={self.step}{reverse})"
 
 
-def hidden_of(state) -> Tensor:
-    """The hidden state h of a cell state: the state itself, or its first entry for (h, c)."""
-    return state[0] if isinstance(state, (tuple, list)) else state
-
-
 def detach_state(state):
     """The state cut from the graph (a Tensor, or a tuple of them): truncated BPTT's boundary."""
     if state is None:
@@ -79,19 +74,21 @@ def unroll(cell, x, state=None, layer=0, reverse=False):
         dtype = inputs.dtype if inputs.dtype.kind == "f" else np.float64
         if state is None and (not fast or T == 1):
             state = zero_state(cell, B, dtype)  # T = 1: the recurrent weights still get a (zero) gradient
-        W_T = cell.W.T if fast else None
+        W_T = cell.W.T if fast else None  # one transpose node per layer, not one per step
         buffer = np.empty((T, B, cell.hidden_size), dtype=dtype) if fast else None
+        step = cell.step if fast else cell
         outputs = [None] * T
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
             engine.scope = StepScope(layer, t + 1, direction)
-            if fast:
-                state = cell.step(inputs[t], state, W_T, out=buffer[t])
+            state = step(inputs[t], state, W_T, out=buffer[t]) if fast else step(inputs[t], state)
+            if type(state) is tuple or type(state) is list:
+                h = state[0]
+                if len(state) > 1 and isinstance(state[1], Tensor):
+                    state[1].name = f"c{t + 1}"
             else:
-                state = cell(inputs[t], state)
-            h = outputs[t] = hidden_of(state)
+                h = state
+            outputs[t] = h
             h.name = f"h{t + 1}"
-            if h is not state and len(state) > 1 and isinstance(state[1], Tensor):
-                state[1].name = f"c{t + 1}"
         engine.scope = StepScope(layer, None, direction)
         if fast:  # no copy when every h_t was written into its row of the buffer
             return apply(ops.STACK, *outputs, axis=0, out=buffer), state

@@ -90,13 +90,7 @@ class _Layers(Module):
 
     def _dropout_between_layers(self, x):
         """Dropout on a layer's output before the next layer, in training mode only."""
-        if not self.dropout or not getattr(self, "training", True):
-            return x
-        dropout = getattr(F, "dropout", None)  # the functional op, once the tensor API has it
-        if dropout is not None:
-            return dropout(x, self.dropout, True)
-        keep = default_rng().random(x.shape) >= self.dropout  # inverted dropout: E[output] = x
-        return x * _leaf((keep / (1.0 - self.dropout)).astype(x.dtype))
+        return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
     def _check_input(self, x) -> Tensor:
         """x as a Tensor of rank 3 (floats) or rank 2 (indices) with the right input size."""

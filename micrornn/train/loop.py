@@ -6,7 +6,7 @@ import math
 from contextlib import contextmanager
 
 import numpy as np
-from tqdm.auto import tqdm
+from micrornn.progress import progress_bar
 
 from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
 from micrornn.tensor import no_grad
@@ -103,7 +103,7 @@ def fit(loss_fn, optimizer, steps, clip=5.0, progress=True, desc=None, on_step=N
     Returns the list of losses. `on_step(step, loss)` runs after each step; returning True stops.
     """
     losses = []
-    with tqdm(total=steps, disable=not progress, desc=desc, dynamic_ncols=True, leave=False) as bar:
+    with progress_bar(total=steps, disable=not progress, desc=desc, dynamic_ncols=True, leave=False) as bar:
         for step in range(steps):
             loss = loss_fn(step)
             update(loss, optimizer, clip)

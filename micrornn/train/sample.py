@@ -60,7 +60,8 @@ def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None) -> str
 
 
 def model_from_meta(meta, path="checkpoint"):
-    """(SequenceModel, Vocab) rebuilt from the metadata of a `micrornn train` checkpoint."""
+    """(SequenceModel, Vocab) rebuilt from the metadata of a `micrornn train` checkpoint, for any
+    cell kind (meta["model"]["cell"]; checkpoints written before there were cells load as "rnn")."""
     if meta.get("kind") != CHECKPOINT_KIND or "model" not in meta or "vocab" not in meta:
         raise CheckpointError(f"{path} is a micrornn checkpoint but not a character model "
                               f"written by `micrornn train` (no model config / vocabulary)")
@@ -68,6 +69,7 @@ def model_from_meta(meta, path="checkpoint"):
         vocab = Vocab.from_list(meta["vocab"])
         config = dict(meta["model"])
         config["dtype"] = np.dtype(config.get("dtype", "float64"))
+        config.setdefault("cell", "rnn")
         model = SequenceModel(**config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model configuration or vocabulary: {e}") from None

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from micrornn.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.train.data import BatchStream, Vocab, split_point
@@ -182,12 +182,12 @@ class Trainer:
         _check_int("steps", target, 0)
         if checkpoint:  # a missing directory must not surface only after all the training
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        log = log or tqdm.write
+        log = log or write
         start_step, start, train_time = self.step, time.perf_counter(), 0.0
         chars_per_step = cfg.seq_len * cfg.batch_size
         interrupted, ema, stopped_by = False, None, "steps"
         budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
-        bar = tqdm(total=target, initial=min(start_step, target), disable=not progress, unit="step",
+        bar = progress_bar(total=target, initial=min(start_step, target), disable=not progress, unit="step",
                    dynamic_ncols=True, leave=False)
         with _Sigint() as sigint:
             try:

@@ -28,12 +28,13 @@ def walk(roots) -> list:
 
 
 def hidden_states(root) -> dict:
-    """{(layer, step): h_t tensor} for the states an unrolled RNN recorded in root's graph."""
+    """{(layer, step): h_t tensor} for the states an unrolled RNN recorded in root's graph (the
+    left-to-right direction of a bidirectional layer)."""
     found = {}
     for node in walk([root]):
         scope = getattr(node, "scope", None)
         if (isinstance(node, Tensor) and isinstance(scope, StepScope) and scope.step is not None
-                and node.name == f"h{scope.step}"):
+                and getattr(scope, "direction", 0) == 0 and node.name == f"h{scope.step}"):
             found[(scope.layer, scope.step)] = node
     return found
 

@@ -25,10 +25,12 @@ PARAM_EDGE = {"color": "#1f4e9c", "fontcolor": "#1f4e9c", "fontsize": "12"}
 INPUT_STYLE = {"shape": "box", "style": "dashed", "color": "#777777", "fontcolor": "#444444"}
 STATE_STYLE = {"style": "filled,rounded,bold", "fillcolor": "#eeeeee"}
 COLLAPSED_STYLE = {"shape": "box", "style": "dashed,rounded", "color": "#555555", "margin": "0.15,0.08"}
+BACKWARD_STYLE = {"style": "filled,rounded", "fillcolor": "#fde2c8", "color": "#b35806"}  # see ``forward``
 
 
 def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=None,
-               fold_transposes=True, expand_gathers=False, rankdir="TB", title=None) -> graphviz.Digraph:
+               fold_transposes=True, expand_gathers=False, rankdir="TB", title=None,
+               forward=None) -> graphviz.Digraph:
     """Draw the graph that produced ``root`` (a Tensor, a Value, or a list of them).
 
     names: a Module or a {name: parameter} dict, to label parameters by their dotted names.
@@ -42,6 +44,8 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
     Time-step clusters of a layer are always laid out in time order (invisible edges chain them).
     Layout time in `dot` grows quickly with the number of clustered steps: 2 layers x 40 steps take
     about 2 s, 100 steps over a minute; max_steps keeps both the picture and the time small.
+    forward: when root is a gradient recorded by ``micrornn.grad(..., create_graph=True)``, the loss
+    it differentiates; nodes outside the loss's graph (the backward pass itself) are filled orange.
     """
     roots = list(root) if isinstance(root, (list, tuple)) else [root]
     bad = [r for r in roots if not isinstance(r, (Tensor, Value))]
@@ -71,8 +75,11 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
     firsts = {}  # step or gap cluster key -> (creation number, id) of its earliest node
     root_ids = {id(r) for r in roots}
     transposed = {id(p) for p in folded.values()}
+    in_forward = {id(n) for n in walk([forward])} if forward is not None else None
     for n in drawn:
         attrs = _style(n, id(n) in root_ids)
+        if in_forward is not None and id(n) not in in_forward and _op(n) is not None:
+            attrs.update(BACKWARD_STYLE)
         label = _label(n, param_names, show_data, show_grad)
         if id(n) in gathers:
             label = gathers[id(n)] + " " + _shape_text(n.shape) + NEWLINE + "(x_t as indices: a row gather)"

@@ -85,7 +85,7 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
         trace.focus["labels"] = _focus_labels(trace, model.rnn.num_layers)
     graph = draw_graph(trace.extra["root"], names=model, fold_transposes=True)
     title = title or f"Backpropagation through time, one node at a time ({T} steps)"
-    data = {"nodes": trace.nodes, "events": trace.events, "focus": trace.focus, "loss": trace.loss}
+    data = _rounded({"nodes": trace.nodes, "events": trace.events, "focus": trace.focus, "loss": trace.loss})
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     rows = "\n".join(
         f'<tr data-node="{i}"><td>{html_text.escape(n["label"])}</td><td>{_where(n, model.rnn.num_layers)}</td><td class="matrix value"></td>'
@@ -101,6 +101,18 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
     for key, value in replacements.items():
         page = page.replace(key, value)
     return page
+
+
+def _rounded(obj):
+    """obj with every float rounded to 10 significant digits: the page shows 6, and the docs copy
+    then stays byte-identical across machines whose BLAS round the last bits differently."""
+    if isinstance(obj, float):
+        return float(f"{obj:.10g}")
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    return obj
 
 
 def _layers_text(layers) -> str:

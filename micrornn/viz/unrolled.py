@@ -10,9 +10,12 @@ from micrornn.viz.flow import LogColors, as_norms
 _FONT = {"fontname": "Helvetica"}
 _ROW_STYLE = {"x": {"shape": "circle", "style": "filled", "fillcolor": "#e8f1e4", "color": "#4a7c3a"},
               "h": {"shape": "circle", "style": "filled", "fillcolor": "#eeeeee", "color": "#333333"},
+              "c": {"shape": "circle", "style": "filled,bold", "fillcolor": "#d9f0d3", "color": "#1b7837"},
               "o": {"shape": "circle", "style": "filled", "fillcolor": "#fdf0d5", "color": "#9c6b00"},
               "L": {"shape": "circle", "style": "filled", "fillcolor": "#f9dcdc", "color": "#9c1f1f"}}
 _WEIGHT_EDGE = {"fontcolor": "#1f4e9c", "color": "#555555"}
+_CELL_PATH = {"color": "#1b7837", "fontcolor": "#1b7837", "penwidth": "2.5"}  # the LSTM's c_{t-1} -> c_t
+_GATES = {"lstm": ("i, f, g", "o"), "gru": ("r, z, n", None)}  # which gates an edge feeds
 
 
 def _parts(model):
@@ -23,10 +26,16 @@ def _parts(model):
     return rnn, getattr(model, "head", None)
 
 
-def _weight(letter, layer, layers) -> str:
+def _weight(letter, layer, layers, gates=None) -> str:
     """HTML label of a weight, with the layer (0-based, as in rnn.cells.<l>) as a superscript when
-    there are several layers."""
-    return f"<{letter}<SUP>({layer})</SUP>>" if layers > 1 else f"<{letter}>"
+    there are several layers, and the gates it feeds (gated cells)."""
+    sup = f"<SUP>({layer})</SUP>" if layers > 1 else ""
+    return f"<{letter}{sup}{f' ({gates})' if gates else ''}>"
+
+
+def _c(t, layer, layers) -> str:
+    """HTML text of the LSTM cell state c_t."""
+    return _h(t, layer, layers).replace("h", "c", 1)
 
 
 def _h(t, layer, layers) -> str:
@@ -93,11 +102,14 @@ def draw_unrolled(model, steps=None, *, max_steps=None, hidden_grads=None, folde
                                                   "ranksep": "0.45", "labelloc": "b", "fontsize": "11", **_FONT},
                          node_attr={"fontsize": "12", "fixedsize": "false", "margin": "0.02", **_FONT},
                          edge_attr={"fontsize": "11", "arrowsize": "0.7", **_FONT})
-    rows = ["x"] + [f"h{l}" for l in range(layers)] + (["o", "L"] if head is not None else [])
+    kind = getattr(rnn, "cell_kind", "rnn")
+    into, into_h = _GATES.get(kind, (None, None))
+    rows = ["x"] + [r for l in range(layers) for r in ([f"c{l}"] if kind == "lstm" else []) + [f"h{l}"]]
+    rows += ["o", "L"] if head is not None else []
     for row in rows:
         with g.subgraph(name=f"row_{row}") as r:
             r.attr(rank="same")
-            if row.startswith("h"):
+            if row[0] == "h":  # c_0 = 0 adds nothing (c_1 = i ⊙ g), so the c row starts at c_1
                 layer = int(row[1:])
                 side = f"layer {layer} " if layers > 1 else ""
                 r.node(f"{row}_0", label=f"<{side}{_h(0, layer, layers)}>", shape="plaintext")
@@ -114,16 +126,29 @@ def draw_unrolled(model, steps=None, *, max_steps=None, hidden_grads=None, folde
             for lower, upper in zip(rows, rows[1:]):
                 g.edge(f"{lower}_gap", f"{upper}_gap", style="invis")
         else:
-            g.edge(f"x_{t}", f"h0_{t}", label=_weight("U", 0, layers), **_WEIGHT_EDGE)
-            for l in range(1, layers):
-                g.edge(f"h{l - 1}_{t}", f"h{l}_{t}", label=_weight("U", l, layers), **_WEIGHT_EDGE)
+            for l in range(layers):
+                below = "x" if l == 0 else f"h{l - 1}"
+                if kind == "lstm":  # the input feeds the gates i, f, g (into c_t) and o (into h_t)
+                    g.edge(f"{below}_{t}", f"c{l}_{t}", label=_weight("U", l, layers, into), **_WEIGHT_EDGE)
+                    g.edge(f"c{l}_{t}", f"h{l}_{t}", xlabel="<o ⊙ tanh>", **_CELL_PATH)
+                g.edge(f"{below}_{t}", f"h{l}_{t}", label=_weight("U", l, layers, into_h if kind == "lstm" else into),
+                       **_WEIGHT_EDGE)
             if head is not None:
                 g.edge(f"h{layers - 1}_{t}", f"o_{t}", label="<V>", **_WEIGHT_EDGE)
                 g.edge(f"o_{t}", f"L_{t}")
         for l in range(layers):
-            src = f"h{l}_{0 if previous is None else previous}"
+            before = 0 if previous is None else previous
+            src = f"h{l}_{before}"
             style = {"style": "dashed"} if col == "gap" or previous == "gap" else {}
-            g.edge(src, f"h{l}_{col}", label=_weight("W", l, layers), **_WEIGHT_EDGE, **style)
+            if kind == "lstm" and previous is not None:
+                g.edge(f"c{l}_{before}", f"c{l}_{col}", xlabel="<⊙ f>", **_CELL_PATH, **style)
+            if kind == "lstm":
+                g.edge(src, f"c{l}_{col}", label=_weight("W", l, layers, into), constraint="false",
+                       **_WEIGHT_EDGE, **style)  # runs down a row: leave the layout to the other edges
+            label = _weight("W", l, layers, into_h if kind == "lstm" else into)
+            if kind == "gru":
+                label = label[:-1] + "; z ⊙ h>"
+            g.edge(src, f"h{l}_{col}", label=label, **_WEIGHT_EDGE, **style)
         if previous is not None:
             g.edge(f"x_{previous}", f"x_{col}", style="invis")
         previous = col
@@ -133,7 +158,7 @@ def draw_unrolled(model, steps=None, *, max_steps=None, hidden_grads=None, folde
         for t in columns:
             if t is not None and (loss == "sum" or t == steps):
                 g.edge(f"L_{t}", "loss", color="#aaaaaa", arrowsize="0.5")
-    caption = title if title is not None else _caption(steps, layers, head)
+    caption = title if title is not None else _caption(steps, layers, head, kind)
     if colors is not None:  # the colour bar goes under the caption, in the graph's own label
         what = "‖∂L/∂h<SUB>t</SUB>‖" if loss == "sum" else "‖∂L<SUB>T</SUB>/∂h<SUB>t</SUB>‖ (last step's loss only)"
         bar = colors.legend(f"{what} in each h<SUB>t</SUB>")[1:-1]
@@ -148,7 +173,9 @@ def _html_escape(text) -> str:
 
 
 def _row_node(row, t, layers, norms, colors) -> dict:
-    """Label and style of the node for row (x, h<l>, o, L) at step t."""
+    """Label and style of the node for row (x, h<l>, c<l>, o, L) at step t."""
+    if row[0] == "c":
+        return {"label": f"<{_c(t, int(row[1:]), layers)}>", "group": f"c{t}", **_ROW_STYLE["c"]}
     if row.startswith("h"):
         layer = int(row[1:])
         text, style = _h(t, layer, layers), dict(_ROW_STYLE["h"])
@@ -161,11 +188,17 @@ def _row_node(row, t, layers, norms, colors) -> dict:
     return {"label": f"<{row}<SUB>{t}</SUB>>", "group": f"c{t}", **_ROW_STYLE[row]}
 
 
-def _caption(steps, layers, head) -> str:
-    """Bottom caption: which parameters the letters stand for."""
+def _caption(steps, layers, head, kind="rnn") -> str:
+    """Bottom caption: which parameters the letters stand for (and, for gated cells, the gates)."""
     where = "U⁽ˡ⁾, W⁽ˡ⁾, b⁽ˡ⁾ = rnn.cells.l (layer l)" if layers > 1 else "U, W, b = rnn.cells.0"
     shared = f"{where}; V, c = head" if head is not None else where
-    return f"unrolled over {steps} steps: {shared} — the same weights at every step"
+    text = f"unrolled over {steps} steps: {shared} — the same weights at every step"
+    if kind == "lstm":
+        text += ("\nLSTM: the cell state c_t (green) runs apart from h_t; c_{t-1} → c_t is scaled only by the "
+                 "forget gate f (c_t = f ⊙ c_{t-1} + i ⊙ g)")
+    elif kind == "gru":
+        text += "\nGRU: h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}; U and W feed the gates r, z and the candidate n"
+    return text
 
 
 def draw_folded(model, title=None):
@@ -176,12 +209,22 @@ def draw_folded(model, title=None):
                                                "fontsize": "11", **_FONT},
                          node_attr={"fontsize": "12", **_FONT}, edge_attr={"fontsize": "11", "arrowsize": "0.7", **_FONT})
     g.node("x", label="<x<SUB>t</SUB>>", **_ROW_STYLE["x"])
+    kind = getattr(rnn, "cell_kind", "rnn")
+    into, into_h = _GATES.get(kind, (None, None))
     below = "x"
     for l in range(layers):
         node = f"h{l}"
         g.node(node, label=f"<{_h('t', l, layers)}>", **_ROW_STYLE["h"])
-        g.edge(below, node, label=_weight("U", l, layers), **_WEIGHT_EDGE)
-        w = _weight("W", l, layers)[1:-1]
+        w = _weight("W", l, layers, into_h if kind == "lstm" else into)[1:-1]
+        if kind == "lstm":  # the cell state: its own loop, scaled by f
+            cell = f"c{l}"
+            g.node(cell, label=f"<{_c('t', l, layers)}>", **_ROW_STYLE["c"])
+            g.edge(below, cell, label=_weight("U", l, layers, into), **_WEIGHT_EDGE)
+            g.edge(cell, cell, label="<⊙ f (c<SUB>t-1</SUB> → c<SUB>t</SUB>)>", headport="e", tailport="s",
+                   **_CELL_PATH)
+            g.edge(node, cell, label=_weight("W", l, layers, into), constraint="false", **_WEIGHT_EDGE)
+            g.edge(cell, node, label="<o ⊙ tanh>", **_CELL_PATH)
+        g.edge(below, node, label=_weight("U", l, layers, into_h if kind == "lstm" else into), **_WEIGHT_EDGE)
         g.edge(node, node, label=f"<{w} (h<SUB>t-1</SUB> → h<SUB>t</SUB>)>", headport="e", tailport="n",
                **_WEIGHT_EDGE)
         below = node

@@ -1,0 +1,204 @@
+"""Gradients as Tensors: ``grad`` (optionally recording the backward pass itself, so the gradient
+can be differentiated again, any number of times) and the Hessian-vector product ``hvp``.
+
+With ``create_graph=False`` the backward runs the fast ndarray VJPs of the primitive table, exactly
+like ``Tensor.backward``; with ``create_graph=True`` it runs each primitive's ``dvjp``, the same rule
+written with Tensor ops, so every step of the backward becomes a graph node. Those nodes carry the
+scope of the forward node they differentiate (an RNN's StepScope), so ``viz.draw_graph`` of a
+gradient shows BPTT in the same time-step clusters as the forward pass.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from micrornn.autograd import _RELEASED, _Grads, check_unchanged, state, topological_order
+from micrornn.ops import sum_to
+from micrornn.tensor import Tensor, _leaf, as_tensor
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None) -> tuple:
+    """d(sum_k <grad_outputs[k], outputs[k]>)/d(inputs) as a tuple of Tensors, one per input.
+
+    outputs, inputs: a Tensor or a sequence of Tensors; grad_outputs: None (each output must then
+    have one element), or one array/Tensor per output. Leaves' ``.grad`` is left alone. An input the
+    outputs do not depend on gets zeros. create_graph=True records the backward so the result can
+    be differentiated again; retain_graph (default: create_graph) keeps the forward graph's saved
+    arrays for another backward through it.
+    """
+    outputs, inputs = _sequence(outputs, "outputs"), _sequence(inputs, "inputs")
+    for k, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise ValueError(f"grad: input {k} (shape {t.shape}) does not require grad; make it with "
+                             "requires_grad=True (or use it outside no_grad()) to differentiate with respect to it")
+    seeds = _seeds(outputs, grad_outputs, create_graph)
+    retain = create_graph if retain_graph is None else bool(retain_graph)
+    order, relevant = _relevant_order(outputs, inputs)
+    run = _backward_graph if create_graph else _backward_arrays
+    found = run(order, relevant, list(zip(outputs, seeds)), set(inputs), retain)
+    return tuple(_result(found.get(t), t, create_graph) for t in inputs)
+
+
+def hvp(fn, inputs, v) -> tuple:
+    """(fn(*inputs), H v): the Hessian of the scalar fn at inputs times v, by reverse over reverse.
+
+    inputs: a Tensor or a sequence of Tensors, v the same structure (arrays or Tensors). Inputs
+    that require grad are used as they are (so fn may also reach them through a closure, e.g. a
+    model's parameters); the others are replaced by leaf copies that do.
+    """
+    single = isinstance(inputs, Tensor)
+    xs = [x if x.requires_grad else _leaf(x.data, True) for x in map(as_tensor, _sequence(inputs, "inputs"))]
+    vs = [as_tensor(t).data for t in ([v] if single else list(v))]
+    if len(vs) != len(xs) or any(a.shape != x.shape for a, x in zip(vs, xs)):
+        raise ValueError(f"hvp: v must match the inputs' shapes {[x.shape for x in xs]}, "
+                         f"got {[a.shape for a in vs]}")
+    value = fn(*xs)
+    if not isinstance(value, Tensor) or value.size != 1:
+        raise ValueError(f"hvp: fn must return a one-element Tensor (a loss), got "
+                         f"{getattr(value, 'shape', type(value).__name__)}")
+    gs = grad(value, xs, create_graph=True)
+    directional = None  # <grad fn, v>, whose gradient is H v
+    for g, a in zip(gs, vs):
+        if g.requires_grad:
+            term = (g * a.astype(g.dtype, copy=False)).sum()
+            directional = term if directional is None else directional + term
+    if directional is None:  # fn is linear (or constant) in its inputs: H = 0
+        products = tuple(_leaf(np.zeros_like(x.data)) for x in xs)
+    else:
+        products = grad(directional, xs)
+    return value.detach(), (products[0] if single else products)
+
+
+# ---- the two backward loops ---------------------------------------------------------------------
+
+def _backward_arrays(order, relevant, seeds, wanted, retain) -> dict:
+    """First-order backward with the ndarray VJPs; returns {wanted node: gradient array}."""
+    grads, found = _Grads(), {}
+    for out, seed in seeds:
+        grads.add(out, seed, fresh=True)
+    for node in order:
+        g, owned = grads.pop(node)
+        if g is None:
+            continue
+        if node in wanted:  # a copy unless it is a leaf's buffer this backward owns
+            found[node] = g if owned and node._op is None else np.array(g)
+        if node._op is None:
+            continue
+        needs, prim = node._needs, node._op
+        if node._guard is not None:
+            check_unchanged(node)
+        parent_grads = prim.vjp(g, node._saved, needs)
+        if state.anomaly:
+            state.check_backward(node, parent_grads)
+        if not retain:
+            node._saved = _RELEASED
+        fresh = prim.fresh
+        for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
+            if needs[i] and pg is not None and parent in relevant:
+                grads.add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
+    return found
+
+
+def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
+    """Backward through the primitives' ``dvjp`` rules, recorded as a graph; {wanted node: Tensor}."""
+    grads, found = {}, {}
+    for out, seed in seeds:
+        _accumulate(grads, out, seed)
+    previous = state.scope
+    try:
+        for node in order:
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            if node in wanted:
+                found[node] = g
+            if node.name and g.name is None and g._op is not None:
+                g.name = f"∂L/∂{node.name}"  # e.g. ∂L/∂h3 in a drawing of the backward graph
+            if node._op is None:
+                continue
+            rule = node._op.dvjp
+            if rule is None:
+                raise NotImplementedError(
+                    f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
+                    "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
+            if node._guard is not None:
+                check_unchanged(node)
+            state.scope = node._scope  # the backward of step t is drawn in step t's cluster
+            parent_grads = rule(g, node, node._parents, node._saved, node._needs)
+            for parent, pg, need in zip(node._parents, parent_grads, node._needs):
+                if need and pg is not None and parent in relevant:
+                    _accumulate(grads, parent, sum_to(pg, parent.shape))
+            if not retain:
+                node._saved = _RELEASED
+    finally:
+        state.scope = previous
+    return found
+
+
+def _accumulate(grads: dict, node, g) -> None:
+    """grads[node] += g, as a graph node when a gradient is already there."""
+    current = grads.get(node)
+    grads[node] = g if current is None else current + g
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def _sequence(items, what) -> list:
+    """A Tensor or a sequence of Tensors as a non-empty list of Tensors."""
+    items = [items] if isinstance(items, Tensor) else list(items)
+    if not items:
+        raise ValueError(f"grad: {what} is empty")
+    for k, t in enumerate(items):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: {what}[{k}] is a {type(t).__name__}, expected a Tensor")
+    return items
+
+
+def _seeds(outputs, grad_outputs, create_graph) -> list:
+    """One starting gradient per output: ones for one-element outputs, else grad_outputs[k]."""
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)) or np.isscalar(grad_outputs):
+        grad_outputs = [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    seeds = []
+    for k, (out, seed) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise ValueError(f"grad: output {k} does not require grad (none of its inputs requires grad, "
+                             "or it was computed under no_grad())")
+        if seed is None:
+            if out.size != 1:
+                raise ValueError(f"grad: output {k} has shape {out.shape}; a non-scalar output needs "
+                                 "grad_outputs of the same shape, e.g. grad_outputs=[np.ones(out.shape)]")
+            seed = np.ones_like(out.data)
+        if not isinstance(seed, Tensor):
+            seed = np.array(seed, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_outputs[{k}] has shape {seed.shape} but output {k} has shape {out.shape}")
+        if create_graph:
+            seed = seed if isinstance(seed, Tensor) else _leaf(seed)
+        elif isinstance(seed, Tensor):
+            seed = np.array(seed.data, dtype=out.dtype)
+        seeds.append(seed)
+    return seeds
+
+
+def _relevant_order(outputs, inputs):
+    """Nodes between the outputs and the inputs, newest first, and the set of them."""
+    nodes = {}
+    for out in outputs:
+        nodes.update(dict.fromkeys(topological_order(out)))
+    order = sorted(nodes, key=lambda n: n._id, reverse=True)
+    relevant = set(t for t in inputs if t in nodes)
+    for node in reversed(order):  # oldest first: a node leads to an input when a parent does
+        if node._op is not None and any(p in relevant for p in node._parents):
+            relevant.add(node)
+    return [n for n in order if n in relevant], relevant
+
+
+def _result(g, like: Tensor, create_graph: bool) -> Tensor:
+    """The gradient found for an input as a Tensor of its shape and dtype (zeros when unreached)."""
+    if g is None:
+        return _leaf(np.zeros_like(like.data))
+    return g if isinstance(g, Tensor) else _leaf(g.astype(like.dtype, copy=False))
