@@ -77,10 +77,17 @@ def _spread(method):
     return run
 
 
+def _reshape(a, shape, order, newshape):
+    """np.reshape(t, shape) (or the older newshape=) as t.reshape(shape); only C order exists."""
+    if order != "C":
+        raise TypeError(f"np.reshape: order={order!r} is not supported on Tensors (C order only)")
+    return as_tensor(a).reshape(shape if shape is not None else newshape)
+
+
 FUNCTIONS = {
     np.sum: _reduction("sum"), np.mean: _reduction("mean"), np.max: _reduction("max"),
     np.min: _reduction("min"), np.amax: _reduction("max"), np.amin: _reduction("min"), np.var: _spread("var"), np.std: _spread("std"),
-    np.reshape: lambda a, *shape, **kw: as_tensor(a).reshape(*shape, *kw.values()),
+    np.reshape: lambda a, shape=None, order="C", newshape=None, copy=None: _reshape(a, shape, order, newshape),
     np.transpose: lambda a, axes=None: as_tensor(a).transpose(*(() if axes is None else (axes,))),
     np.swapaxes: lambda a, axis1, axis2: as_tensor(a).swapaxes(axis1, axis2),
     np.squeeze: lambda a, axis=None: as_tensor(a).squeeze(axis),

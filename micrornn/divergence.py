@@ -66,8 +66,9 @@ def _initial_state(kind, h0, k):
     return Tensor(np.asarray(h0)[k])
 
 
-def probed_loss(model, x, targets, h0, probes):
-    """The summed loss, unrolled step by step with the model's cells and the given probes."""
+def probed_loss(model, x, targets, h0, probes, loss="sum"):
+    """The summed loss (loss="last": the last step's alone), unrolled step by step with the model's
+    cells and the given probes."""
     kind, directions = _stack_cells(model)
     T, D = x.shape[0], len(directions)
     layer_input = Tensor(np.asarray(x))
@@ -86,6 +87,8 @@ def probed_loss(model, x, targets, h0, probes):
                     state = hs[t] = state + p["h"][t]
             outputs.append(stack(hs))
         layer_input = outputs[0] if D == 1 else concatenate(outputs, axis=2)
+    if loss == "last":
+        return F.cross_entropy(model.head(layer_input[T - 1]), np.asarray(targets)[T - 1], reduction="sum")
     return F.cross_entropy(model.head(layer_input), np.asarray(targets), reduction="sum")
 
 
@@ -102,10 +105,10 @@ def _flat(probes):
     return [t for p in probes.values() for q in QUANTITIES if p[q] is not None for t in p[q]]
 
 
-def graph_step_grads(model, x, targets, h0=None) -> dict:
+def graph_step_grads(model, x, targets, h0=None, loss="sum") -> dict:
     """{(l, d): {'h', 'c', 'gates'}} from the engine: backward through the probed unrolling."""
     probes = _probes(model, x)
-    probed_loss(model, x, targets, h0, probes).backward()
+    probed_loss(model, x, targets, h0, probes, loss).backward()
     return _collect(probes, [np.zeros(t.shape) if t.grad is None else t.grad for t in _flat(probes)])  # c_T: unused
 
 

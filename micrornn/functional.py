@@ -1,11 +1,13 @@
 """Composites built only from primitives (no hand-written backward): activations, softmax, losses,
-dropout, layer_norm, embedding, one_hot."""
+dropout, layer_norm, embedding, one_hot; and linear_cross_entropy, which applies the fused
+head-and-loss primitive of fused_ops."""
 from __future__ import annotations
 
 import numpy as np
 
+from micrornn import fused_ops
 from micrornn.random import default_rng
-from micrornn.tensor import Tensor, as_tensor, stack
+from micrornn.tensor import Tensor, apply, as_tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -92,26 +94,52 @@ def _check_reduction(reduction) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _checked_targets(targets, logits_shape, op="cross_entropy"):
+    """Integer targets whose shape is logits_shape[:-1] and whose values are class indices."""
+    targets = np.asarray(getattr(targets, "data", targets))
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"{op}: targets must be integer class indices, got dtype {targets.dtype}")
+    if len(logits_shape) < 1 or targets.shape != tuple(logits_shape[:-1]):
+        raise ValueError(f"{op}: targets of shape {targets.shape} do not match logits of shape "
+                         f"{tuple(logits_shape)} (expected targets of shape {tuple(logits_shape[:-1])})")
+    classes = logits_shape[-1]
+    if targets.size and (targets.min() < 0 or targets.max() >= classes):
+        bad = targets[(targets < 0) | (targets >= classes)].flat[0]
+        raise ValueError(f"{op}: target {bad} is out of range for {classes} classes (0..{classes - 1})")
+    return targets
+
+
 def cross_entropy(logits, targets, reduction="mean") -> Tensor:
     """Softmax cross-entropy of logits (..., C) against integer class indices (...)."""
     _check_reduction(reduction)
     logits = as_tensor(logits)
-    targets = np.asarray(getattr(targets, "data", targets))
-    if targets.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {targets.dtype}")
-    if logits.ndim < 1 or targets.shape != logits.shape[:-1]:
-        raise ValueError(f"cross_entropy: targets of shape {targets.shape} do not match logits of shape "
-                         f"{logits.shape} (expected targets of shape {logits.shape[:-1]})")
+    targets = _checked_targets(targets, logits.shape)
     classes = logits.shape[-1]
-    if targets.size and (targets.min() < 0 or targets.max() >= classes):
-        bad = targets[(targets < 0) | (targets >= classes)].flat[0]
-        raise ValueError(f"cross_entropy: target {bad} is out of range for {classes} classes (0..{classes - 1})")
     flat = logits if logits.ndim == 2 else logits.reshape(-1, classes)
     picked = flat[np.arange(targets.size), targets.reshape(-1)]  # gather: gradient is a scatter-add
     losses = flat.logsumexp(axis=-1) - picked  # -log softmax(logits)[target]
     if reduction == "none" and targets.ndim != 1:
         losses = losses.reshape(targets.shape)
     return _reduce(losses, reduction)
+
+
+def linear_cross_entropy(x, weight, bias, targets, reduction="mean") -> Tensor:
+    """cross_entropy(x @ weight.T + bias, targets) as one node (reduction "mean" or "sum").
+
+    The same value as the composed ops, with a hand-written VJP (micrornn.fused_ops): what the
+    fused sequence model uses for its head and loss. bias may be None."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
+    x, weight = as_tensor(x), as_tensor(weight)
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear_cross_entropy: x of shape {x.shape} does not fit weight of shape {weight.shape} "
+                         "(expected weight (classes, x.shape[-1]))")
+    if bias is not None and as_tensor(bias).shape != weight.shape[:1]:
+        raise ValueError(f"linear_cross_entropy: bias of shape {as_tensor(bias).shape} does not match weight "
+                         f"of shape {weight.shape}")
+    targets = _checked_targets(targets, x.shape[:-1] + weight.shape[:1], "linear_cross_entropy").reshape(-1)
+    inputs = (x, weight) if bias is None else (x, weight, as_tensor(bias))
+    return apply(fused_ops.LINEAR_CROSS_ENTROPY, *inputs, targets=targets, reduction=reduction)
 
 
 def mse_loss(pred, target, reduction="mean") -> Tensor:

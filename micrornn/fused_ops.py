@@ -7,29 +7,47 @@ recursion of real-time recurrent learning.
 
 RNN_LAYER(x, U, W, b, h0) -> (T, B, H); LSTM_LAYER(x, U, W, b, h0, c0) -> (T, B, 2H) with h_t in
 [..., :H] and c_t in [..., H:]; GRU_LAYER(x, U, W, b, b_hn, h0) -> (T, B, H). Biases and initial
-states are always tensors here (a layer without bias passes zeros).
+states are always tensors here (a layer without bias passes zeros). RNN_LAYER also takes index
+inputs x (T, B) for one-hot rows.
+
+LINEAR_CROSS_ENTROPY(h, V[, c], targets=, reduction=) is the head and the loss of a sequence model
+in one node: the softmax cross-entropy of h V^T + c against integer targets, summed or averaged.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from micrornn import bptt, ops
+from micrornn import ops
 from micrornn.autograd import state
-from micrornn.bptt import gru, lstm
+from micrornn.bptt import gru, lstm, vanilla
+from micrornn.bptt.shared import softmax_cross_entropy_inplace
 from micrornn.ops import defprimitive
-from micrornn.tensor import apply
+from micrornn.tensor import _leaf, apply
 
 
 def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh"):
-    hs = bptt.rnn_layer_forward(x, U, W, b, h0, nonlinearity)
+    # x: floats (T, B, I), or indices (T, B) read as one-hot rows (one gather of [U^T + b] rows);
+    # a zero h0, the usual start, adds nothing: the products with it are skipped both ways
+    hs = vanilla.layer_forward(x, U, W, b, h0 if h0.any() else None, nonlinearity)  # nn.RNN checked the shapes
     return hs, (x, hs, h0, U, W, nonlinearity)
 
 
 def rnn_layer_vjp(g, saved, needs):
     # BPTT: delta_t = act'(h_t) * (g_t + delta_{t+1} W); dU = sum delta^T x, dW = sum delta^T h_{t-1}, ...
     x, hs, h0, U, W, nonlinearity = saved
-    dx, dU, dW, db, dh0 = bptt.rnn_layer_backward(g, x, hs, h0, U, W, nonlinearity)
+    dx, dU, dW, db, dh0 = vanilla.layer_backward(g, x, hs, h0 if h0.any() else None, U, W, nonlinearity,
+                                                 need_dx=needs[0] or state.anomaly, need_dh0=needs[4])
+    # (detect_anomaly locates a bad time step in dx, so it gets one even when nobody else asks)
     return dx, dU, dW, db, dh0
+
+
+def _input_rows(x, U):
+    """The layer input as (T*B, I) rows: index inputs become their one-hot rows (ndarray or Tensor)."""
+    data = x if isinstance(x, np.ndarray) else x.data
+    if data.dtype.kind not in "iu":
+        return x.reshape(data.shape[0] * data.shape[1], -1)
+    rows = vanilla._one_hot_rows(data, U.shape[1], U.dtype)
+    return _leaf(rows) if data is not x else rows
 
 
 def _at_step(scope, step):
@@ -51,7 +69,7 @@ def rnn_layer_dvjp(g, out, xs, saved, needs):
     state.scope = layer_scope
     flat = apply(ops.STACK, *deltas, axis=0).reshape(T * B, H)
     dx = (flat @ U).reshape(x.shape) if needs[0] else None  # dL/dx_t = delta_t U
-    dU = flat.T @ x.reshape(T * B, -1) if needs[1] else None  # dL/dU = sum_t delta_t^T x_t
+    dU = flat.T @ _input_rows(x, U) if needs[1] else None  # dL/dU = sum_t delta_t^T x_t
     dW = None
     if needs[2]:  # dL/dW = sum_t delta_t^T h_{t-1}, with h_0 before h_1..h_{T-1}
         previous = apply(ops.CONCATENATE, h0.reshape(1, B, H), out[:T - 1], axis=0)
@@ -65,7 +83,7 @@ def rnn_layer_jvp(ts, saved, out):
     tx, tU, tW, tb, th = ts
     x, hs, h0, U, W, nonlinearity = saved
     T, B, H = hs.shape
-    flat_x = x.reshape(T * B, -1)
+    flat_x = _input_rows(x, U)
     drive = np.zeros((T * B, H), dtype=hs.dtype)  # the input terms of every step at once
     if tx is not None:
         drive += tx.reshape(T * B, -1) @ U.T
@@ -87,7 +105,8 @@ def rnn_layer_jvp(ts, saved, out):
     return tangents
 
 
-RNN_LAYER = defprimitive("rnn_layer", rnn_layer_fwd, rnn_layer_vjp, dvjp=rnn_layer_dvjp, jvp=rnn_layer_jvp)
+RNN_LAYER = defprimitive("rnn_layer", rnn_layer_fwd, rnn_layer_vjp, fresh=True, dvjp=rnn_layer_dvjp,
+                        jvp=rnn_layer_jvp)
 
 
 def lstm_layer_fwd(x, U, W, b, h0, c0):
@@ -228,3 +247,57 @@ LSTM_LAYER = defprimitive("lstm_layer", lstm_layer_fwd, lstm_layer_vjp, fresh=Tr
                           dvjp=lstm_layer_dvjp, jvp=lstm_layer_jvp)
 GRU_LAYER = defprimitive("gru_layer", gru_layer_fwd, gru_layer_vjp, fresh=True,
                          dvjp=gru_layer_dvjp, jvp=gru_layer_jvp)
+
+
+# ---- the head and the loss in one node --------------------------------------------------------
+
+def linear_cross_entropy_fwd(h, V, c=None, targets=None, reduction="sum"):
+    # L = s * sum_n [logsumexp(o_n) - o_n[y_n]],  o_n = h_n V^T + c,  s = 1 (sum) or 1/N (mean)
+    flat = h.reshape(-1, h.shape[-1])
+    logits = flat @ V.T
+    if c is not None:
+        logits += c
+    loss, d_logits = softmax_cross_entropy_inplace(logits, targets)  # d_logits = softmax(o) - onehot(y)
+    scale = 1.0 / len(targets) if reduction == "mean" and len(targets) else 1.0
+    return np.asarray(loss * scale, dtype=logits.dtype), (flat, h.shape, V, d_logits, scale, targets)
+
+
+def linear_cross_entropy_vjp(g, saved, needs):
+    # D = g s (softmax(o) - onehot(y)):  dh = D V,  dV = D^T h,  dc = sum_n D_n
+    flat, shape, V, d_logits, scale, _ = saved
+    factor = float(g) * scale
+    d = d_logits if factor == 1.0 else d_logits * factor
+    dh = (d @ V).reshape(shape) if needs[0] else None
+    dV = d.T @ flat if needs[1] else None
+    dc = d.sum(axis=0) if len(needs) > 2 and needs[2] else None
+    return (dh, dV) if len(needs) == 2 else (dh, dV, dc)
+
+
+def linear_cross_entropy_dvjp(g, out, xs, saved, needs):
+    # the same rule on Tensors: D = g s (softmax(h V^T + c) - onehot(y)), dh = D V, dV = D^T h, dc = sum D
+    shape, scale, targets = saved[1], saved[4], saved[5]
+    h, V = xs[0], xs[1]
+    flat = h.reshape(-1, shape[-1])
+    logits = flat @ V.T if len(xs) == 2 else flat @ V.T + xs[2]
+    probs = (logits - logits.logsumexp(axis=-1, keepdims=True)).exp()
+    d = (probs - _leaf(vanilla._one_hot_rows(targets, V.shape[0], probs.dtype))) * (g * scale)
+    grads = ((d @ V).reshape(shape) if needs[0] else None, d.T @ flat if needs[1] else None)
+    return grads if len(xs) == 2 else grads + (d.sum(axis=0) if needs[2] else None,)
+
+
+def linear_cross_entropy_jvp(ts, saved, out):
+    # dL = s sum_n (softmax(o_n) - onehot(y_n)) . do_n,  do = dh V^T + h dV^T + dc
+    flat, shape, V, d_logits, scale, _ = saved
+    th, tV, tc = (tuple(ts) + (None,))[:3]
+    total = 0.0
+    if th is not None:
+        total += np.sum((d_logits @ V) * th.reshape(flat.shape))
+    if tV is not None:
+        total += np.sum((d_logits.T @ flat) * tV)
+    if tc is not None:
+        total += np.sum(d_logits.sum(axis=0) * tc)
+    return np.asarray(total * scale, dtype=out.dtype)
+
+
+LINEAR_CROSS_ENTROPY = defprimitive("linear_cross_entropy", linear_cross_entropy_fwd, linear_cross_entropy_vjp,
+                                    fresh=True, dvjp=linear_cross_entropy_dvjp, jvp=linear_cross_entropy_jvp)

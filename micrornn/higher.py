@@ -80,7 +80,7 @@ def _backward_arrays(order, relevant, seeds, wanted, retain) -> dict:
         if g is None:
             continue
         if node in wanted:  # a copy unless it is a leaf's buffer this backward owns
-            found[node] = g if owned and node._op is None else np.array(g)
+            found[node] = g if owned and node._op is None and g.flags.writeable else np.array(g)
         if node._op is None:
             continue
         needs, prim = node._needs, node._op

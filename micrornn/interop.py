@@ -29,8 +29,13 @@ def _cells(module) -> list:
         return [(f"rnn.{p}", s, c) for p, s, c in _cells(module.rnn)]
     if hasattr(module, "cells") and hasattr(module, "num_layers") and hasattr(module, "num_directions"):
         directions = [module.cells] + ([module.reverse_cells] if module.bidirectional else [])
-        return [("", f"_l{l}" + ("_reverse" if d else ""), cells[l])
-                for l in range(module.num_layers) for d, cells in enumerate(directions)]
+        found = [("", f"_l{l}" + ("_reverse" if d else ""), cells[l])
+                 for l in range(module.num_layers) for d, cells in enumerate(directions)]
+        for _, _, cell in found:
+            if getattr(cell, "cell_kind", None) not in _CELL_KINDS or not hasattr(cell, "U"):
+                raise TypeError(f"interop: PyTorch has no layout for a {type(cell).__name__}; "
+                                "only RNN, LSTM and GRU cells have one")
+        return found
     if getattr(module, "cell_kind", None) in _CELL_KINDS and hasattr(module, "U"):
         return [("", "", module)]
     raise TypeError(f"interop: expected a SequenceModel, an RNN/LSTM/GRU layer or an RNN/LSTM/GRU cell, "

@@ -90,6 +90,8 @@ class ProductGrad:
 
 def _is_advanced(index) -> bool:
     """True when an index triggers NumPy advanced indexing (arrays, lists, masks)."""
+    if type(index) is int or type(index) is slice:  # the common basic indices, decided at once
+        return False
     items = index if isinstance(index, tuple) else (index,)
     return any(isinstance(i, (np.ndarray, list)) for i in items)
 
@@ -448,9 +450,10 @@ def matmul_jvp(ts, saved, out):
 
 def matmul_add_fwd(a, b, c):
     out, saved = matmul_fwd(a, b)
-    if out.shape != np.broadcast_shapes(out.shape, c.shape):
-        raise ValueError(f"the addend {c.shape} does not broadcast to the product's shape {out.shape}")
-    out += c  # one buffer for the product and the sum
+    try:
+        out += c  # one buffer for the product and the sum; refuses an addend that would grow it
+    except ValueError:
+        raise ValueError(f"the addend {c.shape} does not broadcast to the product's shape {out.shape}") from None
     return out, saved
 
 
@@ -637,12 +640,24 @@ def stack_fwd(*arrays, axis=0, out=None):
 
 
 def _already_stacked(arrays, out) -> bool:
-    """True when arrays[i] is exactly the memory of out[i] for every i."""
-    step = out.strides[0] if out.ndim else 0
-    start = out.__array_interface__["data"][0]
-    return len(arrays) == len(out) and all(
-        a.shape == out.shape[1:] and a.strides == out.strides[1:] and a.dtype == out.dtype
-        and a.__array_interface__["data"][0] == start + i * step for i, a in enumerate(arrays))
+    """True when arrays[i] is the memory of out[i] for every i: each a view of out's buffer with a
+    row's shape and strides, the first at out[0] and the last at out[-1] (``out=`` is for callers
+    that wrote each input into its row, like nn.recurrent.unroll; only the ends' addresses are read,
+    as reading every address cost more than the rest of the check)."""
+    if not arrays or len(arrays) != len(out) or out.ndim == 0:
+        return False
+    base = out if out.base is None else out.base
+    shape, strides, dtype = out.shape[1:], out.strides[1:], out.dtype
+    if not all(a.base is base and a.shape == shape and a.strides == strides and a.dtype == dtype for a in arrays):
+        return False
+    start = _address(out)
+    return (_address(arrays[0]) == start
+            and _address(arrays[-1]) == start + (len(arrays) - 1) * out.strides[0])
+
+
+def _address(array) -> int:
+    """Where an array's data starts in memory."""
+    return array.__array_interface__["data"][0]
 
 
 def stack_vjp(g, saved, needs):

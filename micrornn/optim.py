@@ -39,6 +39,13 @@ def _non_negative(who, name, value):
     return value
 
 
+def _all_finite(array) -> bool:
+    """No NaN or Inf in the array: one sum (any NaN/Inf makes it non-finite), checked exactly if it overflowed."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(array, axis=None)
+    return bool(np.isfinite(total)) or bool(np.isfinite(array).all())
+
+
 def _param_label(i, p):
     name = getattr(p, "name", None)
     return f"parameter {i} ({name})" if name else f"parameter {i}"
@@ -91,12 +98,27 @@ class Optimizer:
         return grads
 
     def step(self):
-        """Apply one update to every parameter that has a gradient."""
+        """Apply one update to every parameter that has a gradient.
+
+        All updates are computed on copies of the optimizer state first; if any is NaN or Inf (a
+        corrupted state, an overflow), FloatingPointError is raised and nothing has changed.
+        """
         grads = self._checked_grads()
+        planned = []
+        for i, (p, g, state) in enumerate(zip(self.params, grads, self.state)):
+            if g is None:
+                continue
+            new_state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+            delta = self._update(g, new_state)
+            if not _all_finite(delta):
+                raise FloatingPointError(
+                    f"{type(self).__name__}.step: the update of {_param_label(i, p)} contains NaN or Inf "
+                    f"(its gradient is finite: the optimizer state or an overflow); no parameter was updated")
+            planned.append((p, delta, state, new_state))
         self.step_count += 1
-        for p, g, state in zip(self.params, grads, self.state):
-            if g is not None:
-                np.subtract(p.data, self._update(g, state), out=p.data)
+        for p, delta, state, new_state in planned:
+            state.update(new_state)
+            np.subtract(p.data, delta, out=p.data)
 
     def _update(self, grad, state):
         """Return the amount to subtract from the parameter; update `state` in place."""
@@ -132,11 +154,17 @@ class Optimizer:
                     got = "missing" if buf is None else f"shape {buf.shape}"
                     raise ValueError(f"{who}: buffer {name!r} of {_param_label(i, p)} is {got}, "
                                      f"expected shape {p.data.shape}")
+                if buf.dtype.kind not in "biuf" or not np.isfinite(buf).all():
+                    raise ValueError(f"{who}: buffer {name!r} of {_param_label(i, p)} is not finite numbers "
+                                     f"(NaN or Inf, or dtype {buf.dtype}); refusing to load it")
                 entry[name] = buf.astype(p.data.dtype, copy=True)
             entry.update({k: v for k, v in saved.items() if k not in self.buffer_names})
             new_state.append(entry)
+        count = d.get("step_count", 0)
+        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"{who}: step_count must be a non-negative integer, got {count!r}")
         self._set_hyperparameters(d["hyperparameters"])
-        self.step_count = int(d.get("step_count", 0))
+        self.step_count = int(count)
         self.state = new_state
 
     def _validated(self, **hyperparameters):
@@ -230,8 +258,12 @@ class Adam(Optimizer):
     def load_state_dict(self, d):
         """Restore state produced by `state_dict()`; per-parameter step counts included."""
         super().load_state_dict(d)
-        for s in self.state:
-            s["step"] = int(s.get("step", 0))
+        for i, s in enumerate(self.state):
+            step = s.get("step", 0)
+            if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+                raise ValueError(f"Adam.load_state_dict: step of parameter {i} must be a non-negative "
+                                 f"integer, got {step!r}")
+            s["step"] = int(step)
 
 
 def _grads(params):

@@ -30,6 +30,9 @@ class Tensor(CompositeMethods):
         try:
             array = np.array(data, dtype=dtype)
         except (TypeError, ValueError) as err:
+            if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) and v.requires_grad for v in data):
+                raise TypeError("Tensor: a list of tensors that require grad would be cut from the graph; "
+                                "join them with micrornn.stack(tensors) instead") from None
             raise TypeError(f"Tensor: cannot make an array from {type(data).__name__}: {err}") from None
         if array.dtype.kind not in "fiub":
             raise TypeError(f"Tensor: unsupported dtype {array.dtype} (use float, int or bool data)")
@@ -252,7 +255,8 @@ class Tensor(CompositeMethods):
             index = index.data
         elif isinstance(index, tuple):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        _check_index(index)
+        if type(index) is not int:  # an int (the unrolled RNN's x[t]) needs no check
+            _check_index(index)
         return apply(ops.GETITEM, self, index=index)
 
 
@@ -333,8 +337,9 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
 
 def _check_float_dtypes(prim, arrays) -> None:
     """The dtype rule: one op never mixes float dtypes (no silent float32 -> float64 promotion)."""
-    floats = sorted({str(a.dtype) for a in arrays if a.dtype.kind == "f"})
+    floats = {a.dtype for a in arrays if a.dtype.kind == "f"}
     if len(floats) > 1:
+        floats = sorted(map(str, floats))
         raise TypeError(f"{prim.name}: operands have different float dtypes ({' and '.join(floats)}); "
                         "micrornn does not promote between float dtypes: convert one side first, e.g. "
                         f"x.astype(np.{floats[0]}) (a float32 model needs float32 inputs)")

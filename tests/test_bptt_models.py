@@ -14,6 +14,7 @@ import pytest
 from micrornn import bptt, rnncheck
 from micrornn.bptt.model import step_grads
 from micrornn.nn import SequenceModel
+from micrornn.tensor import no_grad
 
 AGREE, ATOL, RTOL, EPS = 1e-10, 1e-5, 1e-3, 1e-6
 
@@ -35,27 +36,31 @@ def sampled_numeric(model, x, targets, h0, per_tensor, rng):
     state = rnncheck._state_tensor(h0)
     out = {}
     for name, p in model.named_parameters():
-        flat = p.data.reshape(-1)
+        flat = p.data.reshape(-1)  # a view: entries are perturbed in place
         picks = np.arange(flat.size) if per_tensor is None else rng.choice(flat.size, min(per_tensor, flat.size),
                                                                            replace=False)
-        values = []
-        for i in picks:
-            orig = flat[i]
-            flat[i] = orig + EPS
-            plus = model.loss(xs, ys, state)[0].item()
-            flat[i] = orig - EPS
-            minus = model.loss(xs, ys, state)[0].item()
-            flat[i] = orig
-            values.append((plus - minus) / (2 * EPS))
+        with no_grad():
+            values = [_central(model, xs, ys, state, flat, i) for i in picks]
         out[name] = (picks, np.array(values))
     return out
 
 
-def agreement(cell, layers, bidirectional, with_h0, batch_first, T, numeric="all", seed=0):
+def _central(model, xs, ys, state, flat, i):
+    """(L(p + eps) - L(p - eps)) / 2eps for the flat parameter entry i."""
+    orig = flat[i]
+    flat[i] = orig + EPS
+    plus = model.loss(xs, ys, state)[0].item()
+    flat[i] = orig - EPS
+    minus = model.loss(xs, ys, state)[0].item()
+    flat[i] = orig
+    return (plus - minus) / (2 * EPS)
+
+
+def agreement(cell, layers, bidirectional, with_h0, batch_first, T, numeric="all", seed=0, bias=True):
     """The worst figures of one grid point: {graph_vs_analytic, fused_vs_graph, <route>_vs_numeric, loss}."""
     model, x, targets, h0 = rnncheck.random_problem(
         layers, 3, 3, 4, T, 2, seed=seed, with_h0=with_h0, cell=cell, bidirectional=bidirectional,
-        batch_first=batch_first)
+        batch_first=batch_first, bias=bias)
     loss_g, graph = rnncheck.route_grads(model, x, targets, h0, fused=False)
     loss_f, fused = rnncheck.route_grads(model, x, targets, h0, fused=True)
     loss_a, analytic = bptt.loss_and_grads(model, x, targets, h0)
@@ -100,21 +105,27 @@ def test_agreement_covering_subset(cell, point):
     assert_within_targets(agreement(cell, *point, numeric=numeric), (cell, point))
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_agreement_without_bias(cell):
+    """bias=False: the fused layers pass constant zeros for b (and b_hn)."""
+    assert_within_targets(agreement(cell, 2, True, True, False, 4, bias=False), (cell, "no bias"))
+
+
 GRID_T = (1, 2, 3, 5, 10, 20, 35, 50)
 
 
 @pytest.mark.slow
-def test_agreement_full_grid(capsys):
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_agreement_full_grid(cell, capsys):
+    """Every grid point within the targets; prints the worst figures of this cell kind."""
     worst = {}
-    for cell, layers, bi, h0, bf, T in itertools.product(("rnn", "lstm", "gru"), (1, 2, 3), (False, True),
-                                                         (False, True), (False, True), GRID_T):
+    for layers, bi, h0, bf, T in itertools.product((1, 2, 3), (False, True), (False, True), (False, True), GRID_T):
         figures = agreement(cell, layers, bi, h0, bf, T, numeric="all" if T <= 10 else "sample")
         assert_within_targets(figures, (cell, layers, bi, h0, bf, T))
         for key, value in figures.items():
-            worst.setdefault(cell, {})[key] = max(worst.get(cell, {}).get(key, 0.0), value)
+            worst[key] = max(worst.get(key, 0.0), value)
     with capsys.disabled():
-        for cell, figures in worst.items():
-            print(f"\n{cell}: " + ", ".join(f"{k} {v:.2e}" for k, v in figures.items()))
+        print(f"\n{cell} ({3 * 2 * 2 * 2 * len(GRID_T)} points): " + ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
 
 
 # ----------------------------------------------------------------------------- the API
@@ -175,3 +186,15 @@ def test_each_direction_starts_its_walk_back_with_the_head_alone():
     np.testing.assert_allclose(steps[(0, 1)]["h"][0], d_top[0, :, 4:], rtol=1e-12)
     assert not np.allclose(steps[(0, 1)]["h"][-1], d_top[-1, :, 4:])  # later in its walk: more than the head
     assert not steps[(0, 0)]["c_line"][-1].any() and not steps[(0, 1)]["c_line"][0].any()
+
+
+def test_dropout_in_training_mode_is_refused():
+    model = SequenceModel(2, 3, 4, num_layers=2, cell="lstm", dropout=0.5, rng=0)
+    x, y = np.zeros((3, 1, 2)), np.zeros((3, 1), dtype=int)
+    with pytest.raises(ValueError, match=r"dropout=0.5 in training mode.*model.eval\(\)"):
+        bptt.loss_and_grads(model, x, y)
+    model.eval()
+    _, grads = bptt.loss_and_grads(model, x, y)  # without dropout the model is deterministic again
+    model.zero_grad()
+    model.loss(x, y)[0].backward()
+    np.testing.assert_allclose(grads["rnn.cells.0.W"], model.rnn.cells[0].W.grad, rtol=1e-10, atol=1e-14)

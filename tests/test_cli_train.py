@@ -132,7 +132,7 @@ def test_bad_data_exits_2(tmp_path, kind, message, capsys):
     (["--layers", "two"], "--layers"), (["--seq-len", "0"], "--seq-len"), (["--batch-size", "-1"], "--batch-size"),
     (["--steps", "-5"], "--steps"), (["--lr", "0"], "--lr"), (["--lr", "-0.1"], "--lr"), (["--lr", "nan"], "--lr"),
     (["--optimizer", "rmsprop"], "--optimizer"), (["--lr-schedule", "step"], "--lr-schedule"), (["--clip", "-1"], "--clip"), (["--dtype", "float16"], "--dtype"),
-    (["--temperature", "0"], "--temperature"), (["--seed", "-1"], "--seed"),
+    (["--temperature", "-0.5"], "--temperature"), (["--seed", "-1"], "--seed"),
 ])
 def test_nonsense_numbers_exit_2(tmp_path, corpus, args, message, capsys):
     assert train(tmp_path, corpus, *args) == 2
@@ -168,7 +168,7 @@ def test_resume_problems_exit_2(tmp_path, corpus, capsys):
     ck.write_bytes(b"garbage, not a checkpoint")
     assert main(["train", "--resume", "--checkpoint", str(ck)]) == 2
     assert "not a micrornn checkpoint" in capsys.readouterr().err
-    assert train(tmp_path, corpus, "--steps", "2", "--no-plot", "--quiet") == 0
+    assert train(tmp_path, corpus, "--steps", "2", "--no-plot", "--quiet", "--overwrite") == 0
     assert main(["train", "--resume", "--checkpoint", str(ck), "--hidden-size", "13", "--steps", "4"]) == 2
     assert "hidden" in capsys.readouterr().err
     other = tmp_path / "other.txt"
@@ -187,9 +187,9 @@ def test_sample_bad_input_exits_2(tmp_path, corpus, capsys):
     save_checkpoint(tmp_path / "foreign.npz", {"w": np.ones(2)})
     assert main(["sample", "--checkpoint", str(tmp_path / "foreign.npz")]) == 2
     assert "not a character model" in capsys.readouterr().err
-    assert train(tmp_path, corpus, "--steps", "1", "--no-plot", "--quiet") == 0
+    assert train(tmp_path, corpus, "--steps", "1", "--no-plot", "--quiet", "--overwrite") == 0
     capsys.readouterr()
-    for args, message in [(["--prime", "Zürich"], "'Z', 'ü'"), (["--temperature", "0"], "--temperature"),
+    for args, message in [(["--prime", "Zürich"], "'Z', 'ü'"), (["--temperature", "nan"], "--temperature"),
                           (["--temperature", "-2"], "--temperature"), (["--length", "-1"], "--length")]:
         assert main(["sample", "--checkpoint", str(ck), *args]) == 2
         err = capsys.readouterr().err

@@ -109,3 +109,17 @@ def test_usage_errors_exit_2(argv, message, capsys):
     assert main(["gradcheck", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_gated_gradients_example_checks_its_routes(capsys):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parent.parent / "examples" / "gated_gradients.py"
+    spec = importlib.util.spec_from_file_location("gated_gradients", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--steps", "12", "--hidden-size", "5", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    difference = float(out.split("max relative difference")[1].split()[0])
+    assert difference < 1e-10
+    assert out.count("per step back") == 5 and "lstm, keep-gate bias +3" in out

@@ -133,6 +133,7 @@ def worst_disagreements() -> dict:
     return {"second order max |Hv - fd|": worst_second, "jvp/vjp max relative gap": worst_gap}
 
 
+@pytest.mark.slow  # the per-case tests above already hold each case to tighter, per-element bounds
 def test_worst_disagreements_are_small():
     worst = worst_disagreements()
     assert worst["second order max |Hv - fd|"] < 1e-6, worst

@@ -274,3 +274,16 @@ def test_grad_errors_say_what_to_do():
         mr.hvp(lambda a: a * 2, x, np.ones(3))
     with pytest.raises(RuntimeError, match="nested"):
         mr.jvp(lambda a: mr.jvp(lambda b: b, a, np.ones(3))[0], x, np.ones(3))
+
+
+def test_draw_graph_fills_the_recorded_backward_and_names_hidden_gradients():
+    from micrornn.viz import draw_graph
+    from micrornn.viz.graph import BACKWARD_STYLE
+    model, x, targets = sequence_problem(3, fused_layers=False, num_layers=1)
+    loss = model.loss(x, targets)[0]
+    grads = list(mr.grad(loss, model.parameters(), create_graph=True))
+    fill = BACKWARD_STYLE["fillcolor"]
+    lines = draw_graph(grads, names=model, forward=loss).source.splitlines()
+    assert any("∂L/∂h2" in line and fill in line for line in lines)  # the backward, named after h_t
+    assert not any("tanh" in line and fill in line for line in lines)  # forward ops keep their style
+    assert fill not in draw_graph(grads, names=model).source  # without forward= nothing is filled

@@ -5,7 +5,7 @@ import pytest
 
 import micrornn as mr
 from micrornn.interop import load_torch_state_dict, torch_state_dict
-from micrornn.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Linear, SequenceModel
+from micrornn.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, Linear, Module, Recurrent, SequenceModel
 
 from torch_reference import torch_forward, torch_params
 
@@ -88,6 +88,13 @@ def test_gradients_in_pytorch_layout_match_finite_differences(kind):
         assert np.all(np.abs(grads[key] - numeric) <= 1e-5 + 1e-3 * np.abs(numeric)), key
 
 
+class Custom(Module):
+    hidden_size = 2
+
+    def forward(self, x, h):
+        return x + h
+
+
 def test_bad_state_dicts_are_refused_whole():
     model = SequenceModel(3, 4, 5, cell="lstm", rng=0)
     before = model.state_dict()
@@ -105,6 +112,10 @@ def test_bad_state_dicts_are_refused_whole():
         assert np.array_equal(v, before[k]), f"{k} changed although the load was refused"
     with pytest.raises(TypeError, match="expected a SequenceModel, an RNN/LSTM/GRU layer"):
         torch_state_dict(Linear(2, 3))
+    with pytest.raises(TypeError, match="PyTorch has no layout for a Custom"):
+        torch_state_dict(Recurrent(Custom()))
+    assert list(torch_state_dict(Recurrent(GRUCell(2, 3)))) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
+                                                                 "bias_hh_l0"]
     with pytest.raises(ValueError, match=r"U has no gradient; run backward first"):
         torch_state_dict(GRUCell(2, 3), grad=True)
 

@@ -90,3 +90,44 @@ def test_non_finite_gradient_never_reaches_the_parameters():
         optim.Adam(model.parameters(), lr=0.1).step()
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_gc_is_paused_for_big_graphs_and_restored():
+    import gc
+    from micrornn.autograd import GC_PAUSE_NODES, gc_paused
+    assert gc.isenabled()
+    with gc_paused(GC_PAUSE_NODES - 1):
+        assert gc.isenabled()  # small graphs: left alone
+    with gc_paused(GC_PAUSE_NODES):
+        assert not gc.isenabled()
+        with gc_paused(GC_PAUSE_NODES):
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused(GC_PAUSE_NODES):
+            pass
+        assert not gc.isenabled()  # a collector the caller switched off stays off
+    finally:
+        gc.enable()
+
+
+def test_backward_of_a_long_unrolled_sequence_restores_the_collector():
+    import gc
+    import micrornn as mr
+    model = mr.nn.SequenceModel(3, 4, 3, rng=0)
+    x = np.random.default_rng(0).integers(0, 3, size=(1000, 1))
+    seen = []
+    original = mr.autograd._propagate
+
+    def spy(*args):
+        seen.append(gc.isenabled())
+        return original(*args)
+    mr.autograd._propagate = spy
+    try:
+        loss, _ = model.loss(x, x)
+        loss.backward()
+    finally:
+        mr.autograd._propagate = original
+    assert seen == [False] and gc.isenabled()

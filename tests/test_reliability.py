@@ -21,7 +21,7 @@ BAD_ARGUMENTS = [
     ["train", "--data", "/no/such/file.txt"],
     ["train", "--dtype", "float16"],
     ["sample", "--checkpoint", "/no/such/checkpoint.npz"],
-    ["sample", "--temperature", "0"],
+    ["sample", "--temperature", "-1"],
     ["sample", "--length", "-5"],
     ["gradcheck", "--steps", "0"],
     ["gradcheck", "--nonlinearity", "sigmoid"],

@@ -45,6 +45,16 @@ def test_a_float32_model_fed_float64_inputs_says_so():
     assert out.dtype == np.float32
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_float32_sequence_model_fed_float64_raises_on_both_paths(cell, fused):
+    mr.manual_seed(0)
+    model = nn.SequenceModel(3, 4, 5, cell=cell, fused=fused, dtype=np.float32)
+    with pytest.raises(TypeError, match=r"different float dtypes \(float32 and float64\).*x.astype\(np.float32\)"):
+        model(np.ones((2, 1, 3)))
+    assert model(np.ones((2, 1, 3), dtype=np.float32))[0].dtype == np.float32
+
+
 @pytest.mark.parametrize("other", [2, 0.5, [1.0, 2.0, 3.0], np.float64(0.5), np.arange(3), np.array([True, False, True])])
 def test_numbers_lists_and_integer_arrays_take_the_tensor_dtype(other):
     t = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
@@ -114,6 +124,11 @@ def test_numpy_functions_with_a_tensor_method_run_as_ops():
             out = out.data
         np.testing.assert_allclose(out, expected)
     assert np.shape(t) == (2, 3) and np.ndim(t) == 2 and np.size(t) == 6
+    assert np.reshape(t, shape=(6,)).shape == (6,) and np.squeeze(np.expand_dims(t, 0), 0).shape == (2, 3)
+    assert np.swapaxes(t, 0, 1).shape == (3, 2) and float(np.var(t)) == pytest.approx(np.var(np.arange(6.0)))
+    assert isinstance(np.where(t > 2, t, 0.0), Tensor) and float(np.std(t, ddof=1)) == pytest.approx(1.8708287)
+    with pytest.raises(TypeError, match=r"np.sum: arguments \['dtype'\] are not supported"):
+        np.sum(t, dtype=np.float32)
 
 
 def test_numpy_ufuncs_without_a_primitive_name_the_way_out():
@@ -143,6 +158,9 @@ def test_asarray_refuses_a_tensor_that_requires_grad_and_works_otherwise():
     assert np.asarray(plain, dtype=np.float32).dtype == np.float32
     assert np.array(plain) is not plain.data
     np.testing.assert_array_equal(np.asarray(t.detach()), [1.0, 2.0])
+    with pytest.raises(TypeError, match=r"join them with micrornn.stack\(tensors\)"):
+        Tensor([t, t])
+    np.testing.assert_array_equal(Tensor([plain, plain]).data, [[1.0, 2.0], [1.0, 2.0]])
 
 
 # ---- float(), int(), bool() --------------------------------------------------------------------

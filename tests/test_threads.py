@@ -25,7 +25,8 @@ def _train_seeing_threads(tmp_path, corpus, monkeypatch, *extra):
         seen.append(blas_thread_counts())
         return original(self, *args, **kwargs)
     monkeypatch.setattr(Trainer, "run", run)
-    assert main(["train", "--data", str(corpus), "--checkpoint", str(tmp_path / "ck.npz"), *TINY, *extra]) == 0
+    assert main(["train", "--data", str(corpus), "--checkpoint", str(tmp_path / "ck.npz"), "--overwrite", *TINY,
+                 *extra]) == 0
     return seen[0]
 
 

@@ -171,8 +171,9 @@ def test_sample_prime_temperature_and_seed():
         greedy.append(nxt)
         logits, h = model(np.array([[nxt]]), h)
     assert sample(model, vocab, 10, 1e-4, "To be", rng=1) == "To be" + vocab.decode(greedy)
+    assert sample(model, vocab, 10, 0, "To be", rng=2) == "To be" + vocab.decode(greedy)  # 0: greedy
     assert len(sample(model, vocab, 15, rng=0)) == 15  # no prime
-    for bad in (0, -1.0, float("nan")):
+    for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="temperature"):
             sample(model, vocab, 5, bad)
     with pytest.raises(ValueError, match="not in the vocabulary"):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from micrornn.functional import cross_entropy
+from micrornn.nn import SequenceModel
 from micrornn.viz.flow import hidden_states, walk
 from micrornn.viz.html import demo_problem, to_html, write_html
 from micrornn.viz.trace import node_ids, trace_backprop
@@ -100,6 +101,9 @@ def test_page_is_one_self_contained_file(tmp_path):
         to_html(steps=2, focus_step=2)
     with pytest.raises(ValueError, match="steps"):
         to_html(steps=0)
+    lstm = SequenceModel(2, 3, 3, cell="lstm", rng=0)
+    with pytest.raises(ValueError, match="vanilla RNN"):
+        to_html(lstm, np.zeros((2, 1, 2)), np.zeros((2, 1), dtype=int))
 
 
 # ---- in a browser --------------------------------------------------------------------------------

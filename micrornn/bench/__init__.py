@@ -1,38 +1,40 @@
-"""Benchmarks of the RNN training step: micrornn (unrolled and fused) against the analytic NumPy BPTT.
+"""Benchmarks of the RNN training step against a hand-written NumPy floor, with torch and JAX when installed.
 
 One training step = forward + softmax cross-entropy summed over time and batch + backward, for a
-one-layer ``SequenceModel`` with one-hot inputs of 65 classes and 65 outputs. The NumPy
-contenders run in one process, interleaved round-robin (so machine noise hits all of them alike),
-after a warm-up; each figure is a median, each ratio is against ``bptt.loss_and_grads`` on the same
-model and data. PyTorch eager autograd over the same per-step ops is timed too when torch is
-importable (never a dependency), alone in a subprocess on the same seeded data. Also: peak memory (tracemalloc) of the unrolled step against the reference, the
-scalar engine's throughput, and a 10,000-step unrolled sequence.
+one-layer tanh ``SequenceModel`` with index inputs of 65 classes and 65 outputs. Every contender is
+timed interleaved round-robin with the floor (floor.py: the tightest NumPy step we could write) in
+one process, and reported as the ratio of the two medians: micrornn's analytic ``bptt``, the
+unrolled graph and the fused layer here; torch (nn.RNN, and eager autograd over the unrolled ops)
+and JAX (jit(value_and_grad(lax.scan))) each in a process of their own, never dependencies. Also:
+peak memory against the floor, sequences of 1,000 and 10,000 steps, the scalar engine's throughput.
 
 Used by ``micrornn bench`` (``add_arguments``, ``options_from_args``, ``run``) and by
 ``benchmarks/bench_rnn.py`` (``main``). Benchmarks print numbers; they are never timed tests.
 
-Layout: options.py (sizes, targets, Options), contenders.py (the steps timed), measure.py (timing,
-memory, extras), profiling.py, report.py (the tables), runner.py (``run``, ``main``) and
-__main__.py (``python -m micrornn.bench``, and the ``--child`` side of ``measure_in_subprocess``).
+Layout: options.py (sizes, targets, Options), floor.py, contenders.py (the steps timed), measure.py
+(timing, here or in a subprocess), extras.py (memory, long sequences, scalar engine), profiling.py,
+report.py, runner.py (``run``, ``main``) and __main__.py (``python -m micrornn.bench``, and the
+``--child`` side of ``measure_in_subprocess``).
 """
-from micrornn.bench.contenders import (contenders_for, engine_step, make_case, reference_step, torch_available,
-                                       torch_step)
-from micrornn.bench.measure import (blas_info, count_value_nodes, long_sequence, loss_mismatches, measure_in_subprocess,
-                                    measure_memory, measure_mode, measure_timings, peak_bytes, scalar_graph,
-                                    scalar_throughput, thread_limit, time_round_robin)
-from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, DTYPES, MEMORY_TARGET, QUICK_ROUNDS, REFERENCE,
-                                    ROUNDS, SIZES, TARGETS, THREAD_ENV_VARS, THREAD_MODES, Options, add_arguments,
-                                    options_from_args)
+from micrornn.bench.contenders import (available, bptt_step, contenders_for, engine_step, floor_step, jax_step,
+                                       make_case, torch_steps)
+from micrornn.bench.extras import (count_value_nodes, long_sequences, measure_memory, peak_bytes, scalar_graph,
+                                   scalar_throughput)
+from micrornn.bench.floor import RNNFloor
+from micrornn.bench.measure import (blas_info, loss_mismatches, measure_in_subprocess, measure_mode, measure_timings,
+                                    thread_limit, time_round_robin)
+from micrornn.bench.options import (CLASSES, CONTENDERS, DTYPES, FLOOR, MEMORY_TARGET, QUICK_PROMISE, QUICK_ROUNDS,
+                                    ROUNDS, SIZES, TARGETS, THREAD_MODES, Options, add_arguments, options_from_args)
 from micrornn.bench.profiling import profile_unrolled
 from micrornn.bench.report import format_extras, format_memory, format_timings, header_lines
 from micrornn.bench.runner import main, run
 
 __all__ = [
-    "BLAS_ENV_VARS", "CLASSES", "CONTENDERS", "DTYPES", "MEMORY_TARGET", "QUICK_ROUNDS", "REFERENCE", "ROUNDS",
-    "SIZES", "TARGETS", "THREAD_ENV_VARS", "THREAD_MODES", "Options", "add_arguments", "options_from_args",
-    "contenders_for", "engine_step", "make_case", "reference_step", "torch_available", "torch_step",
-    "blas_info", "count_value_nodes", "long_sequence", "loss_mismatches", "measure_in_subprocess",
-    "measure_memory", "measure_mode", "measure_timings", "peak_bytes", "scalar_graph", "scalar_throughput",
-    "thread_limit", "time_round_robin", "profile_unrolled", "format_extras", "format_memory",
-    "format_timings", "header_lines", "main", "run",
+    "available", "bptt_step", "contenders_for", "engine_step", "floor_step", "jax_step", "make_case", "torch_steps",
+    "count_value_nodes", "long_sequences", "measure_memory", "peak_bytes", "scalar_graph", "scalar_throughput",
+    "RNNFloor", "blas_info", "loss_mismatches", "measure_in_subprocess", "measure_mode", "measure_timings",
+    "thread_limit", "time_round_robin", "CLASSES", "CONTENDERS", "DTYPES", "FLOOR", "MEMORY_TARGET",
+    "QUICK_PROMISE", "QUICK_ROUNDS", "ROUNDS", "SIZES", "TARGETS", "THREAD_MODES", "Options", "add_arguments",
+    "options_from_args", "profile_unrolled", "format_extras", "format_memory", "format_timings", "header_lines",
+    "main", "run",
 ]

@@ -1,17 +1,27 @@
-"""The contenders: one seeded case per size and dtype, and a zero-argument training step for each."""
+"""The contenders: one seeded case per size and dtype, and a zero-argument training step for each.
+
+Every step computes the same thing from the same parameters and data: forward, the softmax
+cross-entropy summed over time and batch, backward; it returns the loss (a guard that all of them
+agree). torch and JAX are imported only inside their own steps (they are never dependencies).
+"""
 from __future__ import annotations
 
 import importlib.util
+from collections import namedtuple
 
 import numpy as np
 
 from micrornn import bptt
-from micrornn.bench.options import CLASSES, REFERENCE, SIZES
+from micrornn.bench.floor import RNNFloor
+from micrornn.bench.options import CLASSES, CONTENDERS, FLOOR, SIZES
 from micrornn.nn import SequenceModel
 
+Case = namedtuple("Case", "model fused indices dense targets")
+PARAMETER_NAMES = ("rnn.cells.0.U", "rnn.cells.0.W", "rnn.cells.0.b", "head.weight", "head.bias")
 
-def make_case(size: str, dtype: str, seed: int = 0):
-    """(model, fused_model, indices (T, B), dense one-hot (T, B, 65), targets (T, B)) for one size."""
+
+def make_case(size: str, dtype: str, seed: int = 0) -> Case:
+    """Unrolled and fused models with equal parameters, indices (T, B), their one-hot rows, targets."""
     T, B, H = SIZES[size]
     rng = np.random.default_rng(seed)
     model = SequenceModel(CLASSES, H, CLASSES, dtype=np.dtype(dtype), rng=seed)
@@ -21,7 +31,18 @@ def make_case(size: str, dtype: str, seed: int = 0):
     targets = rng.integers(0, CLASSES, size=(T, B))
     dense = np.zeros((T, B, CLASSES), dtype=dtype)
     np.put_along_axis(dense, indices[..., None], 1, axis=-1)
-    return model, fused, indices, dense, targets
+    return Case(model, fused, indices, dense, targets)
+
+
+def parameter_arrays(model) -> list:
+    """U, W, b, V, c of a one-layer SequenceModel as ndarrays."""
+    named = dict(model.named_parameters())
+    return [named[name].data for name in PARAMETER_NAMES]
+
+
+def floor_step(case: Case):
+    """The hand-written NumPy floor (buffers allocated here, once)."""
+    return RNNFloor(*parameter_arrays(case.model), case.indices, case.targets).step
 
 
 def engine_step(model, x, targets):
@@ -37,31 +58,49 @@ def engine_step(model, x, targets):
     return step
 
 
-def reference_step(model, dense, targets):
-    """The analytic route on the same model and data; returns the loss."""
+def bptt_step(case: Case):
+    """micrornn.bptt.loss_and_grads, the analytic route users compare against (index inputs, as the floor)."""
     def step():
-        return bptt.loss_and_grads(model, dense, targets)[0]
+        return bptt.loss_and_grads(case.model, case.indices, case.targets)[0]
     return step
 
 
-def torch_available() -> bool:
-    """True when PyTorch can be imported (it is only ever an optional comparison)."""
-    return importlib.util.find_spec("torch") is not None
+def available(module: str) -> bool:
+    """True when ``module`` can be imported (torch and JAX are only ever optional comparisons)."""
+    return importlib.util.find_spec(module) is not None
 
 
-def torch_step(model, indices, targets):
-    """PyTorch eager autograd over the engine's per-step ops: gather U^T rows, loop tanh(p_t + h W^T), head, CE."""
+def torch_steps(case: Case) -> dict:
+    """torch nn.RNN + nn.Linear on one-hot rows, and torch eager autograd over the engine's per-step ops."""
     import torch
 
-    params = {name: torch.tensor(p.data, requires_grad=True) for name, p in model.named_parameters()}
-    U, W, b = params["rnn.cells.0.U"], params["rnn.cells.0.W"], params["rnn.cells.0.b"]
-    V, c = params["head.weight"], params["head.bias"]
-    idx, tgt = torch.as_tensor(indices, dtype=torch.long), torch.as_tensor(targets.reshape(-1), dtype=torch.long)
+    dtype = torch.float64 if case.model.head.weight.dtype == np.float64 else torch.float32
+    U, W, b, V, c = (torch.tensor(a, requires_grad=True) for a in parameter_arrays(case.model))
+    idx = torch.as_tensor(case.indices, dtype=torch.long)
+    tgt = torch.as_tensor(case.targets.reshape(-1), dtype=torch.long)
+    H = W.shape[0]
+    rnn = torch.nn.RNN(CLASSES, H, nonlinearity="tanh").to(dtype)
+    head = torch.nn.Linear(H, CLASSES).to(dtype)
+    with torch.no_grad():
+        for mine, theirs in ((U, rnn.weight_ih_l0), (W, rnn.weight_hh_l0), (b, rnn.bias_ih_l0),
+                             (V, head.weight), (c, head.bias)):
+            theirs.copy_(mine)
+        rnn.bias_hh_l0.zero_()
+    dense = torch.as_tensor(case.dense)
+    module_params = list(rnn.parameters()) + list(head.parameters())
 
-    def step():
-        for p in params.values():
+    def module_step():
+        for p in module_params:
             p.grad = None
-        projected = U.t()[idx] + b
+        out, _ = rnn(dense)
+        loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, CLASSES), tgt, reduction="sum")
+        loss.backward()
+        return loss.item()
+
+    def unrolled_step():
+        for p in (U, W, b, V, c):
+            p.grad = None
+        projected = U.t()[idx] + b  # gather rows of [U^T + b], as the engine does
         h, states = None, []
         for t in range(idx.shape[0]):
             h = torch.tanh(projected[t] if h is None else projected[t] + h @ W.t())
@@ -70,20 +109,53 @@ def torch_step(model, indices, targets):
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, CLASSES), tgt, reduction="sum")
         loss.backward()
         return loss.item()
+    return {"torch_rnn": module_step, "torch_unrolled": unrolled_step}
+
+
+def jax_step(case: Case):
+    """JAX: jit(value_and_grad) of a lax.scan over the steps (float64 needs JAX_ENABLE_X64=1 set before import)."""
+    import jax
+    import jax.numpy as jnp
+
+    params = [jnp.asarray(a) for a in parameter_arrays(case.model)]
+    if params[0].dtype != case.model.head.weight.dtype:
+        raise RuntimeError(f"JAX made {params[0].dtype} arrays: start it with JAX_ENABLE_X64=1 for float64")
+    idx, tgt = jnp.asarray(case.indices), jnp.asarray(case.targets)
+    B, H = case.indices.shape[1], params[1].shape[0]
+
+    def loss_fn(params, idx, tgt):
+        U, W, b, V, c = params
+        projected = (U.T + b)[idx]
+
+        def cell(h, a_t):
+            h = jnp.tanh(a_t + h @ W.T)
+            return h, h
+        _, hs = jax.lax.scan(cell, jnp.zeros((B, H), U.dtype), projected)
+        logits = hs @ V.T + c
+        picked = jnp.take_along_axis(logits, tgt[..., None], axis=-1)[..., 0]
+        return jnp.sum(jax.nn.logsumexp(logits, axis=-1) - picked)
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+
+    def step():
+        loss, grads = value_and_grad(params, idx, tgt)
+        jax.block_until_ready(grads)
+        return float(loss)
     return step
 
 
-def contenders_for(size: str, dtype: str, which: str = "numpy") -> dict:
-    """Contender key -> zero-argument step, all on the same parameters and data (seeded, so a
-    subprocess rebuilds the very same case). ``which``: "numpy" (reference and micrornn) or "torch"
-    (the torch step, plus the reference for the loss check only)."""
-    model, fused, indices, dense, targets = make_case(size, dtype)
-    steps = {REFERENCE: reference_step(model, dense, targets)}
-    if which == "torch":
-        steps["torch"] = torch_step(model, indices, targets)
+def contenders_for(size: str, dtype: str, group: str = "numpy") -> dict:
+    """Contender key -> zero-argument step for one process ``group`` ("numpy", "torch" or "jax"),
+    the floor first, all on the same seeded parameters and data."""
+    case = make_case(size, dtype)
+    steps = {FLOOR: floor_step(case)}
+    if group == "numpy":
+        steps.update({"bptt": bptt_step(case), "unrolled": engine_step(case.model, case.indices, case.targets),
+                      "fused": engine_step(case.fused, case.indices, case.targets)})
+    elif group == "torch":
+        steps.update(torch_steps(case))
+    elif group == "jax":
+        steps["jax"] = jax_step(case)
     else:
-        steps.update({"unrolled": engine_step(model, indices, targets),
-                      "unrolled_dense": engine_step(model, dense, targets),
-                      "fused": engine_step(fused, indices, targets)})
+        raise ValueError(f"contenders_for: unknown group {group!r}")
+    assert all(name in CONTENDERS for name in steps)
     return steps
-

@@ -8,18 +8,18 @@ import statistics
 
 from micrornn.bench.contenders import contenders_for
 from micrornn.bench.measure import thread_limit, time_round_robin
-from micrornn.bench.options import REFERENCE, SIZES
+from micrornn.bench.options import FLOOR, SIZES
 from micrornn.bench.report import _ms
 
 
 def profile_unrolled(size: str, dtype: str = "float64", rounds: int | None = None, top: int = 18) -> str:
-    """cProfile of the unrolled step (one thread), sorted by own time, with the reference's total beside it."""
+    """cProfile of the unrolled step (one thread), sorted by own time, with the floor's time beside it."""
     steps = contenders_for(size, dtype)
     rounds = rounds or {"small": 300, "medium": 60, "large": 8}[size]
     with thread_limit("1"):
-        for name in (REFERENCE, "unrolled"):
+        for name in (FLOOR, "unrolled"):
             steps[name]()
-        ref, _ = time_round_robin({REFERENCE: steps[REFERENCE], "unrolled": steps["unrolled"]}, rounds, warmup=1)
+        ref = time_round_robin({FLOOR: steps[FLOOR], "unrolled": steps["unrolled"]}, rounds, warmup=1)
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(rounds):
@@ -31,7 +31,7 @@ def profile_unrolled(size: str, dtype: str = "float64", rounds: int | None = Non
     T, B, H = SIZES[size]
     head = (f"== cProfile: unrolled step, {size} (T={T} B={B} H={H}) {dtype}, one thread, {rounds} steps; "
             f"unprofiled medians: unrolled {_ms(statistics.median(ref['unrolled']))}, "
-            f"reference {_ms(statistics.median(ref[REFERENCE]))} ms per step\n")
+            f"floor {_ms(statistics.median(ref[FLOOR]))} ms per step\n")
     return head + _trim_stats(text.getvalue())
 
 

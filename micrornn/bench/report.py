@@ -1,4 +1,4 @@
-"""The report: header lines and the timing, memory and extras tables."""
+"""The report: header lines, the ratio table, peak memory and the extras."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,7 @@ import platform
 import numpy as np
 
 import micrornn
-from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, MEMORY_TARGET, REFERENCE, SIZES,
-                                    TARGETS, Options)
+from micrornn.bench.options import BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, MEMORY_TARGET, SIZES, TARGETS, Options
 
 
 def _ms(seconds: float) -> str:
@@ -24,82 +23,94 @@ def header_lines(options: Options) -> list:
     env = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_ENV_VARS)
     return [
         "micrornn bench: one training step = forward + softmax cross-entropy summed over time and batch "
-        f"+ backward; one layer; one-hot inputs of {CLASSES} classes, {CLASSES} outputs",
+        f"+ backward; one tanh layer; index inputs of {CLASSES} classes, {CLASSES} outputs",
         f"python {platform.python_version()}, numpy {np.__version__}, micrornn {micrornn.__version__}, "
         f"{os.cpu_count()} CPUs ({platform.machine()}); {env}",
-        "medians after warm-up; contenders interleaved round-robin, start rotating each round; "
-        "ratio = median / median of the reference (bptt.loss_and_grads, dense one-hot input); "
-        "iqr = interquartile range / median; faults = median minor page faults per step (fresh memory "
-        "touched: each costs ~3 us on a VM)",
+        "floor = a hand-written NumPy step (micrornn/bench/floor.py: preallocated buffers, one gather, three "
+        "calls per time step each way); ratio = median / median of the floor timed in the same process, "
+        "contenders interleaved round-robin after a warm-up",
+        "bptt = micrornn.bptt.loss_and_grads; unrolled, fused = micrornn "
+        "SequenceModel(fused=False/True).loss + backward; torch nn.RNN on one-hot rows and torch eager "
+        "over the unrolled ops run in their own process, JAX jit(value_and_grad(lax.scan)) in another",
         "allocator: " + ("glibc defaults (--default-allocator)" if options.default_allocator else
-                         "micrornn.allocator.tune_allocator(): freed memory kept for reuse, as in `micrornn train`"),
+                         "micrornn.allocator.tune_allocator(), as in `micrornn train`"),
     ] + ([f"note: {env} in the environment: pass --clean-blas-env to measure OpenBLAS's native kernel"]
-         if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else []) + [
-        "* torch (only when importable) runs alone in its own subprocess right after the others, same seeded "
-        "model and data: its spinning OpenMP threads would slow interleaved NumPy contenders",
-    ]
+         if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else [])
+
+
+def _target(name: str, size: str):
+    return TARGETS[name][size] if name in TARGETS else None
 
 
 def format_timings(result: dict, options: Options) -> str:
-    """One block per thread mode: a row per size, dtype and contender, with ratio, target and PASS/MISS."""
-    lines = [f"-- threads: {'one' if result['mode'] == '1' else 'default'} -- {result['blas']}"
-             + (f"; {result['torch']}" if result.get("torch") else "; torch not measured")]
+    """One block per thread mode: per size and dtype the floor's time and every contender's ratio."""
+    lines = [f"-- threads: {'one' if result['mode'] == '1' else 'default'} -- {result['blas']}"]
+    if result.get("frameworks"):
+        lines.append("   " + "; ".join(result["frameworks"]))
     load = [x for x in result.get("load", []) if x is not None]
     if load:
-        lines.append(f"   1-min load average {' -> '.join(f'{x:g}' for x in load)} "
-                     f"(this run uses up to {'1' if result['mode'] == '1' else 'all'} CPU; more means other work)")
-    if result.get("env"):
-        lines.append("   (measured in a subprocess with " +
-                     ", ".join(f"{k}={v or 'unset'}" for k, v in result["env"].items()) + ")")
-    lines.append(f"{'dtype':8} {'size':6} {'T':>3} {'B':>3} {'H':>4}  {'contender':33} {'median ms':>10} "
-                 f"{'iqr':>5} {'faults':>6} {'ratio':>6} {'target':>7}  result")
+        lines.append(f"   1-min load average {' -> '.join(f'{x:g}' for x in load)} on {os.cpu_count()} CPUs "
+                     f"(this run uses up to {'1' if result['mode'] == '1' else 'all'}; more means other work)")
     by_key = {(r["dtype"], r["size"], r["contender"]): r for r in result["rows"]}
+    names = [n for n in CONTENDERS if n != FLOOR and any(k[2] == n for k in by_key)]
+    lines.append(f"{'dtype':8} {'size':6} {'T':>3} {'B':>3} {'H':>4} {'floor ms':>9} "
+                 + " ".join(f"{CONTENDERS[n][0]:>14}" for n in names) + "  noise  targets missed")
     for dtype in options.dtypes:
         for size in options.sizes:
-            T, B, H = SIZES[size]
-            ref = by_key.get((dtype, size, REFERENCE))
-            if ref is None:
+            floor = by_key.get((dtype, size, FLOOR))
+            if floor is None:
                 continue
-            first = True
-            for name, (label, target_kind) in CONTENDERS.items():
+            T, B, H = SIZES[size]
+            cells, misses, noise = [], [], floor["iqr"]
+            for name in names:
                 row = by_key.get((dtype, size, name))
                 if row is None:
+                    cells.append(f"{'-':>14}")
                     continue
-                ratio = row["median"] / ref["median"]
-                target = TARGETS[target_kind][size] if target_kind else None
-                verdict = "" if target is None else ("PASS" if ratio <= target else "MISS")
-                if row["loss_mismatch"]:
-                    verdict += " (loss differs from reference!)"
-                lead = f"{dtype:8} {size:6} {T:>3} {B:>3} {H:>4}" if first else " " * 28
-                lines.append(f"{lead}  {label:33} {_ms(row['median']):>10} {row['iqr'] * 100:>4.0f}% {row['faults']:>6.0f} {ratio:>5.2f}x "
-                             f"{'' if target is None else f'<={target:g}x':>7}  {verdict}".rstrip())
-                first = False
+                noise = max(noise, row["iqr"])
+                target = _target(name, size)
+                flag = "!" if row["loss_mismatch"] else ""
+                cells.append(f"{row['ratio']:.2f}x{flag}".rjust(14))
+                if target is not None and row["ratio"] > target:
+                    misses.append(f"{CONTENDERS[name][0]} {row['ratio']:.2f}x > {target:g}x")
+            lines.append(f"{dtype:8} {size:6} {T:>3} {B:>3} {H:>4} {_ms(floor['median']):>9} " + " ".join(cells)
+                         + f"  {noise * 100:>4.0f}%  " + ("; ".join(misses) or "none"))
+    lines.append("   targets: " + "; ".join(
+        f"{CONTENDERS[n][0]} <= " + "/".join(f"{TARGETS[n][s]:g}x" for s in options.sizes) for n in TARGETS)
+        + f" ({'/'.join(options.sizes)}); noise = largest interquartile range / median in the row"
+        + ("; ! = loss differs from the floor's" if any(r["loss_mismatch"] for r in result["rows"]) else ""))
     return "\n".join(lines)
 
 
 def format_memory(rows: list) -> str:
-    """Peak-memory table: reference, unrolled (with ratio against the target) and fused."""
-    lines = ["-- peak memory of one training step (tracemalloc: NumPy buffers + Python objects, above live) --",
-             f"{'dtype':8} {'size':6}  {'reference MB':>12} {'unrolled MB':>12} {'ratio':>6} {'target':>7}  "
-             f"{'result':6} {'fused MB':>9} {'ratio':>6}"]
+    """Peak-memory table: every contender against the floor (buffers included), unrolled against its target."""
+    lines = ["-- peak memory of one training step (tracemalloc: NumPy buffers + Python objects; the floor's "
+             "preallocated buffers counted) --",
+             f"{'dtype':8} {'size':6}  {'floor MB':>9} {'bptt':>7} {'unrolled':>9} {'fused':>7}  target  result"]
     for r in rows:
-        ratio, fused_ratio = r["unrolled"] / r[REFERENCE], r["fused"] / r[REFERENCE]
-        verdict = "PASS" if ratio <= MEMORY_TARGET else "MISS"
-        lines.append(f"{r['dtype']:8} {r['size']:6}  {_mb(r[REFERENCE]):>12} {_mb(r['unrolled']):>12} {ratio:>5.2f}x "
-                     f"{f'<={MEMORY_TARGET:g}x':>7}  {verdict:6} {_mb(r['fused']):>9} {fused_ratio:>5.2f}x")
+        ratio = {name: r[name] / r[FLOOR] for name in ("bptt", "unrolled", "fused")}
+        verdict = "PASS" if ratio["unrolled"] <= MEMORY_TARGET else "MISS"
+        lines.append(f"{r['dtype']:8} {r['size']:6}  {_mb(r[FLOOR]):>9} {ratio['bptt']:>6.2f}x "
+                     f"{ratio['unrolled']:>8.2f}x {ratio['fused']:>6.2f}x  <={MEMORY_TARGET:g}x  {verdict} (unrolled)")
     return "\n".join(lines)
 
 
-def format_extras(scalar: dict, seq: dict) -> str:
-    """Scalar-engine throughput and the long sequence."""
-    u, ref = seq["unrolled"], seq[REFERENCE]
-    return "\n".join([
-        "-- scalar engine (micrornn.Value), dense relu layers of width 50 --",
-        f"{scalar['nodes']} nodes: build {_ms(scalar['build'])} ms + backward {_ms(scalar['backward'])} ms "
-        f"= {scalar['nodes_per_s'] / 1e6:.2f} M nodes/s (build + backward)",
-        f"-- {seq['steps']}-step unrolled sequence, B=1 H={seq['hidden']}, float64, forward + backward --",
-        f"unrolled : {_ms(u['time'])} ms, peak {_mb(u['peak'])} MB",
-        f"reference: {_ms(ref['time'])} ms, peak {_mb(ref['peak'])} MB  "
-        f"(ratios {u['time'] / ref['time']:.2f}x time, {u['peak'] / ref['peak']:.2f}x memory)",
-    ])
-
+def format_extras(scalar: dict, sequences: list) -> str:
+    """Scalar-engine throughput and the long sequences."""
+    lines = ["-- scalar engine (micrornn.Value), dense relu layers of width 50 --",
+             f"{scalar['nodes']} nodes: build {_ms(scalar['build'])} ms + backward {_ms(scalar['backward'])} ms "
+             f"= {scalar['nodes_per_s'] / 1e6:.2f} M nodes/s build + backward, "
+             f"{scalar['backward_nodes_per_s'] / 1e6:.2f} M nodes/s backward alone "
+             "(benchmarks/scalar_throughput.py compares with micrograd)",
+             f"-- long sequences, B=1 H={sequences[0]['hidden']}, float64, forward + backward, one thread --"]
+    for s in sequences:
+        u, f = s["unrolled"], s[FLOOR]
+        lines.append(f"T={s['steps']:>6,}: unrolled {_ms(u['time']):>7} ms ({u['time'] / s['steps'] * 1e6:.1f} us/step, "
+                     f"peak {_mb(u['peak'])} MB), floor {_ms(f['time'])} ms (peak {_mb(f['peak'])} MB): "
+                     f"{u['time'] / f['time']:.2f}x time, {u['peak'] / f['peak']:.2f}x memory")
+    if len(sequences) > 1:
+        first, last = sequences[0], sequences[-1]
+        growth = (last["unrolled"]["time"] / last["steps"]) / (first["unrolled"]["time"] / first["steps"])
+        lines.append(f"unrolled time per step at T={last['steps']:,} / at T={first['steps']:,}: {growth:.2f}x "
+                     "(1.0 = linear in T)")
+    return "\n".join(lines)

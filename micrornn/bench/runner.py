@@ -5,8 +5,8 @@ import argparse
 import sys
 
 from micrornn.allocator import tune_allocator
-from micrornn.bench.measure import (_progress, long_sequence, measure_memory, measure_mode, scalar_throughput,
-                                    thread_limit)
+from micrornn.bench.extras import long_sequences, measure_memory, scalar_throughput
+from micrornn.bench.measure import measure_mode, progress, thread_limit
 from micrornn.bench.options import Options, add_arguments, options_from_args
 from micrornn.bench.profiling import profile_unrolled
 from micrornn.bench.report import format_extras, format_memory, format_timings, header_lines
@@ -30,19 +30,18 @@ def run(options: Options, out=None) -> int:
         emit(line)
     emit()
     for mode in options.threads:
-        _progress(f"timing, threads={mode} ...")
-        result = measure_mode(options, mode)
-        emit(format_timings(result, options))
+        progress(f"timing, threads={mode} ...")
+        emit(format_timings(measure_mode(options, mode), options))
         emit()
-    _progress("peak memory ...")
+    progress("peak memory ...")
     emit(format_memory(measure_memory(options.sizes, options.dtypes)))
     if options.extras:
-        _progress("scalar engine and long sequence ...")
+        progress("scalar engine and long sequences ...")
         with thread_limit("1"):
             scalar = scalar_throughput(100_000, repeats=1 if options.quick else 3)
-            seq = long_sequence(10_000, repeats=1 if options.quick else 3)
+            sequences = long_sequences((1_000, 10_000), repeats=1 if options.quick else 3)
         emit()
-        emit(format_extras(scalar, seq))
+        emit(format_extras(scalar, sequences))
     return 0
 
 
@@ -58,4 +57,3 @@ def main(argv=None, prog=None) -> int:
     except ValueError as err:
         parser.error(str(err))
     return run(options)
-

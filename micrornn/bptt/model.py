@@ -166,16 +166,25 @@ def loss_and_grads(model, x, targets, h0=None, return_hidden_grads=False):
     of total dL/dh_t (T, B, H) as before, otherwise ``step_grads``' dictionary.
     """
     kind = _cell_kind(model.rnn)
+    _check_no_dropout(model.rnn)
     if kind == "rnn" and len(_directions(model.rnn)) == 1:
         return vanilla.loss_and_grads(model, x, targets, h0, return_hidden_grads)
     loss, grads, steps = _general(model, x, targets, h0)
     return (loss, grads, steps) if return_hidden_grads else (loss, grads)
 
 
+def _check_no_dropout(rnn):
+    """Refuse a model whose layers would drop units at random (the analytic route has no dropout)."""
+    if getattr(rnn, "dropout", 0) and getattr(rnn, "training", True):
+        raise ValueError(f"model.rnn.dropout={rnn.dropout} in training mode is random: the analytic route "
+                         "computes the model without dropout; call model.eval() first")
+
+
 def step_grads(model, x, targets, h0=None):
     """{(layer, direction): {'h', 'c', 'gates'}} per-step totals dL/dh_t, dL/dc_t (LSTM, else None)
     and dL/d(gate pre-activation) (T, B, G*H), in the input's time order, for any SequenceModel.
     For the LSTM also 'c_line': the part of dL/dc_t that comes along the cell line from c_{t+1}."""
+    _check_no_dropout(model.rnn)
     return _general(model, x, targets, h0)[2]
 
 

@@ -14,6 +14,8 @@ import numpy as np
 
 def _check_shape(name, arr, expected):
     """Raise ValueError unless arr matches expected; str entries in expected are free sizes."""
+    if arr.shape == expected:  # all sizes given and right: the common case, one comparison
+        return
     ok = arr.ndim == len(expected) and all(
         isinstance(e, str) or s == e for s, e in zip(arr.shape, expected))
     if not ok:
@@ -65,12 +67,22 @@ def log_softmax(logits):
 
 def softmax_cross_entropy(logits, targets):
     """Summed cross-entropy of logits (N, O) against int targets (N,), and dL/dlogits."""
-    logp = log_softmax(logits)
+    logits = np.array(logits, dtype=_float_dtype(logits))  # a copy: the work below is in place
+    return softmax_cross_entropy_inplace(logits, np.asarray(targets))
+
+
+def softmax_cross_entropy_inplace(logits, targets):
+    """softmax_cross_entropy that turns the float buffer ``logits`` into dL/dlogits (one exp, no copies)."""
     rows = np.arange(len(targets))
-    loss = -logp[rows, targets].sum()
-    dlogits = np.exp(logp)  # dL/do = softmax(o) - onehot(y)
-    dlogits[rows, targets] -= 1
-    return float(loss), dlogits
+    peak = logits.max(axis=-1, keepdims=True)
+    logits -= peak  # shifted: exp cannot overflow
+    picked = logits[rows, targets]
+    probs = np.exp(logits, out=logits)
+    total = probs.sum(axis=-1, keepdims=True)
+    loss = np.log(total).sum() - picked.sum()  # sum_n logsumexp(o_n) - o_n[y_n]
+    probs /= total
+    probs[rows, targets] -= 1  # dL/do = softmax(o) - onehot(y)
+    return float(loss), probs
 
 
 def _check_targets(targets, T, B, num_classes):
@@ -89,7 +101,7 @@ def head_loss_and_grads(top, V, c, targets):
     logits = flat @ V.T.astype(flat.dtype, copy=False)
     if c is not None:
         logits += c
-    loss, d_logits = softmax_cross_entropy(logits, targets.reshape(-1))
+    loss, d_logits = softmax_cross_entropy_inplace(logits, targets.reshape(-1))
     grads = {"head.weight": d_logits.T @ flat}  # dL/dV = sum_t dO_t^T h_t
     if c is not None:
         grads["head.bias"] = d_logits.sum(axis=0)  # dL/dc = sum_t sum_batch dO_t

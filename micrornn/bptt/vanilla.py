@@ -30,27 +30,44 @@ def _check_nonlinearity(nonlinearity):
 
 
 def _check_layer_args(x, U, W, b, h0, prefix=""):
-    """Validate one layer's input sequence, weights and initial state; return (T, B, I, H)."""
+    """Validate one layer's input sequence (floats (T, B, I) or indices (T, B)), weights and
+    initial state; return (T, B, I, H)."""
     _check_shape(prefix + "U", U, ("H", "I"))
     H, I = U.shape
     _check_shape(prefix + "W", W, (f"H={H}", f"H={H}") if W.ndim != 2 else (H, H))
     if b is not None:
         _check_shape(prefix + "b", b, (H,))
-    _check_shape("x", x, ("T", "B", f"I={I}") if x.ndim != 3 else (x.shape[0], x.shape[1], I))
+    if _is_indices(x):
+        _check_shape("x", x, ("T", "B"))
+        if x.size and (x.min() < 0 or x.max() >= I):
+            raise ValueError(f"x: index inputs must lie in [0, {I}), got values in [{x.min()}, {x.max()}]")
+    else:
+        _check_shape("x", x, ("T", "B", f"I={I}") if x.ndim != 3 else (x.shape[0], x.shape[1], I))
     T, B = x.shape[:2]
     if h0 is not None:
         _check_shape("h0", h0, (B, H))
     return T, B, I, H
 
 
+def _is_indices(x):
+    """True for integer inputs: x (T, B) holds class indices, standing for one-hot rows."""
+    return x.dtype.kind in "iu"
+
+
+def _one_hot_rows(indices, size, dtype):
+    """The (N, size) one-hot rows of flat indices (N,)."""
+    rows = np.zeros((indices.size, size), dtype)
+    rows[np.arange(indices.size), indices.reshape(-1)] = 1
+    return rows
+
+
 # ----------------------------------------------------------------------------- one layer
 
-def _activate_inplace(pre, nonlinearity):
-    """Apply the nonlinearity to pre in place."""
-    if nonlinearity == "tanh":
-        np.tanh(pre, out=pre)
-    else:
-        np.maximum(pre, 0, out=pre)
+def _relu_inplace(pre, out):
+    return np.maximum(pre, 0, out=out)
+
+
+_ACTIVATE_INPLACE = {"tanh": np.tanh, "relu": _relu_inplace}  # act(pre, out=pre)
 
 
 def _act_derivative(hs, nonlinearity):
@@ -63,62 +80,98 @@ def _act_derivative(hs, nonlinearity):
 
 
 def rnn_layer_forward(x, U, W, b, h0, nonlinearity="tanh"):
-    """States h_1..h_T (T, B, H) of one RNN layer over x (T, B, I); h0 None means zeros."""
+    """States h_1..h_T (T, B, H) of one RNN layer over x (T, B, I), or over indices x (T, B)
+    standing for one-hot rows; h0 None means zeros."""
     _check_nonlinearity(nonlinearity)
     x, U, W, b, h0 = _arrays(x, U, W, b, h0)
-    T, B, I, H = _check_layer_args(x, U, W, b, h0)
-    dtype = _float_dtype(x, U, W, b, h0)
-    x, U, W, b, h0 = (_as(a, dtype) for a in (x, U, W, b, h0))
+    _check_layer_args(x, U, W, b, h0)
+    dtype = _float_dtype(U, W, b, h0) if _is_indices(x) else _float_dtype(x, U, W, b, h0)
+    return layer_forward(x if _is_indices(x) else _as(x, dtype), *(_as(a, dtype) for a in (U, W, b, h0)),
+                         nonlinearity)
 
-    hs = (x.reshape(-1, I) @ U.T).reshape(T, B, H)  # input projection of every step at once
-    if b is not None:
-        hs += b
-    recur = np.empty((B, H), dtype=dtype)
-    h_prev = h0
-    for t in range(T):
-        step = hs[t]  # contiguous view, filled in place
-        if h_prev is not None:
-            np.matmul(h_prev, W.T, out=recur)
-            step += recur
-        _activate_inplace(step, nonlinearity)
-        h_prev = step
+
+def layer_forward(x, U, W, b, h0, nonlinearity):
+    """rnn_layer_forward without the checks: arrays of one float dtype (x may be indices)."""
+    T, B = x.shape[:2]
+    H = U.shape[0]
+    if _is_indices(x):  # one gather of [U^T + b] rows
+        table = U.T + b if b is not None else U.T
+        hs = np.take(table, x, axis=0)
+    else:  # input projection of every step at once
+        hs = (x.reshape(T * B, -1) @ U.T).reshape(T, B, H)
+        if b is not None:
+            hs += b
+    activate, W_T = _ACTIVATE_INPLACE[nonlinearity], W.T
+    recur = np.empty((B, H), dtype=hs.dtype)
+    if T == 0:
+        return hs
+    if h0 is not None:
+        np.matmul(h0, W_T, out=recur)
+        np.add(hs[0], recur, out=hs[0])
+    activate(hs[0], out=hs[0])
+    for t in range(1, T):
+        np.matmul(hs[t - 1], W_T, out=recur)
+        np.add(hs[t], recur, out=hs[t])
+        activate(hs[t], out=hs[t])
     return hs
 
 
 def rnn_layer_backward(dhs, x, hs, h0, U, W, nonlinearity="tanh", return_dh=False):
-    """BPTT through one layer: (dx, dU, dW, db, dh0), plus total dL/dh_t (T, B, H) if return_dh."""
+    """BPTT through one layer: (dx, dU, dW, db, dh0), plus total dL/dh_t (T, B, H) if return_dh.
+
+    For index inputs x (T, B), dx is None (indices have no gradient)."""
     _check_nonlinearity(nonlinearity)
     dhs, x, hs, h0, U, W = _arrays(dhs, x, hs, h0, U, W)
     T, B, I, H = _check_layer_args(x, U, W, None, h0)
     _check_shape("hs", hs, (T, B, H))
     _check_shape("dhs", dhs, (T, B, H))
-    dtype = _float_dtype(dhs, x, hs, h0, U, W)
-    dhs, x, hs, h0, U, W = (_as(a, dtype) for a in (dhs, x, hs, h0, U, W))
+    dtype = _float_dtype(dhs, hs, h0, U, W) if _is_indices(x) else _float_dtype(dhs, x, hs, h0, U, W)
+    if not _is_indices(x):
+        x = _as(x, dtype)
+    dhs, hs, h0, U, W = (_as(a, dtype) for a in (dhs, hs, h0, U, W))
+    return layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh)
 
-    deltas, dh0, dh_total = _delta_recursion(dhs, hs, W, nonlinearity, return_dh)
+
+def layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh=False, need_dx=True, need_dh0=True):
+    """rnn_layer_backward without the checks; dx (and dh0) are None when not needed."""
+    T, B, H = hs.shape
+    deltas, dh0, dh_total = _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0)
     flat = deltas.reshape(-1, H)
-    dU = flat.T @ x.reshape(-1, I)  # dL/dU = sum_t delta_t^T x_t
+    if _is_indices(x):
+        dU = flat.T @ _one_hot_rows(x, U.shape[1], flat.dtype)  # dL/dU = sum_t delta_t^T onehot(x_t)
+        dx = None
+    else:
+        dU = flat.T @ x.reshape(T * B, -1)  # dL/dU = sum_t delta_t^T x_t
+        dx = (flat @ U).reshape(x.shape) if need_dx else None  # dL/dx_t = delta_t U
     dW = _recurrent_weight_grad(deltas, hs, h0)  # dL/dW = sum_t delta_t^T h_{t-1}
     db = flat.sum(axis=0)  # dL/db = sum_t sum_batch delta_t
-    dx = (flat @ U).reshape(T, B, I)  # dL/dx_t = delta_t U
     if return_dh:
         return dx, dU, dW, db, dh0, dh_total
     return dx, dU, dW, db, dh0
 
 
-def _delta_recursion(dhs, hs, W, nonlinearity, return_dh):
-    """Run delta_t = act'(h_t) * (dhs_t + delta_{t+1} W) back in time; return (deltas, dh0, dh)."""
+def _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0=True):
+    """Run delta_t = act'(h_t) * (dhs_t + delta_{t+1} W) back in time; return (deltas, dh0, dh).
+
+    The deltas are written over act'(h_t), which each step reads once."""
     T, B, H = hs.shape
-    deriv = _act_derivative(hs, nonlinearity)
-    deltas = np.empty_like(hs)
+    deltas = _act_derivative(hs, nonlinearity)
+    if deltas.dtype != hs.dtype:  # relu's mask: a float buffer to hold the deltas
+        deltas = deltas.astype(hs.dtype)
     dh_total = np.empty_like(hs) if return_dh else None
-    carry = np.zeros((B, H), dtype=hs.dtype)  # delta_{t+1} W: what reaches h_t from step t+1
+    carry = np.empty((B, H), dtype=hs.dtype)  # delta_{t+1} W: what reaches h_t from step t+1
     for t in range(T - 1, -1, -1):
-        grad_h = dh_total[t] if return_dh else deltas[t]
-        np.add(dhs[t], carry, out=grad_h)  # g_t = dL/dh_t (from above) + delta_{t+1} W
-        np.multiply(grad_h, deriv[t], out=deltas[t])  # delta_t = act'(h_t) * g_t
-        np.matmul(deltas[t], W, out=carry)  # dL/dh_{t-1} through W = delta_t W
-    return deltas, carry, dh_total  # after the loop carry = delta_1 W = dL/dh0
+        if t == T - 1:
+            grad_h = dhs[t]  # nothing comes from a step T+1
+            if return_dh:
+                dh_total[t] = grad_h
+        else:
+            grad_h = dh_total[t] if return_dh else carry
+            np.add(dhs[t], carry, out=grad_h)  # g_t = dL/dh_t (from above) + delta_{t+1} W
+        np.multiply(grad_h, deltas[t], out=deltas[t])  # delta_t = act'(h_t) * g_t
+        if t or need_dh0:
+            np.matmul(deltas[t], W, out=carry)  # dL/dh_{t-1} through W = delta_t W
+    return deltas, (carry if need_dh0 else None), dh_total  # carry = delta_1 W = dL/dh0
 
 
 def _recurrent_weight_grad(deltas, hs, h0):
@@ -143,15 +196,17 @@ def _read_model(model):
 
 
 def _forward_layers(layers, x, h0):
-    """Run every layer; return the list of input sequences and the list of state sequences."""
+    """Check and run every layer; return the list of input sequences and the list of state sequences."""
     inputs, states = [], []
     for l, (U, W, b, nonlinearity) in enumerate(layers):
         _check_nonlinearity(nonlinearity)
         if l > 0:  # layer 0's input size is checked against x below
             _check_shape(f"rnn.cells.{l}.U", U, ("H", x.shape[2]) if U.ndim == 2 else ("H", "I"))
         _check_layer_args(x, U, W, b, None, prefix=f"rnn.cells.{l}.")
-        hs = rnn_layer_forward(x, U, W, b, None if h0 is None else h0[l], nonlinearity)
-        inputs.append(x)
+        dtype = _float_dtype(U, W, b, h0) if _is_indices(x) else _float_dtype(x, U, W, b, h0)
+        x_in = x if _is_indices(x) else _as(x, dtype)
+        hs = layer_forward(x_in, *(_as(a, dtype) for a in (U, W, b, None if h0 is None else h0[l])), nonlinearity)
+        inputs.append(x_in)
         states.append(hs)
         x = hs
     return inputs, states
@@ -160,16 +215,17 @@ def _forward_layers(layers, x, h0):
 def loss_and_grads(model, x, targets, h0=None, return_hidden_grads=False):
     """Summed cross-entropy and analytic gradients keyed like model.named_parameters().
 
-    x is ALWAYS time-major (T, B, I), whatever model.rnn.batch_first says; targets are int (T, B);
-    h0 is None (zeros) or (num_layers, B, H). With return_hidden_grads=True a third item is
-    returned: per layer, the total dL/dh_t (T, B, H) reaching each state from above and from t+1.
-    Gradients have the dtype of their parameter.
+    x is ALWAYS time-major: floats (T, B, I), or integer indices (T, B) standing for one-hot rows,
+    whatever model.rnn.batch_first says; targets are int (T, B); h0 is None (zeros) or
+    (num_layers, B, H). With return_hidden_grads=True a third item is returned: per layer, the
+    total dL/dh_t (T, B, H) reaching each state from above and from t+1. Gradients have the
+    dtype of their parameter.
     """
     layers, V, c = _read_model(model)
     if not layers:
         raise ValueError("model.rnn.cells: expected at least one cell, got none")
     x, targets = np.asarray(x), np.asarray(targets)
-    _check_shape("x", x, ("T", "B", "I"))
+    _check_shape("x", x, ("T", "B") if _is_indices(x) else ("T", "B", "I"))
     T, B = x.shape[:2]
     if h0 is not None:
         h0 = np.asarray(h0)
@@ -193,8 +249,11 @@ def _backward_layers(layers, inputs, states, h0, dhs, grads, return_dh):
     hidden_grads = [None] * len(layers)
     for l in range(len(layers) - 1, -1, -1):
         U, W, b, nonlinearity = layers[l]
-        out = rnn_layer_backward(dhs, inputs[l], states[l], None if h0 is None else h0[l],
-                                 U, W, nonlinearity, return_dh=return_dh)
+        hs = states[l]
+        h0_l = None if h0 is None else h0[l].astype(hs.dtype, copy=False)
+        out = layer_backward(dhs.astype(hs.dtype, copy=False), inputs[l], hs, h0_l, U.astype(hs.dtype, copy=False),
+                             W.astype(hs.dtype, copy=False), nonlinearity, return_dh=return_dh,
+                             need_dx=l > 0, need_dh0=False)  # nobody asks for the input's or h0's gradient
         dhs, dU, dW, db = out[:4]  # this layer's dx is dL/dhs of layer l-1
         grads[f"rnn.cells.{l}.U"], grads[f"rnn.cells.{l}.W"] = dU, dW
         if b is not None:
@@ -210,5 +269,5 @@ def _match_param_dtypes(grads, layers, V, c):
     for l, (U, W, b, _) in enumerate(layers):
         params.update({f"rnn.cells.{l}.U": U, f"rnn.cells.{l}.W": W, f"rnn.cells.{l}.b": b})
     params.update({"head.weight": V, "head.bias": c})
-    return {name: grads[name].astype(_float_dtype(p), copy=False)
+    return {name: grads[name].astype(p.dtype if p.dtype.kind == "f" else np.float64, copy=False)
             for name, p in params.items() if p is not None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from micrornn import divergence, rnncheck
+from micrornn.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
 
@@ -41,10 +42,25 @@ def add_parser(subparsers):
     return p
 
 
+def check_sizes(args, defaults, flags=None) -> None:
+    """UsageError naming the option (flags: name -> flag where it differs) when the model and its
+    graph cannot fit in memory."""
+    def estimate(input_size, hidden_size, output_size, layers, steps, batch):
+        return rnn_run_bytes(input_size, hidden_size, output_size, layers, steps, batch, extra=0)
+    sizes = {name: getattr(args, name) for name in defaults}
+    try:
+        check_fits(estimate, sizes, defaults)
+    except TooBig as e:
+        name = str(e).split(" ", 1)[0]
+        flag = (flags or {}).get(name, f"--{name.replace('_', '-')}")
+        raise UsageError(f"{flag}{str(e)[len(name):]}") from None
+
+
 def run(args) -> int:
     """Print the comparison table and a summary; 0 when every parameter passes, else 1."""
     if args.atol == 0 and args.rtol == 0:
         raise UsageError("gradcheck: --atol and --rtol cannot both be 0")
+    check_sizes(args, {"input_size": 3, "hidden_size": 4, "output_size": 5, "layers": 2, "steps": 6, "batch": 2})
     if args.nonlinearity != "tanh" and args.cell != "rnn":
         raise UsageError(f"gradcheck: --nonlinearity applies to --cell rnn only, not {args.cell}")
     gates = divergence.GATES[args.cell]

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 
 from micrornn.train.checkpoint import CheckpointError
-from micrornn.cli import UsageError, non_negative_int, positive_float
+from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_int
 from micrornn.cli.train import DEFAULT_CHECKPOINT
+from micrornn.train.console import safe_print
 from micrornn.train.sample import load_model, sample
 
 
@@ -19,8 +20,10 @@ def add_parser(subparsers):
                    help=f"checkpoint to sample from (default {DEFAULT_CHECKPOINT})")
     p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
                    help="characters to generate after the prime (default 500)")
-    p.add_argument("--temperature", type=positive_float, default=0.8, metavar="T",
-                   help="softmax temperature > 0: lower is more conservative (default 0.8)")
+    p.add_argument("--temperature", type=non_negative_float, default=0.8, metavar="T",
+                   help="softmax temperature: lower is more conservative, 0 = greedy (default 0.8)")
+    p.add_argument("--top-k", type=positive_int, metavar="K",
+                   help="draw only among the K most likely characters (default: all)")
     p.add_argument("--prime", default="", metavar="TEXT", help="text to start from (default: a newline)")
     p.add_argument("--seed", type=non_negative_int, metavar="S", help="random seed (default: fresh randomness)")
     return p
@@ -41,5 +44,5 @@ def run(args) -> int:
         listed = ", ".join(repr(c) for c in unknown[:5])
         raise UsageError(f"--prime: character(s) {listed} not in the checkpoint's vocabulary of "
                          f"{len(vocab)} characters")
-    print(sample(model, vocab, args.length, args.temperature, args.prime, args.seed))
+    safe_print(sample(model, vocab, args.length, args.temperature, args.prime, args.seed, top_k=args.top_k))
     return 0

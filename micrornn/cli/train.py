@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -12,6 +14,9 @@ from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 from micrornn.train.data import bundled_corpus_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, bits_per_char, plot_history
+from micrornn.train.console import safe_print
+from micrornn.train.lock import CheckpointLocked, checkpoint_lock
+from micrornn.train.trainer import CheckpointSaveError
 from micrornn.train.config import CELLS, PRESETS
 from micrornn.train.references import standing
 from micrornn.threads import DEFAULT_TRAIN_THREADS, blas_threads
@@ -62,6 +67,7 @@ def add_parser(subparsers):
     a("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
       help=f"checkpoint file to write (and read with --resume) (default {DEFAULT_CHECKPOINT})")
     a("--resume", action="store_true", help="continue the run saved in --checkpoint")
+    a("--overwrite", action="store_true", help="start a new run even if --checkpoint exists, replacing it")
     a("--seed", type=non_negative_int, help=f"random seed (default {d.seed})")
     a("--fused", action=argparse.BooleanOptionalAction, default=None,
       help="run each layer as one fused primitive whose VJP is the hand-written BPTT (the default), or "
@@ -78,8 +84,8 @@ def add_parser(subparsers):
       help=f"print a sample every N steps, 0 = never (default {d.sample_every})")
     a("--sample-length", type=non_negative_int, metavar="N",
       help=f"characters per sample (default {d.sample_length}; the final sample is 2.5x longer)")
-    a("--temperature", type=positive_float, dest="sample_temperature", metavar="T",
-      help=f"sampling temperature (default {d.sample_temperature})")
+    a("--temperature", type=non_negative_float, dest="sample_temperature", metavar="T",
+      help=f"sampling temperature, 0 = greedy (default {d.sample_temperature})")
     a("--checkpoint-every", type=non_negative_int, metavar="N",
       help="also save every N steps, 0 = only at the end and on Ctrl-C (default 0)")
     a("--val-chars", type=non_negative_int, metavar="N",
@@ -111,10 +117,29 @@ def _settings(args) -> dict:
     return {**PRESETS[args.preset], **given} if args.preset else given
 
 
+def _check_targets(args, checkpoint: Path, plot) -> None:
+    """Refuse unusable output paths before anything is created (no directory, no file)."""
+    for path, what in ((checkpoint, "checkpoint"), (plot, "plot")):
+        if path is None:
+            continue
+        if path.is_dir():
+            raise UsageError(f"cannot write {what} {path}: it is a directory")
+        if path.exists() and not path.is_file():
+            raise UsageError(f"cannot write {what} {path}: it exists and is not a regular file")
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_FORMATS:
+            raise UsageError(f"--plot: {plot} must end in one of {', '.join(PLOT_FORMATS)}")
+        if plot.resolve() == checkpoint.resolve():
+            raise UsageError(f"--plot {plot} is the checkpoint path; choose another file for the plot")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: continue the run, or replace it")
+    if checkpoint.exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{checkpoint} already exists: continue it with --resume (and a larger --steps), "
+                         f"replace it with --overwrite, or choose another --checkpoint")
+
+
 def _check_writable(path: Path, what: str) -> None:
     """Create path's directory and prove a file can be written there, before any training."""
-    if path.is_dir():
-        raise UsageError(f"cannot write {what} {path}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
@@ -181,48 +206,78 @@ def _train(args) -> int:
     checkpoint = Path(args.checkpoint)
     plot = None if args.no_plot else Path(args.plot) if args.plot else \
         checkpoint.with_name(checkpoint.stem + "_loss.png")
-    trainer = _make_trainer(args, settings)  # data and settings first: a refused run creates nothing
-    _check_writable(checkpoint, "checkpoint")
-    if plot is not None:
-        if plot.suffix.lower() not in PLOT_FORMATS:
-            raise UsageError(f"--plot: {plot} must end in one of {', '.join(PLOT_FORMATS)}")
-        _check_writable(plot, "plot")
-    out = (lambda s: None) if args.quiet else print
+    _check_targets(args, checkpoint, plot)
+    with contextlib.ExitStack() as stack:
+        locked = checkpoint.parent.is_dir()
+        if locked:  # lock before reading a checkpoint another run may be writing
+            _lock(stack, checkpoint)
+        trainer = _make_trainer(args, settings)  # data and settings first: a refused run creates nothing
+        _check_writable(checkpoint, "checkpoint")
+        if plot is not None:
+            _check_writable(plot, "plot")
+        if not locked:
+            _lock(stack, checkpoint)
+        return _run(args, trainer, checkpoint, plot)
+
+
+def _lock(stack, checkpoint) -> None:
+    """Hold the checkpoint's run lock until the stack closes; UsageError if another run has it."""
+    try:
+        stack.enter_context(checkpoint_lock(checkpoint))
+    except CheckpointLocked as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot lock {checkpoint}: {e.strerror or e}") from None
+
+
+def _run(args, trainer, checkpoint, plot) -> int:
+    """The run itself and its report (output that fails never stops it: see micrornn.train.console)."""
+    say = safe_print
+    out = (lambda s: None) if args.quiet else say
     if args.resume:
         out(f"resuming {checkpoint} at step {trainer.step}")
     out(_describe(trainer))
     if trainer.step >= trainer.config.steps:
         if args.resume:
-            print(f"{checkpoint} has already trained {trainer.step} steps; pass a larger --steps to continue")
+            say(f"{checkpoint} has already trained {trainer.step} steps; pass a larger --steps to continue")
         else:
-            print("--steps 0: nothing to train, no checkpoint written")
+            say("--steps 0: nothing to train, no checkpoint written")
         return 0
     try:
         result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
                              log=(lambda s: None) if args.quiet else None)
+    except CheckpointSaveError as e:
+        say(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted twice: stopped at once, {checkpoint} was not updated")
+        say(f"\ninterrupted twice: stopped at once; saved step {trainer.step} to {checkpoint}")
         return 130
     except FloatingPointError as e:
-        print(f"error: training diverged at step {trainer.step + 1} ({e}); try a lower --lr or --clip")
+        say(f"error: training diverged at step {trainer.step + 1} ({e}); saved the last finite state (step "
+              f"{trainer.step}) to {checkpoint}; continue it with a lower rate: micrornn train --resume "
+              f"--checkpoint {checkpoint} --lr {trainer.config.lr / 10:g}", file=sys.stderr)
         return 1
     if result.interrupted:
-        print(f"\ninterrupted at step {result.step}: saved {checkpoint}; continue with "
+        say(f"\ninterrupted at step {result.step}: saved {checkpoint}; continue with "
               f"`micrornn train --resume --checkpoint {checkpoint}`")
         return 130
     why = "" if result.stopped_by == "steps" else f" (stopped by the {result.stopped_by})"
-    print(f"done: {result.step} steps{why}, {result.seconds:.1f} s, {result.chars_per_sec:,.0f} chars/s")
-    print(f"loss: train {result.train_loss:.3f}, validation {result.val_loss:.3f} nats/char "
+    say(f"done: {result.step} steps{why}, {result.seconds:.1f} s, {result.chars_per_sec:,.0f} chars/s")
+    say(f"loss: train {result.train_loss:.3f}, validation {result.val_loss:.3f} nats/char "
           f"({bits_per_char(result.val_loss):.3f} bits/char, the whole validation split as one stream)")
-    print(standing(result.val_loss, trainer))
+    say(standing(result.val_loss, trainer))
     if not args.quiet:
         t = trainer.config.sample_temperature
-        print(f"--- sample (temperature {t:g}) ---\n{trainer.sample(round(2.5 * trainer.config.sample_length))}\n---")
-    print(f"checkpoint: {checkpoint} (sample from it: micrornn sample --checkpoint {checkpoint})")
+        try:
+            text = trainer.sample(round(2.5 * trainer.config.sample_length))
+        except KeyboardInterrupt:
+            text = "(interrupted)"
+        say(f"--- sample (temperature {t:g}) ---\n{text}\n---")
+    say(f"checkpoint: {checkpoint} (sample from it: micrornn sample --checkpoint {checkpoint})")
     if plot is not None:
         try:
             plot_history(trainer.history, plot)
-            print(f"loss curve: {plot}")
+            say(f"loss curve: {plot}")
         except ImportError:
-            print('loss curve skipped: matplotlib is not installed (pip install "micrornn[plot]")')
+            say('loss curve skipped: matplotlib is not installed (pip install "micrornn[plot]")')
     return 0

@@ -1,6 +1,7 @@
 """`micrornn viz`: draw a small RNN — its graph, the unrolled or folded network, and the gradient flow."""
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from micrornn.cli import UsageError
+from micrornn.cli.gradcheck import check_sizes
 
 DEFAULT_MAX_STEPS = 8  # longer sequences are collapsed unless --all-steps
 HTML_MAX_STEPS = 10   # the stepper shows every node's numbers: keep the network small
@@ -75,6 +77,10 @@ def _check(args) -> None:
         value = getattr(args, flag)
         if value <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    check_sizes(argparse.Namespace(**{("batch" if k == "batch_size" else k): getattr(args, k) for k in
+                                      ("input_size", "hidden_size", "output_size", "layers", "steps", "batch_size")}),
+                {"input_size": 4, "hidden_size": 8, "output_size": 4, "layers": 1, "steps": 3, "batch": 1},
+                {"batch": "--batch-size"})
     if args.max_steps is not None and args.max_steps <= 0:
         raise UsageError(f"--max-steps must be a positive integer, got {args.max_steps}")
     if not np.isfinite(args.w_scale):

@@ -98,9 +98,10 @@ class RNNCell(_Cell):
         """h_t = act(p_t + h_{t-1} W^T) from p_t = x_t U^T + b; h None is the zero state.
         ``out`` (a row of the caller's states buffer) receives h_t when the nonlinearity is named."""
         pre = p if h is None else matmul_add(h, W_T, p)
-        if callable(self.nonlinearity):
-            return self.nonlinearity(pre)
-        return apply(_ACTIVATIONS[self.nonlinearity], pre, out=out)
+        act = self.nonlinearity
+        if type(act) is str:
+            return apply(_ACTIVATIONS[act], pre, out=out)
+        return act(pre)
 
     def concatenated_weight(self) -> Tensor:
         """[U W]: the (hidden, input + hidden) weight of the same cell as one linear layer."""

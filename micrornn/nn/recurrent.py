@@ -14,7 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from micrornn import ops
-from micrornn.autograd import state as engine
+from micrornn.autograd import gc_paused, state as engine
 from micrornn.nn.module import Module
 from micrornn.tensor import Tensor, _leaf, apply, as_tensor, stack
 
@@ -62,8 +62,15 @@ def unroll(cell, x, state=None, layer=0, reverse=False):
 
     ``reverse=True`` walks t = T..1 (the second direction of a bidirectional layer); outputs stay
     in time order. Built-in cells project all inputs in one product first and write each h_t into
-    one preallocated buffer that becomes the stacked output without a copy.
+    one preallocated buffer that becomes the stacked output without a copy. Long sequences are
+    unrolled with the cyclic garbage collector paused (see ``autograd.gc_paused``).
     """
+    with gc_paused(3 * x.shape[0]):  # about three nodes per step
+        return _unroll(cell, x, state, layer, reverse)
+
+
+def _unroll(cell, x, state, layer, reverse):
+    """The time loop of ``unroll``."""
     T, B = x.shape[0], x.shape[1]
     direction = 1 if reverse else 0
     fast = _is_fast(cell)
@@ -74,24 +81,27 @@ def unroll(cell, x, state=None, layer=0, reverse=False):
         dtype = inputs.dtype if inputs.dtype.kind == "f" else np.float64
         if state is None and (not fast or T == 1):
             state = zero_state(cell, B, dtype)  # T = 1: the recurrent weights still get a (zero) gradient
-        W_T = cell.W.T if fast else None  # one transpose node per layer, not one per step
-        buffer = np.empty((T, B, cell.hidden_size), dtype=dtype) if fast else None
-        step = cell.step if fast else cell
-        outputs = [None] * T
-        for t in (range(T - 1, -1, -1) if reverse else range(T)):
-            engine.scope = StepScope(layer, t + 1, direction)
-            state = step(inputs[t], state, W_T, out=buffer[t]) if fast else step(inputs[t], state)
-            if type(state) is tuple or type(state) is list:
-                h = state[0]
-                if len(state) > 1 and isinstance(state[1], Tensor):
+        order, outputs = (range(T - 1, -1, -1) if reverse else range(T)), [None] * T
+        if fast:
+            step, W_T = cell.step, cell.W.T  # one transpose node per layer, not one per step
+            buffer = np.empty((T, B, cell.hidden_size), dtype=dtype)
+            for t in order:
+                engine.scope = StepScope(layer, t + 1, direction)
+                state = step(inputs[t], state, W_T, buffer[t])
+                h = outputs[t] = state if type(state) is not tuple else state[0]
+                h.name = f"h{t + 1}"
+                if h is not state:
                     state[1].name = f"c{t + 1}"
-            else:
-                h = state
-            outputs[t] = h
+            engine.scope = StepScope(layer, None, direction)
+            return apply(ops.STACK, *outputs, axis=0, out=buffer), state  # no copy: the h_t are its rows
+        for t in order:
+            engine.scope = StepScope(layer, t + 1, direction)
+            state = cell(inputs[t], state)
+            h = outputs[t] = state[0] if isinstance(state, (tuple, list)) else state
             h.name = f"h{t + 1}"
+            if h is not state and len(state) > 1 and isinstance(state[1], Tensor):
+                state[1].name = f"c{t + 1}"
         engine.scope = StepScope(layer, None, direction)
-        if fast:  # no copy when every h_t was written into its row of the buffer
-            return apply(ops.STACK, *outputs, axis=0, out=buffer), state
         return stack(outputs), state
     finally:
         engine.scope = previous

@@ -30,6 +30,7 @@ class _Layers(Module):
     """The stack shared by RNN, LSTM and GRU: cells[l] (and reverse_cells[l]) for each layer."""
 
     cell_kind = None
+    _fused_takes_indices = False  # whether the fused primitive gathers rows for index inputs itself
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
                dtype, rng, make_cell):
@@ -78,7 +79,7 @@ class _Layers(Module):
         The reverse direction runs the same primitive on the time-reversed input."""
         previous, engine.scope = engine.scope, StepScope(layer, None, direction)
         try:
-            if x.dtype.kind in "iu":  # the analytic routines take dense one-hot rows
+            if x.dtype.kind in "iu" and not self._fused_takes_indices:  # dense one-hot rows for these
                 x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
             if direction == 1:
                 x = x[::-1]
@@ -137,6 +138,7 @@ class RNN(_Layers):
     """Stacked RNN layers: rnn(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
 
     cell_kind = "rnn"
+    _fused_takes_indices = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, fused=False, dtype=np.float64, rng=None, *, dropout=0.0,
@@ -261,5 +263,9 @@ class SequenceModel(Module):
 
     def loss(self, x, targets, h0=None, reduction="sum"):
         """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n)."""
+        if self.rnn.fused and reduction != "none":  # the head and the loss as one node too
+            states, h_n = self.rnn(x, h0)
+            head = self.head
+            return F.linear_cross_entropy(states, head.weight, head.bias, targets, reduction), h_n
         logits, h_n = self(x, h0)
         return F.cross_entropy(logits, targets, reduction=reduction), h_n

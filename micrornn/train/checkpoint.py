@@ -7,7 +7,9 @@ Layout of the .npz (no pickled objects anywhere, loaded with allow_pickle=False)
   "param/<name>"        one array per parameter, e.g. "param/rnn.cells.0.U"
   "optim/<path>"        the optimizer's arrays, e.g. "optim/state/0/exp_avg"
 """
+import glob
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -23,6 +25,8 @@ VERSION = 1
 HEADER_KEY = "__header__"
 ARRAY_MARK = "__ndarray__"
 TUPLE_MARK = "__tuple__"
+MAX_HEADER_BYTES = 256 << 20   # the JSON header (metadata, history, optimizer layout)
+MAX_NESTING = 200              # levels of [ and { in the header
 
 
 class CheckpointError(ValueError):
@@ -71,6 +75,8 @@ def _unflatten(obj, arrays, path):
                 raise CheckpointError(f"{path}: optimizer array {key!r} is missing")
             return arrays[key]
         if set(obj) == {TUPLE_MARK}:
+            if not isinstance(obj[TUPLE_MARK], list):
+                raise CheckpointError(f"{path}: a stored tuple must hold a list, got {obj[TUPLE_MARK]!r:.80}")
             return tuple(_unflatten(v, arrays, path) for v in obj[TUPLE_MARK])
         return {k: _unflatten(v, arrays, path) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -105,13 +111,51 @@ def _umask() -> int:
     return mask
 
 
+def _target(path: Path) -> Path:
+    """The file a save replaces: a symlink's target (the link stays a link); OSError for anything
+    that exists but is not a regular file (a device, a FIFO: never replaced by a checkpoint)."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise OSError(f"cannot save checkpoint {path}: it exists and is not a regular file")
+    return path
+
+
+def _temporary_prefix(path: Path) -> str:
+    """Temporary files of a save to `path` are named <prefix><pid>.<random>.tmp."""
+    return f".{path.name}."
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries left by earlier saves to `path` whose process is gone (killed mid-save)."""
+    prefix = _temporary_prefix(path)
+    for leftover in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = leftover.name[len(prefix):].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a reused id counts as alive: the file is kept)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def save_checkpoint(path, params, meta=None, optimizer_state=None):
     """Atomically write params (name -> ndarray), JSON metadata and optimizer state to `path`.
 
     The file is written to a temporary file in the same directory, fsynced, then renamed over
     `path`, so a crash or exception mid-save leaves any previous checkpoint at `path` intact.
     """
-    path = Path(path)
+    path = _target(Path(path))
     directory = path.parent
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot save checkpoint {path}: directory {directory} "
@@ -142,7 +186,8 @@ def save_checkpoint(path, params, meta=None, optimizer_state=None):
         raise TypeError(f"save_checkpoint: meta must be JSON-serialisable: {e}") from None
     arrays[HEADER_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -159,18 +204,78 @@ def save_checkpoint(path, params, meta=None, optimizer_state=None):
     _fsync_directory(directory)
 
 
-def _read_header(npz, path):
-    if HEADER_KEY not in npz.files:
-        raise CheckpointError(f"{path} is an .npz file but not a micrornn checkpoint "
-                              f"(no {HEADER_KEY!r} entry)")
-    raw = npz[HEADER_KEY]
+def _read_member(archive, key, path, max_bytes=None) -> np.ndarray:
+    """The array stored as `key`, its declared dtype, shape and size checked before any is read.
+
+    save_checkpoint stores members uncompressed, so a member's size is bounded by the file's; a
+    compressed or encrypted member, a shape that does not match the member's size, or a dtype
+    that is not plain numbers is refused without allocating it.
+    """
+    try:
+        info = archive.getinfo(key + ".npy")
+    except KeyError:
+        raise CheckpointError(f"{path}: the header lists {key!r} but the file has no such array") from None
+    if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f"{path}: array {key!r} is compressed or encrypted; micrornn checkpoints "
+                              f"store arrays uncompressed")
+    if max_bytes is not None and info.file_size > max_bytes:
+        raise CheckpointError(f"{path}: array {key!r} holds {info.file_size:,} bytes, more than the "
+                              f"{max_bytes:,} allowed for it")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise CheckpointError(f"{path}: array {key!r} has unsupported .npy version {version}")
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biuf":
+            raise CheckpointError(f"{path}: array {key!r} has dtype {dtype}; expected plain numbers")
+        count = math.prod(shape)
+        if count * dtype.itemsize + f.tell() != info.file_size:
+            raise CheckpointError(f"{path}: array {key!r} declares shape {shape} ({count * dtype.itemsize:,} "
+                                  f"bytes) but holds {info.file_size - f.tell():,} bytes")
+        array = np.empty(count, dtype=dtype)
+        buffer, filled = memoryview(array.view(np.uint8)), 0
+        while filled < len(buffer):
+            n = f.readinto(buffer[filled:])
+            if not n:
+                raise CheckpointError(f"{path}: array {key!r} is truncated")
+            filled += n
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _array_keys(obj, path, found, depth=0) -> list:
+    """The array keys an optimizer structure refers to ({"__ndarray__": key}), each checked a string."""
+    if depth > MAX_NESTING:
+        raise CheckpointError(f"{path}: optimizer state is nested more than {MAX_NESTING} levels deep")
+    if isinstance(obj, dict):
+        if ARRAY_MARK in obj:
+            key = obj[ARRAY_MARK]
+            if set(obj) != {ARRAY_MARK} or not isinstance(key, str) or not key.startswith("optim/"):
+                raise CheckpointError(f"{path}: bad optimizer array reference {obj!r:.80}")
+            found.append(key)
+            return found
+        for value in obj.values():
+            _array_keys(value, path, found, depth + 1)
+    elif isinstance(obj, list):
+        for value in obj:
+            _array_keys(value, path, found, depth + 1)
+    return found
+
+
+def _read_header(archive, path):
+    """The JSON header, checked for size, nesting, format marker and version before use."""
+    raw = _read_member(archive, HEADER_KEY, path, max_bytes=MAX_HEADER_BYTES)
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise CheckpointError(f"{path}: header entry has dtype {raw.dtype} shape {raw.shape}, "
                               f"expected 1-D uint8")
     try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: header is not valid UTF-8 JSON ({e})") from None
+        text = raw.tobytes().decode("utf-8")
+        if _nesting(text) > MAX_NESTING:
+            raise CheckpointError(f"{path}: header JSON is nested more than {MAX_NESTING} levels deep")
+        header = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: header is not valid UTF-8 JSON ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: header format marker is not {FORMAT!r}; "
                               f"not a micrornn checkpoint")
@@ -178,15 +283,26 @@ def _read_header(npz, path):
     if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {version!r} is not supported "
                               f"(this micrornn reads versions up to {VERSION})")
-    if not isinstance(header.get("params"), list) or not isinstance(header.get("meta"), dict):
-        raise CheckpointError(f"{path}: header lacks its 'params' list or 'meta' dict")
+    params = header.get("params")
+    if not isinstance(params, list) or not all(isinstance(n, str) and n for n in params) \
+            or not isinstance(header.get("meta"), dict):
+        raise CheckpointError(f"{path}: header lacks its 'params' list of names or its 'meta' dict")
     return header
+
+
+def _nesting(text) -> int:
+    """The deepest nesting of [ and { in JSON text (brackets inside strings counted too: an upper bound)."""
+    opens = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    step = np.isin(opens, (ord("["), ord("{"))).astype(np.int64) - np.isin(opens, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by save_checkpoint -> (params, meta, optimizer_state or None).
 
-    Never unpickles anything; a truncated, corrupted or foreign file raises CheckpointError.
+    Never unpickles anything and reads only the arrays the header lists, each checked against its
+    declared shape and the member's size first, so any truncated, corrupted, foreign or hostile
+    file raises CheckpointError in time and memory bounded by the file's size.
     """
     path = Path(path)
     if not path.is_file():
@@ -195,30 +311,28 @@ def load_checkpoint(path):
         magic = f.read(6)
     if not magic:
         raise CheckpointError(f"{path} is empty, not a micrornn checkpoint")
-    if not magic.startswith(b"PK") and magic != b"\x93NUMPY":
+    if magic == b"\x93NUMPY":
+        raise CheckpointError(f"{path} holds a single .npy array, not a checkpoint")
+    if not magic.startswith(b"PK"):
         raise CheckpointError(f"{path} is not a micrornn checkpoint: expected an .npz (zip) file, "
                               f"but it starts with {magic!r}")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"{path} holds a single .npy array, not a checkpoint")
-        with loaded as npz:
-            header = _read_header(npz, path)
-            arrays = {key: npz[key] for key in npz.files if key != HEADER_KEY}
+        with zipfile.ZipFile(path) as archive:
+            if HEADER_KEY + ".npy" not in archive.NameToInfo:
+                raise CheckpointError(f"{path} is an .npz file but not a micrornn checkpoint "
+                                      f"(no {HEADER_KEY!r} entry)")
+            header = _read_header(archive, path)
+            optimizer_state = header.get("optimizer")
+            keys = [f"param/{name}" for name in header["params"]] + _array_keys(optimizer_state, path, [])
+            arrays = {key: _read_member(archive, key, path) for key in dict.fromkeys(keys)}
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, NotImplementedError,
+            RuntimeError, SyntaxError, MemoryError, OverflowError) as e:  # RuntimeError: "encrypted"
         raise CheckpointError(f"{path} is not a readable micrornn checkpoint "
                               f"(truncated, corrupted or another format): "
                               f"{type(e).__name__}: {e}") from None
-
-    params = {}
-    for name in header["params"]:
-        key = f"param/{name}"
-        if key not in arrays:
-            raise CheckpointError(f"{path}: parameter {name!r} is listed but its array is missing")
-        params[name] = arrays[key]
-    optimizer_state = header.get("optimizer")
+    params = {name: arrays[f"param/{name}"] for name in header["params"]}
     if optimizer_state is not None:
         optimizer_state = _unflatten(optimizer_state, arrays, path)
     return params, header["meta"], optimizer_state

@@ -62,7 +62,7 @@ class TrainConfig:
         lr = OPTIMIZERS[self.optimizer][1] if self.lr is None else self.lr
         _check_float("lr", lr, positive=True)
         _check_float("clip", self.clip)
-        _check_float("sample_temperature", self.sample_temperature, positive=True)
+        _check_float("sample_temperature", self.sample_temperature)  # 0: greedy
         _check_float("time_budget", self.time_budget)
         for name in ("dropout", "state_reset"):
             value = getattr(self, name)
@@ -99,6 +99,14 @@ def preset_config(name, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     return TrainConfig(**{**PRESETS[name], **overrides})
+
+
+CLI_OPTIONS = {"num_layers": "--layers", "sample_temperature": "--temperature"}  # where the names differ
+
+
+def option_name(field) -> str:
+    """The `micrornn train` option that sets a TrainConfig field (num_layers -> --layers)."""
+    return CLI_OPTIONS.get(field, "--" + field.replace("_", "-"))
 
 
 def _check_int(name, value, low):

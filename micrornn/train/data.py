@@ -5,6 +5,7 @@ full public-domain Tiny Shakespeare text (1,115,394 characters), so examples and
 the standard benchmark without any download; `train_val_split` cuts it as nanoGPT does.
 """
 import gzip
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -22,7 +23,7 @@ class Vocab:
 
     def __init__(self, text):
         """Build the vocabulary of the distinct characters of `text` (any iterable of chars)."""
-        self._set_chars(sorted(set(text)))
+        self._set_chars(_distinct_chars(text) if isinstance(text, str) else sorted(set(text)))
 
     @classmethod
     def from_list(cls, chars):
@@ -64,20 +65,24 @@ class Vocab:
     def __repr__(self):
         return f"Vocab({len(self)} characters)"
 
-    def encode(self, text):
-        """Map a string to an int64 array of ids; unknown characters raise ValueError."""
+    def encode(self, text, dtype=np.int64):
+        """Map a string to an array of ids (int64 unless told); unknown characters raise ValueError.
+
+        The text is read in blocks, so the temporaries stay small next to a long text.
+        """
         if not isinstance(text, str):
             raise TypeError(f"Vocab.encode expects a str, got {type(text).__name__}")
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        codes = codes.astype(np.int64)
-        ids = np.full(codes.shape, -1, dtype=np.int64)
-        known = codes < len(self._table)
-        ids[known] = self._table[codes[known]]
-        bad = np.flatnonzero(ids < 0)
-        if bad.size:
-            pos = int(bad[0])
-            raise ValueError(f"Vocab.encode: character {text[pos]!r} (U+{ord(text[pos]):04X}) at "
-                             f"position {pos} is not in the vocabulary of {len(self)} characters")
+        ids = np.empty(len(text), dtype=dtype)
+        for start in range(0, len(text), ENCODE_BLOCK):
+            codes = _code_points(text[start:start + ENCODE_BLOCK])
+            block = self._table[np.minimum(codes, len(self._table) - 1)]
+            block[codes >= len(self._table)] = -1
+            bad = np.flatnonzero(block < 0)
+            if bad.size:
+                pos = start + int(bad[0])
+                raise ValueError(f"Vocab.encode: character {text[pos]!r} (U+{ord(text[pos]):04X}) at "
+                                 f"position {pos} is not in the vocabulary of {len(self)} characters")
+            ids[start:start + len(codes)] = block
         return ids
 
     def decode(self, ids):
@@ -90,6 +95,37 @@ class Vocab:
             raise ValueError(f"Vocab.decode: id {int(ids[bad[0]])} at position {int(bad[0])} is "
                              f"out of range for a vocabulary of {len(self)} characters")
         return "".join(self._chars[i] for i in ids.tolist())
+
+
+ENCODE_BLOCK = 1 << 18  # characters converted at a time (a few MB of temporaries)
+
+
+def _code_points(text) -> np.ndarray:
+    """The code points of a str as uint32."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _distinct_chars(text) -> list:
+    """sorted(set(text)), counted block by block with NumPy (fast on long texts)."""
+    seen = set()
+    for start in range(0, len(text), ENCODE_BLOCK):
+        codes = _code_points(text[start:start + ENCODE_BLOCK])
+        present = np.flatnonzero(np.bincount(codes)) if codes.max() < 0x10000 else np.unique(codes)
+        seen.update(present.tolist())
+    return [chr(c) for c in sorted(seen)]
+
+
+def compact_dtype(vocab_size):
+    """The smallest integer dtype that holds ids below vocab_size (uint8, uint16 or int32)."""
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32
+
+
+def text_sha256(text) -> str:
+    """sha256 of the text's UTF-8 bytes, encoded block by block (no copy of the whole text)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(text), ENCODE_BLOCK):
+        digest.update(text[start:start + ENCODE_BLOCK].encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def load_text(path):
@@ -178,8 +214,7 @@ class BatchStream:
                              f"({seq_len + 1} per stream), got {len(ids)}")
         self.batch_size, self.seq_len = int(batch_size), int(seq_len)
         stream_len = len(ids) // batch_size
-        self.streams = ids[:batch_size * stream_len].astype(np.int64).reshape(batch_size,
-                                                                              stream_len)
+        self.streams = ids[:batch_size * stream_len].reshape(batch_size, stream_len)  # a view, any int dtype
         self.steps_per_epoch = (stream_len - 1) // seq_len
         self.position = 0  # global index of the next chunk (counts across epochs)
 
@@ -203,7 +238,7 @@ class BatchStream:
         """Global chunk k as (inputs, targets), each int64 of shape (seq_len, batch_size)."""
         start = (k % self.steps_per_epoch) * self.seq_len
         window = self.streams[:, start:start + self.seq_len + 1]
-        return (np.ascontiguousarray(window[:, :-1].T), np.ascontiguousarray(window[:, 1:].T))
+        return window[:, :-1].T.astype(np.int64), window[:, 1:].T.astype(np.int64)  # C-ordered copies
 
     def __iter__(self):
         return self

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint
+from micrornn.train.checkpoint_checks import check_finite, check_model_sizes
 from micrornn.train.data import Vocab
 from micrornn.nn import SequenceModel
 from micrornn.tensor import Tensor, no_grad
@@ -23,23 +24,44 @@ def _check_temperature(temperature) -> float:
     try:
         t = float(temperature)
     except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}") from None
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}") from None
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
     return t
 
 
-def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None) -> str:
+def next_id(logits, temperature, rng, top_k=None) -> int:
+    """One id drawn from softmax(logits / temperature) over the top_k largest logits (None: all).
+
+    temperature 0 is greedy (the largest logit). The logits are shifted by their maximum before
+    the division, so a tiny temperature gives exp(-inf) = 0 for the others, never NaN.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if not np.isfinite(z).all():
+        raise ValueError("the model's output holds NaN or Inf; its parameters are not usable")
+    if top_k is not None and top_k < len(z):
+        z = np.where(z >= np.partition(z, -top_k)[-top_k], z, -np.inf)  # ties at the cut are kept
+    if temperature == 0:
+        return int(np.argmax(z))
+    with np.errstate(over="ignore", divide="ignore", under="ignore"):
+        p = np.exp((z - z.max()) / temperature)
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=None) -> str:
     """prime + `length` characters drawn one at a time from softmax(logits / temperature).
 
     The prime is read through the model first (it sets the hidden state); with an empty prime
     the model starts from a newline (not included in the result). Lower temperature: safer,
-    more repetitive text; higher: more surprising. Characters of `prime` outside the vocabulary
-    raise ValueError.
+    more repetitive text; higher: more surprising; 0: always the most likely character (greedy).
+    `top_k` draws only among the k most likely characters. Characters of `prime` outside the
+    vocabulary raise ValueError.
     """
     temperature = _check_temperature(temperature)
     if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 0:
         raise ValueError(f"length must be a non-negative integer, got {length!r}")
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
     if not isinstance(prime, str):
         raise TypeError(f"prime must be a str, got {type(prime).__name__}")
     rng = np.random.default_rng(rng)
@@ -50,9 +72,7 @@ def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None) -> str
         logits, h = model(Tensor(ids.reshape(-1, 1)))  # (T, 1, V): read the whole prime at once
         last = logits.data[-1, 0]
         for _ in range(length):
-            z = last.astype(np.float64) / temperature
-            p = np.exp(z - z.max())
-            nxt = int(rng.choice(len(p), p=p / p.sum()))
+            nxt = next_id(last, temperature, rng, top_k)
             out.append(nxt)
             logits, h = model(Tensor(np.array([[nxt]])), h)
             last = logits.data[-1, 0]
@@ -86,6 +106,8 @@ def load_model(path):
     A missing file raises FileNotFoundError; a corrupted, foreign or mismatched one CheckpointError.
     """
     params, meta, _ = load_checkpoint(path)
+    check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
+    check_finite(params, "parameter", path)
     model, vocab = model_from_meta(meta, path)
     try:
         model.load_state_dict(params)

@@ -18,10 +18,10 @@ plot_history in micrornn.train.plots; all are re-exported by the package (`from 
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import math
-import signal
-import threading
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -30,13 +30,17 @@ import numpy as np
 from micrornn.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from micrornn.train.data import BatchStream, Vocab, split_point
+from micrornn.train.checkpoint_checks import (check_carried_state, check_model_sizes, check_training_meta)
+from micrornn.train.data import BatchStream, Vocab, compact_dtype, split_point, text_sha256
 from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, set_training, update
 from micrornn.nn import SequenceModel
 from micrornn.random import manual_seed
 from micrornn.train.plots import plot_history
 from micrornn.train.sample import CHECKPOINT_KIND, model_from_meta, sample
-from micrornn.train.config import TrainConfig, _check_int
+from micrornn.train.config import TrainConfig, _check_int, option_name
+from micrornn.limits import TooBig, check_fits, rnn_run_bytes
+from micrornn.train.console import SafeLog
+from micrornn.train.interrupts import RunSignals
 from micrornn.train.schedule import Budget, EarlyStopping, detach_state, learning_rate, reset_some_streams
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
@@ -57,28 +61,12 @@ class RunResult:
     stopped_by: str = "steps"  # "steps", "time budget", "early stopping" or "interrupt"
 
 
-class _Sigint:
-    """While active (main thread only), a first Ctrl-C asks the loop to stop after the current
-    step; a second one raises KeyboardInterrupt at once."""
+class CheckpointSaveError(OSError):
+    """The checkpoint could not be written; `rescue` is where the state went instead (or None)."""
 
-    def __init__(self):
-        self.requested = self.forced = self.installed = False
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-            self.installed = True
-        return self
-
-    def __exit__(self, *exc):
-        if self.installed:
-            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
+    def __init__(self, message, rescue=None):
+        super().__init__(message)
+        self.rescue = rescue
 
 
 class Trainer:
@@ -93,9 +81,9 @@ class Trainer:
         self.config = config = (config or TrainConfig()).validated()
         if not isinstance(text, str) or not text:
             raise ValueError("training text is empty")
-        self.source, self.text_sha256 = source, hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.source, self.text_sha256 = source, text_sha256(text)
         self.vocab = Vocab(text)
-        ids = self.vocab.encode(text)
+        ids = self.vocab.encode(text, dtype=compact_dtype(len(self.vocab)))  # 1 byte a character for <= 256
         n_val = len(ids) - split_point(len(ids), config.val_fraction)
         needed = config.batch_size * (config.seq_len + 1)
         if len(ids) - n_val < needed or n_val < 2:
@@ -105,6 +93,7 @@ class Trainer:
                              f"{config.val_fraction:.0%} validation split)")
         self.train_ids, self.val_ids = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
         self.stream = BatchStream(self.train_ids, config.batch_size, config.seq_len)
+        check_training_fits(config, len(self.vocab))  # refuse absurd sizes before allocating them
         self.model = build_model(config, len(self.vocab))
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.sample_rng = np.random.default_rng([config.seed, 1])
@@ -128,15 +117,17 @@ class Trainer:
         self.optimizer.lr = self.lr_at(self.step)
         try:
             loss, h_n = self.model.loss(x, y, h0, reduction="mean")
-            update(loss, self.optimizer, self.config.clip)
+            signals = getattr(self, "_signals", None)
+            with signals.shield() if signals else contextlib.nullcontext():  # all of the update, or none
+                update(loss, self.optimizer, self.config.clip)
+                self.hidden = detach_state(h_n)  # truncated BPTT: keep the state, cut the graph
+                self.step += 1
+                value = float(loss.item())
+                self.history["step"].append(self.step)
+                self.history["loss"].append(value)
         except BaseException:
             self.stream.seek(k)  # nothing was learned from this chunk: read it again next time
             raise
-        self.hidden = detach_state(h_n)  # truncated BPTT: keep the state, cut the graph
-        self.step += 1
-        value = float(loss.item())
-        self.history["step"].append(self.step)
-        self.history["loss"].append(value)
         return value
 
     def lr_at(self, step) -> float:
@@ -148,7 +139,9 @@ class Trainer:
 
     def evaluate(self, ids=None, max_chars=None) -> float:
         """Loss in nats/char on `ids` (default: the validation split) read as one stream."""
-        return evaluate(self.model, self.val_ids if ids is None else ids, max_chars=max_chars)
+        ids = self.val_ids if ids is None else ids
+        ids = ids[:len(ids) if max_chars is None else int(max_chars) + 1]  # only what is scored
+        return evaluate(self.model, np.asarray(ids, dtype=np.int64), max_chars=max_chars)
 
     def sample(self, length=200, temperature=None, prime="", rng=None) -> str:
         """Text from the model (temperature None: the config's); uses the trainer's RNG by default."""
@@ -182,16 +175,18 @@ class Trainer:
         _check_int("steps", target, 0)
         if checkpoint:  # a missing directory must not surface only after all the training
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        log = log or write
+        log = SafeLog(log or write)  # a closed pipe or an unencodable character never stops training
         start_step, start, train_time = self.step, time.perf_counter(), 0.0
         chars_per_step = cfg.seq_len * cfg.batch_size
-        interrupted, ema, stopped_by = False, None, "steps"
+        interrupted, ema, stopped_by, val = False, None, "steps", None
         budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
         bar = progress_bar(total=target, initial=min(start_step, target), disable=not progress, unit="step",
                    dynamic_ncols=True, leave=False)
-        with _Sigint() as sigint:
+        signals, failure = RunSignals(), None
+        self._signals = signals
+        with signals:
             try:
-                while self.step < target and not sigint.requested:
+                while self.step < target and not signals.requested:
                     if budget.seconds:
                         self.time_progress = budget.fraction(time.perf_counter() - start, reserve)
                         if budget.exhausted(time.perf_counter() - start, reserve):
@@ -206,14 +201,15 @@ class Trainer:
                     bar.update(1)
                     if cfg.val_every and self.step % cfg.val_every == 0 and self.step < target:
                         t_val = time.perf_counter()
-                        val = self._validate(cfg.val_chars or None)
+                        with signals.stoppable():
+                            val = self._validate(cfg.val_chars or None)
                         reserve = max(reserve, self._final_eval_seconds(time.perf_counter() - t_val))
                         best = self.early.update(val, self.step)
                         log(f"step {self.step}: train {self.recent_loss(cfg.val_every):.3f}, "
                             f"val {val:.3f} nats/char ({bits_per_char(val):.3f} bits)"
                             f"{' (new best)' if best else ''} ({rate:,.0f} chars/s)")
                         if best and checkpoint:
-                            self.save(best_checkpoint_path(checkpoint))
+                            self._save_or_warn(best_checkpoint_path(checkpoint), log)
                         if self.early.stop:
                             stopped_by = "early stopping"
                             log(f"early stopping: no new best in {cfg.patience} validations; the best, "
@@ -221,32 +217,72 @@ class Trainer:
                                 f"{best_checkpoint_path(checkpoint) if checkpoint else '(no checkpoint path)'}")
                             break
                     if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < target:
-                        log(f"--- sample at step {self.step} ---\n{self.sample(cfg.sample_length)}\n---")
+                        with signals.stoppable():
+                            text = self.sample(cfg.sample_length)
+                        log(f"--- sample at step {self.step} ---\n{text}\n---")
                     if checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                        self.save(checkpoint)
+                        self._save_or_warn(checkpoint, log)
                     if on_step is not None:
                         on_step(self)
-            except KeyboardInterrupt:
-                if sigint.forced:  # second Ctrl-C: stop now, save nothing
-                    bar.close()
-                    raise
+                if not signals.requested:  # the final validation, on the whole split
+                    last = self.history["val_step"][-1:] == [self.step] and self.history["val_chars"][-1:] == [0]
+                    with signals.stoppable():
+                        val = self.history["val_loss"][-1] if last else self._validate()
+            except KeyboardInterrupt as e:
+                failure = e if signals.forced or not signals.installed else None
                 interrupted = True
+            except BaseException as e:  # divergence, a failing callback, ...: save first, then report
+                failure = e
             finally:
                 self.seconds += train_time
                 bar.close()
-        interrupted = interrupted or sigint.requested
-        val = None
-        if not interrupted:
-            last = self.history["val_step"][-1:] == [self.step] and self.history["val_chars"][-1:] == [0]
-            val = self.history["val_loss"][-1] if last else self._validate()
-        else:
-            stopped_by = "interrupt"
-        self.wall_seconds += time.perf_counter() - start
-        if checkpoint:
-            self.save(checkpoint)
+            interrupted = interrupted or signals.requested
+            if signals.forced and failure is None:  # a second Ctrl-C that arrived during an update
+                failure = KeyboardInterrupt()
+            if interrupted:
+                val, stopped_by = None, "interrupt"
+            self.wall_seconds += time.perf_counter() - start
+            if checkpoint and self.step > 0:
+                self._save_final(checkpoint, failure)
+        if failure is not None:
+            raise failure
         steps_run = self.step - start_step
         return RunResult(self.step, interrupted, self.recent_loss(), val, time.perf_counter() - start,
                          steps_run * chars_per_step / train_time if train_time > 0 else 0.0, stopped_by)
+
+    def _save_or_warn(self, path, log) -> None:
+        """A save during the run: a failure is reported in one line and training goes on."""
+        try:
+            with self._signals.shield():
+                self.save(path)
+        except OSError as e:
+            log(f"warning: could not save {path} at step {self.step}: {e.strerror or e}; training goes on")
+
+    def _save_final(self, path, failure=None) -> None:
+        """The save at the end of a run, whatever ended it; on failure the state goes to a rescue file."""
+        if not all(np.isfinite(p.data).all() for p in self.model.parameters()):
+            return  # never overwrite a good checkpoint with NaN parameters
+        try:
+            with self._signals.shield():
+                self.save(path)
+        except OSError as e:
+            rescue = self._rescue(path)
+            where = (f"the trained state (step {self.step}) was saved to {rescue} instead" if rescue else
+                     "no rescue copy could be written either (tried the temporary directory, home and here)")
+            raise CheckpointSaveError(f"could not save {path}: {e.strerror or e}; any previous checkpoint "
+                                      f"there is unchanged; {where}", rescue) from failure
+
+    def _rescue(self, path):
+        """Save to the first writable fallback location; returns its path or None."""
+        name = f"{Path(path).stem}-rescue-step{self.step}-{os.getpid()}{Path(path).suffix or '.npz'}"
+        for directory in (tempfile.gettempdir(), Path.home(), Path.cwd()):
+            try:
+                with self._signals.shield():
+                    self.save(Path(directory) / name)
+                return Path(directory) / name
+            except OSError:
+                continue
+        return None
 
     def _validate(self, max_chars=None) -> float:
         """Score the validation split (its first max_chars predictions; None: all) and record it."""
@@ -296,10 +332,12 @@ class Trainer:
     def read_checkpoint(path):
         """(params, meta, state) of a `micrornn train` checkpoint; CheckpointError if it is not one."""
         params, meta, state = load_checkpoint(path)
+        check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
         model_from_meta(meta, path)  # kind, model config and vocabulary are present and coherent
         if not isinstance(meta.get("config"), dict) or not isinstance(state, dict) or "optimizer" not in state:
             raise CheckpointError(f"{path} holds a model but no training state; it can be sampled "
                                   f"from but not resumed")
+        check_training_meta(meta, params, state, path)
         return params, meta, state
 
     @classmethod
@@ -315,16 +353,17 @@ class Trainer:
         names = {f.name for f in fields(TrainConfig)}
         try:
             config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
-        except TypeError as e:
+            config.validated()
+        except (TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: bad training config: {e}") from None
         fixed = set(names) - RESUME_OVERRIDABLE
         for key, value in overrides.items():
             if key not in names:
                 raise TypeError(f"resume: unknown setting {key!r}")
             if key in fixed and value != getattr(config, key):
-                raise ValueError(f"--{key.replace('_', '-')} {value} differs from the checkpoint's "
+                raise ValueError(f"{option_name(key)} {value} differs from the checkpoint's "
                                  f"{getattr(config, key)}; a resumed run keeps its {key}")
-        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        sha = text_sha256(text)
         if sha != meta.get("data", {}).get("sha256"):
             raise ValueError(f"the training text differs from the one {path} was trained on")
         trainer = cls(text, replace(config, **overrides), source)
@@ -333,6 +372,7 @@ class Trainer:
             trainer.optimizer.load_state_dict(state["optimizer"])
             trainer.step = int(meta["step"])
             hidden = state.get("hidden")
+            check_carried_state(hidden, trainer.config, path)
             trainer.hidden = None if hidden is None else _state_array(hidden, trainer.config.dtype)
             trainer.sample_rng.bit_generator.state = meta["sample_rng"]
             trainer.history = {k: list(meta["history"][k]) for k in trainer.history if k != "val_chars"}
@@ -342,7 +382,9 @@ class Trainer:
             trainer.early = EarlyStopping(trainer.config.patience, math.inf if early.get("best") is None
                                           else float(early["best"]), early.get("best_step"), int(early.get("bad", 0)))
             trainer.seconds = float(meta.get("seconds", 0.0))
-        except (KeyError, TypeError, ValueError) as e:
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
             raise CheckpointError(f"{path}: cannot restore the training state: {e}") from None
         trainer.stream.seek(trainer.step)
         trainer.optimizer.lr = trainer.lr_at(trainer.step)
@@ -358,6 +400,22 @@ def build_model(config, vocab_size) -> SequenceModel:
     return SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
                          fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
                          cell=config.cell, dropout=config.dropout)
+
+
+def check_training_fits(config, vocab_size) -> None:
+    """TooBig (a ValueError naming the option, e.g. --hidden-size) when the run cannot fit in memory."""
+    def estimate(hidden_size, num_layers, batch_size, seq_len, sample_length):
+        sampling = 2.5 * sample_length * 64  # the generated ids and text held while sampling
+        return rnn_run_bytes(vocab_size, hidden_size, vocab_size, num_layers, seq_len, batch_size,
+                             np.dtype(config.dtype).itemsize, config.cell, sampling)
+    defaults = TrainConfig()
+    sizes = {name: getattr(config, name) for name in ("hidden_size", "num_layers", "batch_size", "seq_len",
+                                                      "sample_length")}
+    try:
+        check_fits(estimate, sizes, {name: getattr(defaults, name) for name in sizes})
+    except TooBig as e:
+        name = str(e).split(" ", 1)[0]
+        raise TooBig(f"{option_name(name)}{str(e)[len(name):]}") from None
 
 
 def best_checkpoint_path(checkpoint) -> Path:

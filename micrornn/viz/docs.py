@@ -3,7 +3,8 @@
     python -m micrornn.viz.docs [--out docs] [--skip-training]
 
 Each graphviz picture is written with its DOT text beside it in docs/src/NAME.dot, each plot with
-the numbers it plots in docs/src/NAME.txt, and the stepper page with its graph's DOT text; the test
+the numbers it plots in docs/src/NAME.txt, and the stepper page (docs/src holds it without its
+laid-out SVG); the tutorial notebook is executed and saved with its pictures inline. The test
 suite rebuilds those texts and fails when a picture is older than the code that draws it (it
 compares text, not pixels). Two pictures come from whole programs and are only regenerated here:
 gradient_flow_T100.png (examples/vanishing_gradients.py) and loss_curve.png (a default
@@ -58,6 +59,16 @@ def gradient_flow_view():
     return draw_unrolled(model, max_steps=8, hidden_grads=norms)
 
 
+def backward_graph_view():
+    """The backward pass as a graph: dL/dU and dL/dW recorded by micrornn.grad(..., create_graph=True),
+    3 steps, hidden 4; the backward's nodes are orange, in the clusters of the steps they differentiate."""
+    from micrornn.higher import grad
+    model, x, y = _model(3, hidden=4)
+    loss = model.loss(x, y)[0]
+    cell = model.rnn.cells[0]
+    return draw_graph(list(grad(loss, [cell.U, cell.W], create_graph=True)), names=model, forward=loss)
+
+
 GRAPHS = {
     "viz_graph": lambda: graph_view(),
     "viz_graph_grad": lambda: graph_view(grad=True),
@@ -66,6 +77,7 @@ GRAPHS = {
     "viz_gradient_flow": gradient_flow_view,
     "viz_lstm_unrolled": lambda: draw_unrolled(_model(4, cell="lstm")[0], steps=4),  # --cell lstm --view unrolled --steps 4
     "viz_lstm_folded": lambda: draw_folded(_model(3, cell="lstm")[0]),               # --cell lstm --view folded
+    "bptt_backward_graph": backward_graph_view,
 }
 
 
@@ -103,7 +115,7 @@ PLOTS = {
         data, path, title="LSTM gates over time (forget-gate bias +3, W x 2, inputs x 2)")),
 }
 STEPPER = "bptt_stepper"  # docs/bptt_stepper.html: micrornn viz --html docs/bptt_stepper.html
-PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png")
+PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png", "gated_gradients_T100.png")  # made by examples
 
 
 def data_text(name, data) -> str:
@@ -136,6 +148,18 @@ def texts() -> dict:
     return out
 
 
+def execute_notebook(path):
+    """Run a notebook top to bottom in a fresh kernel (nbclient; an error in a cell raises) and
+    return it with its outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(path), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", record_timing=False,
+                   resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    return nb
+
+
 def regenerate(out: Path, skip_training=False) -> None:
     """Write every picture (and its text) into out."""
     src = out / "src"
@@ -154,6 +178,10 @@ def regenerate(out: Path, skip_training=False) -> None:
     (out / f"{STEPPER}.html").write_text(page, encoding="utf-8")
     (src / f"{STEPPER}.html").write_text(page_without_svg(page), encoding="utf-8")
     print(f"wrote {out / STEPPER}.html")
+    notebook = REPO / "docs" / "tutorial.ipynb"
+    import nbformat
+    nbformat.write(execute_notebook(notebook), str(out / notebook.name))
+    print(f"wrote {out / notebook.name} (executed, pictures inline)")
     _run_programs(out, skip_training)
 
 

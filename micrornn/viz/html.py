@@ -74,6 +74,9 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
         model, x, targets = demo_problem(steps, hidden_size, seed=seed)
     elif x is None or targets is None:
         raise ValueError("to_html: pass x and targets together with model")
+    if getattr(model.rnn, "cell_kind", "rnn") != "rnn":
+        raise ValueError(f"to_html: the stepper explains the vanilla RNN; got a {model.rnn.cell_kind.upper()} model "
+                         "(build it with cell='rnn')")
     if getattr(model.rnn, "fused", False):
         raise ValueError("to_html: a fused RNN records no per-step nodes; build the model with fused=False")
     T = np.asarray(x).shape[0]
