@@ -36,6 +36,8 @@ UFUNCS = {
 def apply_ufunc(ufunc, method, inputs, kwargs):
     """Run ``ufunc(*inputs)`` as micrornn ops, or raise a TypeError that says what to call instead."""
     name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+    if method == "__call__" and not kwargs and _boolean_result(ufunc):  # np.isnan(t): a mask, no gradient
+        return Tensor(ufunc(*_plain(list(inputs))))
     if method != "__call__" or ufunc not in UFUNCS:
         raise TypeError(f"{name} is not a micrornn op on Tensors; {_advice(ufunc.__name__)}")
     if kwargs:
@@ -45,13 +47,18 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
     return UFUNCS[ufunc](*[_lift(x, like) for x in inputs])
 
 
-def _advice(name) -> str:
-    """What to write instead of an unsupported NumPy call on a tensor."""
+def _boolean_result(ufunc) -> bool:
+    """True for ufuncs whose every loop returns booleans (isnan, isfinite, signbit, ...)."""
+    return ufunc.nout == 1 and all(loop.endswith("->?") for loop in ufunc.types)
+
+
+def _advice(name, shown=None) -> str:
+    """What to write instead of an unsupported NumPy call on a tensor (``shown``: its dotted name)."""
     method = {"add": "t.sum()", "maximum": "t.max()", "minimum": "t.min()", "logaddexp": "t.logsumexp()"}.get(name)
     if method:
         return f"call {method}"
     return (f"compose it from Tensor ops, define a primitive with micrornn.ops.defprimitive, or use "
-            f"np.{name}(t.detach().numpy()) for a constant result outside the graph")
+            f"{shown or 'np.' + name}(t.detach().numpy()) for a constant result outside the graph")
 
 
 def _numpy_kwargs_unsupported(name, **kwargs):
@@ -95,7 +102,7 @@ FUNCTIONS = {
     np.clip: lambda a, a_min=None, a_max=None: as_tensor(a).clip(a_min, a_max),
     np.concatenate: lambda arrays, axis=0: concatenate(arrays, axis),
     np.stack: lambda arrays, axis=0: stack(arrays, axis),
-    np.where: lambda cond, a, b: where(cond, a, b),
+    np.where: lambda cond, *a_b: where(cond, *a_b) if a_b else np.nonzero(_plain(cond)),
     np.shape: lambda a: as_tensor(a).shape,
     np.ndim: lambda a: as_tensor(a).ndim,
     np.size: lambda a: as_tensor(a).size,
@@ -109,8 +116,8 @@ def apply_function(func, args, kwargs):
         return FUNCTIONS[func](*args, **kwargs)
     tensors = [x for x in _flat(args) + _flat(list(kwargs.values())) if isinstance(x, Tensor)]
     if any(t.requires_grad for t in tensors):
-        raise TypeError(f"np.{func.__name__} on a Tensor that requires grad would cut the graph; "
-                        f"{_advice(func.__name__)}")
+        name = func.__module__.replace("numpy", "np", 1) + "." + func.__name__  # np.linalg.norm, not np.norm
+        raise TypeError(f"{name} on a Tensor that requires grad would cut the graph; {_advice(func.__name__, name)}")
     return func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()})
 
 

@@ -26,7 +26,7 @@ class CompositeMethods:
 
     def var(self, axis=None, ddof=0, keepdims=False):
         """Variance mean((a - mean a)^2) over ``axis``, divided by count - ddof (NumPy's default ddof=0)."""
-        ax = normalize_axis(axis, self.ndim, "var")
+        ax = normalize_axis(axis, _with_axes(self, "var", axis), "var")
         count = self.data.size if ax is None else int(np.prod([self.shape[a] for a in np.atleast_1d(ax)]))
         if count - ddof <= 0:
             raise ValueError(f"var: {count} elements leave no degrees of freedom with ddof={ddof}")
@@ -53,7 +53,7 @@ class CompositeMethods:
     def swapaxes(self, axis1, axis2):
         """Exchange two axes (what PyTorch's ``transpose(a, b)`` does)."""
         order = list(range(self.ndim))
-        a, b = normalize_axis((axis1, axis2), self.ndim, "swapaxes")
+        a, b = normalize_axis((axis1, axis2), _with_axes(self, "swapaxes"), "swapaxes")
         order[a], order[b] = order[b], order[a]
         return self._permuted(tuple(order))
 
@@ -68,22 +68,26 @@ class CompositeMethods:
         """Drop axes of length 1 (all of them, or the given ones, which must have length 1)."""
         if axis is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        axes = np.atleast_1d(normalize_axis(axis, self.ndim, "squeeze"))
+        axes = np.atleast_1d(normalize_axis(axis, _with_axes(self, "squeeze"), "squeeze"))
         wrong = [int(a) for a in axes if self.shape[a] != 1]
         if wrong:
             raise ValueError(f"squeeze: axis {wrong[0]} has length {self.shape[wrong[0]]}, not 1")
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
     def unsqueeze(self, axis):
-        """Insert an axis of length 1 at ``axis`` (also called expand_dims)."""
-        axis = normalize_axis(axis, self.ndim + 1, "unsqueeze")
-        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+        """Insert an axis of length 1 at ``axis`` (an int, or several as in NumPy's expand_dims)."""
+        added = len(axis) if isinstance(axis, (tuple, list)) else 1
+        axes = np.atleast_1d(normalize_axis(axis, self.ndim + added, "unsqueeze")).tolist()
+        if len(set(axes)) != added:
+            raise ValueError(f"unsqueeze: repeated axis in {axis!r}")
+        rest = iter(self.shape)
+        return self.reshape(tuple(1 if i in axes else next(rest) for i in range(self.ndim + added)))
 
     expand_dims = unsqueeze
 
     def chunk(self, pieces, axis=0):
         """``pieces`` equal parts along ``axis`` (e.g. the 4 gates of an LSTM's (B, 4H) block)."""
-        axis = normalize_axis(axis, self.ndim, "chunk")
+        axis = normalize_axis(axis, _with_axes(self, "chunk"), "chunk")
         if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces <= 0:
             raise ValueError(f"chunk: the number of pieces must be a positive integer, got {pieces!r}")
         if self.shape[axis] % pieces:
@@ -93,7 +97,7 @@ class CompositeMethods:
 
     def split(self, sizes, axis=0):
         """Pieces of the given ``sizes`` (a list that sums to the axis length) along ``axis``."""
-        axis = normalize_axis(axis, self.ndim, "split")
+        axis = normalize_axis(axis, _with_axes(self, "split"), "split")
         if not isinstance(sizes, (list, tuple)):
             raise TypeError(f"split: give the piece sizes as a list, e.g. split([H, H, H]), got {sizes!r}; "
                             "for n equal pieces use chunk(n) (NumPy's split(n) and PyTorch's split(n) "
@@ -107,6 +111,13 @@ class CompositeMethods:
             pieces.append(self[lead + (slice(start, start + int(n)),)])
             start += int(n)
         return pieces
+
+
+def _with_axes(t, op, axis=0) -> int:
+    """t.ndim, after refusing an explicit axis of a 0-d tensor (which has none)."""
+    if t.ndim == 0 and axis is not None:
+        raise ValueError(f"{op}: a 0-d tensor has no axis to work along")
+    return t.ndim
 
 
 def normalize_axis(axis, ndim=None, op="axis"):

@@ -9,7 +9,7 @@ import types
 import numpy as np
 
 from micrornn import ops
-from micrornn.composites import CompositeMethods, normalize_axis as _axis
+from micrornn.composites import CompositeMethods, _with_axes, normalize_axis as _axis
 from micrornn.autograd import backward as _backward, leaf_fingerprints, state
 
 _FLOAT_KINDS = "f"
@@ -141,6 +141,28 @@ class Tensor(CompositeMethods):
 
     def __abs__(self): return apply(ops.ABS, self)
 
+    # ---- in-place operators: ``total += loss`` makes a new node (total is rebound); on a leaf that
+    # requires grad (a parameter) ``p -= lr * p.grad`` changes p's data under no_grad(), as in PyTorch
+    def _in_place(self, other, ufunc, symbol):
+        if self._op is not None or not self.requires_grad:
+            return NotImplemented  # Python then runs the ordinary operator and rebinds the name
+        if state.grad_enabled:
+            raise RuntimeError(f"t {symbol} x: an in-place update of a leaf that requires grad (shape {self.shape}) "
+                               "cannot be recorded; update parameters inside micrornn.no_grad(), "
+                               "or write p = p - x for a new tensor in the graph")
+        ufunc(self.data, _lift(other, self).data, out=self.data)
+        return self
+
+    def __iadd__(self, other): return self._in_place(other, np.add, "+=")
+    def __isub__(self, other): return self._in_place(other, np.subtract, "-=")
+    def __imul__(self, other): return self._in_place(other, np.multiply, "*=")
+    def __itruediv__(self, other): return self._in_place(other, np.divide, "/=")
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor: use t.item() for its value")
+        return (self[i] for i in range(len(self.data)))
+
     def exp(self): return apply(ops.EXP, self)
     def log(self): return apply(ops.LOG, self)
     def tanh(self): return apply(ops.TANH, self)
@@ -163,7 +185,8 @@ class Tensor(CompositeMethods):
         for bound in (lo, hi):
             if bound is not None and not isinstance(bound, (int, float, np.integer, np.floating)):
                 raise TypeError(f"clip: bounds must be numbers, got {type(bound).__name__}")
-        return apply(ops.CLIP, self, lo=lo, hi=hi)
+        plain = lambda b: b.item() if isinstance(b, np.generic) else b  # noqa: E731  (np.float64(0.5): no promotion)
+        return apply(ops.CLIP, self, lo=plain(lo), hi=plain(hi))
 
     # ---- comparisons: boolean tensors, never part of the graph -------------------------------
     def _compare(self, other, ufunc):
@@ -191,11 +214,11 @@ class Tensor(CompositeMethods):
     # ---- reductions and shapes -------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (all axes when None)."""
-        return apply(ops.SUM, self, axis=_axis(axis, self.ndim, "sum"), keepdims=keepdims)
+        return apply(ops.SUM, self, axis=_axis(axis, _with_axes(self, "sum", axis), "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis``: a sum scaled by 1/count."""
-        ax = _axis(axis, self.ndim, "mean")
+        ax = _axis(axis, _with_axes(self, "mean", axis), "mean")
         count = self.data.size if ax is None else int(np.prod([self.shape[a] for a in np.atleast_1d(ax)]))
         if count == 0:
             raise ValueError(f"mean: no elements to average over (shape {self.shape}, axis {axis})")
@@ -203,7 +226,7 @@ class Tensor(CompositeMethods):
 
     def max(self, axis=None, keepdims=False):
         """Maximum over ``axis``; ties share the gradient equally."""
-        return apply(ops.MAX, self, axis=_axis(axis, self.ndim, "max"), keepdims=keepdims)
+        return apply(ops.MAX, self, axis=_axis(axis, _with_axes(self, "max", axis), "max"), keepdims=keepdims)
 
     def logsumexp(self, axis=-1, keepdims=False):
         """log(sum(exp(x))) over ``axis``, computed without overflow."""
@@ -312,7 +335,7 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     first = arrays[0].dtype
     for array in arrays:
         if array.dtype is not first:
-            _check_float_dtypes(prim, arrays)
+            arrays = _check_float_dtypes(prim, arrays)
             break
     try:
         data, saved = prim.forward(*arrays, **attrs)
@@ -335,14 +358,25 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     return out
 
 
-def _check_float_dtypes(prim, arrays) -> None:
-    """The dtype rule: one op never mixes float dtypes (no silent float32 -> float64 promotion)."""
+def _check_float_dtypes(prim, arrays) -> list:
+    """The dtype rule: one op never mixes float dtypes (no silent float32 -> float64 promotion), and in
+    arithmetic an integer operand takes the float operand's dtype (NumPy would make int64 * float32
+    float64), as integer arrays and numbers already do in ``_lift``."""
     floats = {a.dtype for a in arrays if a.dtype.kind == "f"}
     if len(floats) > 1:
         floats = sorted(map(str, floats))
         raise TypeError(f"{prim.name}: operands have different float dtypes ({' and '.join(floats)}); "
                         "micrornn does not promote between float dtypes: convert one side first, e.g. "
                         f"x.astype(np.{floats[0]}) (a float32 model needs float32 inputs)")
+    if floats and prim in _ARITHMETIC:
+        (dtype,) = floats
+        skip = 1 if prim is ops.WHERE else 0  # where's condition stays boolean
+        return [a.astype(dtype) if i >= skip and a.dtype.kind in "iu" else a for i, a in enumerate(arrays)]
+    return arrays
+
+
+_ARITHMETIC = {ops.ADD, ops.SUB, ops.MUL, ops.DIV, ops.POW, ops.MATMUL, ops.MATMUL_ADD, ops.MAXIMUM, ops.MINIMUM,
+               ops.WHERE}
 
 
 def _attrs_text(attrs) -> str:
@@ -400,7 +434,7 @@ def stack(tensors, axis=0) -> Tensor:
 def concatenate(tensors, axis=0) -> Tensor:
     """Join tensors along an existing axis."""
     tensors = _joinable(tensors, "concatenate")
-    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, tensors[0].ndim, "concatenate"))
+    return apply(ops.CONCATENATE, *tensors, axis=_axis(axis, _with_axes(tensors[0], "concatenate"), "concatenate"))
 
 
 @contextlib.contextmanager

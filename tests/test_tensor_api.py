@@ -144,6 +144,14 @@ def test_train_and_eval_set_the_flag_on_the_whole_tree():
     assert [name for name, _ in cell.named_modules()] == ["", "inner", "extras.0"]
 
 
+def test_train_refuses_a_mode_that_is_not_a_boolean():
+    cell = DropoutCell(3, 4)
+    with pytest.raises(TypeError, match=r"train\(mode\): mode must be True or False, got 'False'"):
+        cell.train("False")  # bool("False") is True: a string from a command line would train silently
+    assert all(m.training for m in cell.modules())
+    assert not cell.train(np.bool_(False)).training
+
+
 def test_repr_shows_the_module_tree_with_shapes():
     mr.manual_seed(0)
     text = repr(nn.SequenceModel(8, 16, 5, num_layers=2))

@@ -68,6 +68,20 @@ def test_gradient_matches_central_differences(label):
     assert gradcheck(fn, leaves(*arrays))
 
 
+@pytest.mark.parametrize("label", sorted(CASES))
+def test_recorded_gradient_equals_the_first_order_gradient(label):
+    # grad(create_graph=True) runs each op's dvjp, not its vjp; second-order checks cannot see a wrong
+    # dvjp of a piecewise-linear op (abs, maximum, clip, ...: its second derivative is 0 either way)
+    fn, arrays = CASES[label]
+    inputs = leaves(*arrays)
+    out = fn(*inputs)
+    u = np.random.default_rng(0).standard_normal(out.shape)
+    first = mr.grad(out, inputs, grad_outputs=u, retain_graph=True)
+    recorded = mr.grad(out, inputs, grad_outputs=u, create_graph=True)
+    for a, b in zip(first, recorded):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-14)
+
+
 def test_tie_gradients_split_evenly():
     a, b = leaves([1.0, 2.0, 3.0], [1.0, 5.0, 0.0])
     mr.maximum(a, b).sum().backward()
@@ -86,6 +100,9 @@ def test_abs_and_clip_at_their_kinks():
     x.grad = None
     x.clip(-1.0, 3.0).sum().backward()  # a value on a bound passes its gradient (as PyTorch's clamp)
     np.testing.assert_array_equal(x.grad, [0.0, 1.0, 1.0])
+    x.grad = None
+    x.clip(0.0, 1.0).sum().backward()  # on the lower bound too
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 0.0])
 
 
 def test_where_values_and_gradient_routing():
@@ -156,3 +173,26 @@ def test_astype_casts_and_keeps_the_gradient_dtype():
     assert t.grad.dtype == np.float64
     np.testing.assert_array_equal(t.grad, [3.0, 3.0])
     assert not t.astype(np.int64).requires_grad
+
+
+@pytest.mark.parametrize("cut", [lambda z: z.chunk(1), lambda z: z.split([1]), lambda z: z.squeeze(0),
+                                 lambda z: z.swapaxes(0, 0), lambda z: z.mean(0), lambda z: z.var(-1),
+                                 lambda z: z.sum(0), lambda z: z.max(-1), lambda z: z.min(0),
+                                 lambda z: mr.concatenate([z, z])])
+def test_axis_ops_on_a_0d_tensor_say_it_has_no_axes(cut):
+    with pytest.raises(ValueError, match="a 0-d tensor has no axis"):
+        cut(Tensor(5.0, requires_grad=True))  # was IndexError, or for sum/max a ZeroDivisionError in backward
+
+
+def test_0d_tensors_still_reduce_without_an_axis():
+    z = Tensor(5.0, requires_grad=True)
+    (z.mean() + z.var() + z.sum() + z.max() + z.squeeze() + z.logsumexp()).backward()
+    assert z.grad == 5.0
+
+
+def test_unsqueeze_takes_several_axes_as_numpy_expand_dims_does():
+    t = Tensor(np.ones((2, 3)))
+    assert t.unsqueeze((0, -1)).shape == np.expand_dims(np.ones((2, 3)), (0, -1)).shape == (1, 2, 3, 1)
+    assert np.expand_dims(t, (1, 2)).shape == (2, 1, 1, 3)
+    with pytest.raises(ValueError, match="repeated axis"):
+        t.unsqueeze((0, -4))

@@ -63,6 +63,24 @@ def test_numbers_lists_and_integer_arrays_take_the_tensor_dtype(other):
     assert (t - other).dtype == np.float32
 
 
+
+@pytest.mark.parametrize("other", [np.arange(3), np.array([True, False, True]), np.int64(2)])
+def test_integer_and_boolean_tensors_take_the_float_tensor_dtype(other):
+    t, const = Tensor(np.ones(3, dtype=np.float32), requires_grad=True), Tensor(other)
+    for out in (t * const, const * t, t - const, const / t, t ** const, mr.maximum(const, t),
+                mr.where(np.array([True, False, True]), const, t), Tensor(np.eye(3, dtype=int)) @ t):
+        assert out.dtype == np.float32
+    (t * const).sum().backward()
+    assert t.grad.dtype == np.float32
+
+
+def test_clip_bounds_take_the_tensor_dtype():
+    t = Tensor(np.array([0.1, 0.4, 0.9], dtype=np.float32), requires_grad=True)
+    out = t.clip(np.float64(0.2), np.float64(0.8))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.data, [0.2, 0.4, 0.8])
+    assert np.clip(t, np.float64(0.2), None).dtype == np.float32
+
 # ---- indices -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("index", [1.0, np.array([0.0, 1.0]), (0, 1.5), [0.0, 2.0], Tensor([0.0, 1.0])])
@@ -139,6 +157,23 @@ def test_numpy_ufuncs_without_a_primitive_name_the_way_out():
         np.add.reduce(t)
     with pytest.raises(TypeError, match="out="):
         np.tanh(t, out=np.zeros(2))
+    with pytest.raises(TypeError, match=r"np.linalg.norm on a Tensor that requires grad.*np.linalg.norm\(t.detach"):
+        np.linalg.norm(t)
+
+
+def test_numpy_boolean_ufuncs_give_boolean_tensors_without_gradient():
+    t = Tensor([1.0, np.nan, np.inf], requires_grad=True)
+    for ufunc, expected in [(np.isnan, [False, True, False]), (np.isfinite, [True, False, False]),
+                            (np.isinf, [False, False, True]), (np.signbit, [False, False, False])]:
+        out = ufunc(t)
+        assert isinstance(out, Tensor) and out.dtype == bool and not out.requires_grad
+        np.testing.assert_array_equal(out.data, expected)
+    assert bool(np.isfinite(Tensor(2.0) * t[0]))
+
+
+def test_numpy_where_with_only_a_condition_gives_the_indices():
+    rows, = np.where(Tensor([0.5, -1.0, 2.0]) > 0)
+    np.testing.assert_array_equal(rows, [0, 2])
 
 
 def test_numpy_functions_on_a_tensor_that_requires_grad_refuse_to_cut_the_graph():
@@ -179,3 +214,42 @@ def test_scalar_conversions_follow_numpy():
     with pytest.raises(ValueError, match="ambiguous"):
         bool(Tensor(np.zeros(0)))
     assert bool((Tensor([1.0, 2.0]) > 0).all()) and not bool((Tensor([1.0, 2.0]) > 1.5).all())
+
+
+# ---- iteration and in-place operators ---------------------------------------------------------
+
+def test_iterating_a_0d_tensor_raises_like_numpy():
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        list(Tensor(5.0))  # was [] (the getitem fallback stopped at once)
+    rows = list(Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True))
+    assert len(rows) == 3 and rows[2].requires_grad and rows[2].data.tolist() == [4.0, 5.0]
+
+
+def test_in_place_update_of_a_parameter_under_no_grad_changes_it():
+    mr.manual_seed(0)
+    lin = nn.Linear(2, 1)
+    before = lin.weight.data.copy()
+    lin(np.ones((1, 2))).sum().backward()
+    with mr.no_grad():
+        for p in lin.parameters():
+            p -= 0.1 * p.grad  # PyTorch's hand-written SGD step: was a silent no-op (p was rebound)
+    np.testing.assert_allclose(lin.weight.data, before - 0.1)
+    with mr.no_grad():
+        w = lin.weight
+        w *= 2.0
+        w += np.ones((1, 2))
+        w /= 4.0
+    assert w is lin.weight
+    np.testing.assert_allclose(lin.weight.data, ((before - 0.1) * 2.0 + 1.0) / 4.0)
+
+
+def test_in_place_update_of_a_parameter_outside_no_grad_raises_and_graph_values_accumulate():
+    w = nn.Parameter(np.ones(2))
+    with pytest.raises(RuntimeError, match=r"t -= x: an in-place update of a leaf that requires grad.*no_grad\(\)"):
+        w -= 0.1
+    np.testing.assert_array_equal(w.data, [1.0, 1.0])
+    total = 0.0
+    for k in range(3):
+        total += (w * k).sum()  # a loss accumulated in the graph stays a new node each time
+    total.backward()
+    np.testing.assert_array_equal(w.grad, [3.0, 3.0])

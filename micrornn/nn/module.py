@@ -56,6 +56,8 @@ class Module:
 
     def train(self, mode: bool = True) -> "Module":
         """Put this module and every submodule in training mode (or evaluation mode if mode is False)."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"train(mode): mode must be True or False, got {mode!r}")
         for module in self.modules():
             module.training = bool(mode)
         return self
