@@ -81,3 +81,11 @@ def test_memory_and_extras_at_tiny_sizes():
     assert scalar["nodes"] > 1000 and [s["steps"] for s in sequences] == [20, 50]
     text = bench.format_extras(scalar, sequences)
     assert "nodes/s" in text and "T=    50" in text and "per step" in text
+
+
+def test_gated_rows_compare_with_the_analytic_numpy_routines(capsys):
+    assert main(TINY + ["--no-extras", "--cells", "lstm,gru", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "lstm float32" in out and "gru  float32" in out and "fused <= 1.15x" in out
+    assert "loss differs" not in out
+    assert main(["bench", "--cells", "rnn,elman"]) == 2

@@ -20,12 +20,12 @@ Case = namedtuple("Case", "model fused indices dense targets")
 PARAMETER_NAMES = ("rnn.cells.0.U", "rnn.cells.0.W", "rnn.cells.0.b", "head.weight", "head.bias")
 
 
-def make_case(size: str, dtype: str, seed: int = 0) -> Case:
+def make_case(size: str, dtype: str, seed: int = 0, cell: str = "rnn") -> Case:
     """Unrolled and fused models with equal parameters, indices (T, B), their one-hot rows, targets."""
     T, B, H = SIZES[size]
     rng = np.random.default_rng(seed)
-    model = SequenceModel(CLASSES, H, CLASSES, dtype=np.dtype(dtype), rng=seed)
-    fused = SequenceModel(CLASSES, H, CLASSES, fused=True, dtype=np.dtype(dtype), rng=seed)
+    model = SequenceModel(CLASSES, H, CLASSES, dtype=np.dtype(dtype), rng=seed, cell=cell)
+    fused = SequenceModel(CLASSES, H, CLASSES, fused=True, dtype=np.dtype(dtype), rng=seed, cell=cell)
     fused.load_state_dict(model.state_dict())
     indices = rng.integers(0, CLASSES, size=(T, B))
     targets = rng.integers(0, CLASSES, size=(T, B))
@@ -41,7 +41,10 @@ def parameter_arrays(model) -> list:
 
 
 def floor_step(case: Case):
-    """The hand-written NumPy floor (buffers allocated here, once)."""
+    """The hand-written NumPy floor (buffers allocated here, once). For LSTM and GRU models the floor
+    is micrornn.bptt's hand-written NumPy LSTM/GRU routines (not a separately tightened step)."""
+    if case.model.rnn.cell_kind != "rnn":
+        return lambda: bptt.loss_and_grads(case.model, case.dense, case.targets)[0]
     return RNNFloor(*parameter_arrays(case.model), case.indices, case.targets).step
 
 
@@ -75,6 +78,8 @@ def torch_steps(case: Case) -> dict:
     import torch
 
     dtype = torch.float64 if case.model.head.weight.dtype == np.float64 else torch.float32
+    if case.model.rnn.cell_kind != "rnn":
+        return {"torch_rnn": _torch_gated_step(case, torch, dtype)}
     U, W, b, V, c = (torch.tensor(a, requires_grad=True) for a in parameter_arrays(case.model))
     idx = torch.as_tensor(case.indices, dtype=torch.long)
     tgt = torch.as_tensor(case.targets.reshape(-1), dtype=torch.long)
@@ -112,6 +117,29 @@ def torch_steps(case: Case) -> dict:
     return {"torch_rnn": module_step, "torch_unrolled": unrolled_step}
 
 
+def _torch_gated_step(case: Case, torch, dtype):
+    """torch nn.LSTM / nn.GRU + nn.Linear on one-hot rows, weights loaded through micrornn.interop."""
+    from micrornn.interop import torch_state_dict
+
+    kind, H = case.model.rnn.cell_kind, case.model.rnn.hidden_size
+    layer = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(CLASSES, H).to(dtype)
+    head = torch.nn.Linear(H, CLASSES).to(dtype)
+    state = {k: torch.as_tensor(v) for k, v in torch_state_dict(case.model).items()}
+    layer.load_state_dict({k[len("rnn."):]: v for k, v in state.items() if k.startswith("rnn.")})
+    head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+    dense, tgt = torch.as_tensor(case.dense), torch.as_tensor(case.targets.reshape(-1), dtype=torch.long)
+    params = list(layer.parameters()) + list(head.parameters())
+
+    def step():
+        for p in params:
+            p.grad = None
+        out, _ = layer(dense)
+        loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, CLASSES), tgt, reduction="sum")
+        loss.backward()
+        return loss.item()
+    return step
+
+
 def jax_step(case: Case):
     """JAX: jit(value_and_grad) of a lax.scan over the steps (float64 needs JAX_ENABLE_X64=1 set before import)."""
     import jax
@@ -143,18 +171,21 @@ def jax_step(case: Case):
     return step
 
 
-def contenders_for(size: str, dtype: str, group: str = "numpy") -> dict:
+def contenders_for(size: str, dtype: str, group: str = "numpy", cell: str = "rnn") -> dict:
     """Contender key -> zero-argument step for one process ``group`` ("numpy", "torch" or "jax"),
-    the floor first, all on the same seeded parameters and data."""
-    case = make_case(size, dtype)
+    the floor first, all on the same seeded parameters and data, for one ``cell`` kind."""
+    case = make_case(size, dtype, cell=cell)
     steps = {FLOOR: floor_step(case)}
     if group == "numpy":
-        steps.update({"bptt": bptt_step(case), "unrolled": engine_step(case.model, case.indices, case.targets),
+        if cell == "rnn":
+            steps["bptt"] = bptt_step(case)
+        steps.update({"unrolled": engine_step(case.model, case.indices, case.targets),
                       "fused": engine_step(case.fused, case.indices, case.targets)})
     elif group == "torch":
         steps.update(torch_steps(case))
     elif group == "jax":
-        steps["jax"] = jax_step(case)
+        if cell == "rnn":
+            steps["jax"] = jax_step(case)
     else:
         raise ValueError(f"contenders_for: unknown group {group!r}")
     assert all(name in CONTENDERS for name in steps)

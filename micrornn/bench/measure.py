@@ -106,21 +106,23 @@ def measure_timings(options: Options, mode: str, group: str = "numpy") -> dict:
     result = {"mode": mode, "group": group, "rows": [], "load": [_load()]}
     with thread_limit(mode):
         result["blas"], result["framework"] = blas_info(), _framework_version(group)
-        for dtype in options.dtypes:
-            for size in options.sizes:
-                steps = contenders_for(size, dtype, group)
-                bad = loss_mismatches(steps, dtype)
-                gc.collect()
-                rounds = options.rounds[size]
-                times = time_round_robin(steps, rounds, warmup=1 if size == "large" else 2, clock=options.clock)
-                floor = float(np.median(times[FLOOR]))
-                for name, seconds in times.items():
-                    q1, med, q3 = np.percentile(seconds, [25, 50, 75])
-                    result["rows"].append({"size": size, "dtype": dtype, "contender": name, "group": group,
-                                           "median": float(med), "iqr": float((q3 - q1) / med),
-                                           "ratio": float(med) / floor, "rounds": rounds,
-                                           "loss_mismatch": name in bad})
-                progress(f"  threads={mode} {group} {dtype} {size}: {rounds} rounds")
+        for cell, dtype, size in ((c, d, s) for c in options.cells for d in options.dtypes for s in options.sizes):
+            steps = contenders_for(size, dtype, group, cell)
+            if len(steps) == 1:
+                continue  # nothing of this group for this cell kind
+            bad = loss_mismatches(steps, dtype)
+            gc.collect()
+            rounds = options.rounds[size]
+            times = time_round_robin(steps, rounds, warmup=1 if size == "large" else 2, clock=options.clock)
+            floor = float(np.median(times[FLOOR]))
+            for name, seconds in times.items():
+                q1, med, q3 = np.percentile(seconds, [25, 50, 75])
+                result["rows"].append({"cell": cell, "size": size, "dtype": dtype, "contender": name,
+                                       "group": group,
+                                       "median": float(med), "iqr": float((q3 - q1) / med),
+                                       "ratio": float(med) / floor, "rounds": rounds,
+                                       "loss_mismatch": name in bad})
+            progress(f"  threads={mode} {group} {cell} {dtype} {size}: {rounds} rounds")
     result["load"].append(_load())
     return result
 

@@ -11,9 +11,11 @@ THREAD_MODES = {"1": ("1",), "default": ("default",), "both": ("1", "default")}
 ROUNDS = {"small": 200, "medium": 60, "large": 12}  # timed rounds per size (default run)
 QUICK_ROUNDS = {"small": 20, "medium": 5, "large": 2}
 QUICK_PROMISE = "about a minute on 2 quiet cores, two or three on a busy machine"
+CELLS = ("rnn", "lstm", "gru")
 TARGETS = {"bptt": {"small": 1.05, "medium": 1.05, "large": 1.05},
            "unrolled": {"small": 2.0, "medium": 1.25, "large": 1.15},
            "fused": {"small": 1.1, "medium": 1.1, "large": 1.1}}
+GATED_TARGETS = {"fused": {"small": 1.15, "medium": 1.15, "large": 1.15}}  # LSTM, GRU against bptt's NumPy
 MEMORY_TARGET = 1.3  # peak memory of the unrolled step / the floor's
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -25,7 +27,7 @@ CONTENDERS = {
     "bptt": ("bptt", "numpy"),
     "unrolled": ("unrolled", "numpy"),
     "fused": ("fused", "numpy"),
-    "torch_rnn": ("torch nn.RNN", "torch"),
+    "torch_rnn": ("torch nn.RNN*", "torch"),
     "torch_unrolled": ("torch unrolled", "torch"),
     "jax": ("JAX scan", "jax"),
 }
@@ -37,6 +39,7 @@ class Options:
     """What to measure; see ``add_arguments`` for the meaning of each field."""
 
     sizes: tuple = tuple(SIZES)
+    cells: tuple = ("rnn",)
     dtypes: tuple = DTYPES
     threads: tuple = ("1",)
     rounds: dict = field(default_factory=lambda: dict(ROUNDS))
@@ -61,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed rounds per size (default: %s; with --quick: %s)"
                              % (_rounds_text(ROUNDS), _rounds_text(QUICK_ROUNDS)))
     parser.add_argument("--dtype", default=",".join(DTYPES), help="comma-separated float64,float32 (default both)")
+    parser.add_argument("--cells", default="rnn",
+                        help="comma-separated rnn,lstm,gru (default rnn; the LSTM and GRU rows are measured "
+                             "against micrornn.bptt's hand-written NumPy routines)")
     parser.add_argument("--threads", default="1",
                         help="BLAS threads: 1 | default | both (default 1: per-step costs, as `micrornn train` runs)")
     parser.add_argument("--quick", action="store_true", help=f"few rounds: a rough table in {QUICK_PROMISE}")
@@ -101,6 +107,10 @@ def options_from_args(args) -> Options:
     bad = [d for d in dtypes if d not in DTYPES]
     if not dtypes or bad:
         raise ValueError(f"--dtype: expected a comma-separated subset of {','.join(DTYPES)}, got {args.dtype!r}")
+    cells = _split(args.cells)
+    bad = [c for c in cells if c not in CELLS]
+    if not cells or bad:
+        raise ValueError(f"--cells: expected a comma-separated subset of {','.join(CELLS)}, got {args.cells!r}")
     if args.threads not in THREAD_MODES:
         raise ValueError(f"--threads: expected one of {' | '.join(THREAD_MODES)}, got {args.threads!r}")
     rounds = dict(QUICK_ROUNDS if args.quick else ROUNDS)
@@ -112,7 +122,7 @@ def options_from_args(args) -> Options:
         if n < 1:
             raise ValueError(f"--repeats: expected a positive integer, got {args.repeats!r}")
         rounds = {name: n for name in SIZES}
-    return Options(sizes=tuple(dict.fromkeys(sizes)), dtypes=tuple(dict.fromkeys(dtypes)),
+    return Options(sizes=tuple(dict.fromkeys(sizes)), cells=tuple(dict.fromkeys(cells)), dtypes=tuple(dict.fromkeys(dtypes)),
                    threads=THREAD_MODES[args.threads], rounds=rounds, quick=bool(args.quick),
                    torch=not args.no_torch, jax=not args.no_jax, extras=not args.no_extras, clean_blas_env=bool(args.clean_blas_env),
                    isolate=bool(args.isolate), profile=bool(args.profile),

@@ -7,7 +7,8 @@ import platform
 import numpy as np
 
 import micrornn
-from micrornn.bench.options import BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, MEMORY_TARGET, SIZES, TARGETS, Options
+from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, GATED_TARGETS, MEMORY_TARGET, SIZES,
+                                    TARGETS, Options)
 
 
 def _ms(seconds: float) -> str:
@@ -38,8 +39,9 @@ def header_lines(options: Options) -> list:
          if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else [])
 
 
-def _target(name: str, size: str):
-    return TARGETS[name][size] if name in TARGETS else None
+def _target(name: str, size: str, cell: str = "rnn"):
+    targets = TARGETS if cell == "rnn" else GATED_TARGETS
+    return targets[name][size] if name in targets else None
 
 
 def format_timings(result: dict, options: Options) -> str:
@@ -51,33 +53,35 @@ def format_timings(result: dict, options: Options) -> str:
     if load:
         lines.append(f"   1-min load average {' -> '.join(f'{x:g}' for x in load)} on {os.cpu_count()} CPUs "
                      f"(this run uses up to {'1' if result['mode'] == '1' else 'all'}; more means other work)")
-    by_key = {(r["dtype"], r["size"], r["contender"]): r for r in result["rows"]}
-    names = [n for n in CONTENDERS if n != FLOOR and any(k[2] == n for k in by_key)]
-    lines.append(f"{'dtype':8} {'size':6} {'T':>3} {'B':>3} {'H':>4} {'floor ms':>9} "
+    by_key = {(r.get("cell", "rnn"), r["dtype"], r["size"], r["contender"]): r for r in result["rows"]}
+    names = [n for n in CONTENDERS if n != FLOOR and any(k[3] == n for k in by_key)]
+    lines.append(f"{'cell':4} {'dtype':8} {'size':6} {'T':>3} {'B':>3} {'H':>4} {'floor ms':>9} "
                  + " ".join(f"{CONTENDERS[n][0]:>14}" for n in names) + "  noise  targets missed")
-    for dtype in options.dtypes:
-        for size in options.sizes:
-            floor = by_key.get((dtype, size, FLOOR))
-            if floor is None:
+    for cell, dtype, size in ((c, d, s) for c in options.cells for d in options.dtypes for s in options.sizes):
+        floor = by_key.get((cell, dtype, size, FLOOR))
+        if floor is None:
+            continue
+        T, B, H = SIZES[size]
+        cells, misses, noise = [], [], floor["iqr"]
+        for name in names:
+            row = by_key.get((cell, dtype, size, name))
+            if row is None:
+                cells.append(f"{'-':>14}")
                 continue
-            T, B, H = SIZES[size]
-            cells, misses, noise = [], [], floor["iqr"]
-            for name in names:
-                row = by_key.get((dtype, size, name))
-                if row is None:
-                    cells.append(f"{'-':>14}")
-                    continue
-                noise = max(noise, row["iqr"])
-                target = _target(name, size)
-                flag = "!" if row["loss_mismatch"] else ""
-                cells.append(f"{row['ratio']:.2f}x{flag}".rjust(14))
-                if target is not None and row["ratio"] > target:
-                    misses.append(f"{CONTENDERS[name][0]} {row['ratio']:.2f}x > {target:g}x")
-            lines.append(f"{dtype:8} {size:6} {T:>3} {B:>3} {H:>4} {_ms(floor['median']):>9} " + " ".join(cells)
-                         + f"  {noise * 100:>4.0f}%  " + ("; ".join(misses) or "none"))
+            noise = max(noise, row["iqr"])
+            target = _target(name, size, cell)
+            flag = "!" if row["loss_mismatch"] else ""
+            cells.append(f"{row['ratio']:.2f}x{flag}".rjust(14))
+            if target is not None and row["ratio"] > target:
+                misses.append(f"{CONTENDERS[name][0]} {row['ratio']:.2f}x > {target:g}x")
+        lines.append(f"{cell:4} {dtype:8} {size:6} {T:>3} {B:>3} {H:>4} {_ms(floor['median']):>9} " + " ".join(cells)
+                     + f"  {noise * 100:>4.0f}%  " + ("; ".join(misses) or "none"))
     lines.append("   targets: " + "; ".join(
         f"{CONTENDERS[n][0]} <= " + "/".join(f"{TARGETS[n][s]:g}x" for s in options.sizes) for n in TARGETS)
-        + f" ({'/'.join(options.sizes)}); noise = largest interquartile range / median in the row"
+        + f" ({'/'.join(options.sizes)})"
+        + ("; lstm/gru: floor = micrornn.bptt's hand-written NumPy LSTM/GRU, fused <= 1.15x, torch column = "
+           "nn.LSTM / nn.GRU" if set(options.cells) - {"rnn"} else "")
+        + "; * torch nn.RNN and nn.LSTM/GRU read one-hot rows; noise = largest interquartile range / median in the row"
         + ("; ! = loss differs from the floor's" if any(r["loss_mismatch"] for r in result["rows"]) else ""))
     return "\n".join(lines)
 
