@@ -48,8 +48,8 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
 
 
 def _boolean_result(ufunc) -> bool:
-    """True for ufuncs whose every loop returns booleans (isnan, isfinite, signbit, ...)."""
-    return ufunc.nout == 1 and all(loop.endswith("->?") for loop in ufunc.types)
+    """True for ufuncs whose every numeric loop returns booleans (isnan, isfinite, logical_and, ...)."""
+    return ufunc.nout == 1 and all(loop.endswith("->?") for loop in ufunc.types if not loop.startswith("O"))
 
 
 def _advice(name, shown=None) -> str:

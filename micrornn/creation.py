@@ -44,6 +44,8 @@ def ones_like(t, dtype=None, requires_grad=False) -> Tensor:
 
 def randn(*shape, dtype=np.float64, requires_grad=False, rng=None) -> Tensor:
     """Standard normal samples from the generator ``micrornn.manual_seed`` seeds (or ``rng``)."""
+    if np.dtype(dtype).kind != "f":
+        raise TypeError(f"randn: normal samples need a float dtype, got {np.dtype(dtype)}")
     values = default_rng(rng).standard_normal(_shape(shape, "randn"))
     return Tensor(values.astype(dtype), requires_grad=requires_grad)
 

@@ -79,6 +79,8 @@ def jvp(fn, inputs, tangents) -> tuple:
         state.push_tangent = None
     if isinstance(outputs, Tensor):
         return outputs, _tangent_of(outputs, record)
+    if not isinstance(outputs, (tuple, list)):
+        raise TypeError(f"jvp: fn must return a Tensor or a sequence of Tensors, got {type(outputs).__name__}")
     return outputs, tuple(_tangent_of(o, record) for o in outputs)
 
 

@@ -40,6 +40,8 @@ def dropout(x, p=0.5, training=True, rng=None) -> Tensor:
     x = as_tensor(x)
     if not training or p == 0:
         return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout: x must be floating point, got {x.dtype} (the kept values are scaled by 1/(1-p))")
     keep = default_rng(rng).random(x.shape) >= p
     return x * (keep / (1.0 - p)).astype(x.dtype)
 

@@ -126,7 +126,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             name = f" '{t.name}'" if t.name else ""
-            message = (f"gradgradcheck: input {inputs.index(t)}{name} of shape {t.shape}, element {idx}: second "
+            message = (f"gradgradcheck: input {_position(inputs, t)}{name} of shape {t.shape}, element {idx}: second "
                        f"derivative (H v) {float(a[idx])!r} vs finite differences of the gradient "
                        f"{float(n[idx])!r} (|diff| {abs(float(a[idx] - n[idx])):.3g} > "
                        f"{atol + rtol * abs(float(n[idx])):.3g}); {int(bad.sum())} of {bad.size} elements disagree")
@@ -166,3 +166,8 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+
+
+def _position(inputs, tensor) -> int:
+    """Index of ``tensor`` in ``inputs`` by identity (``==`` on tensors compares elements)."""
+    return next(i for i, x in enumerate(inputs) if x is tensor)

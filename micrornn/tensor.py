@@ -203,6 +203,23 @@ class Tensor(CompositeMethods):
     def __ne__(self, other): return self._compare(other, np.not_equal)
     __hash__ = object.__hash__  # identity: tensors are graph nodes and dictionary keys
 
+    def _logical(self, other, ufunc, symbol):
+        """A boolean (or integer) constant tensor from &, |, ^ of masks: no gradient."""
+        operands = [self.data] + ([] if other is None else [_lift(other, self).data])
+        for data in operands:
+            if data.dtype.kind not in "biu":
+                raise TypeError(f"{symbol}: needs boolean or integer tensors, got {data.dtype}; compare first, "
+                                "e.g. (x > 0) & (x < 1)")
+        return _leaf(np.asarray(ufunc(*operands)))
+
+    def __and__(self, other): return self._logical(other, np.bitwise_and, "&")
+    def __rand__(self, other): return self._logical(other, np.bitwise_and, "&")
+    def __or__(self, other): return self._logical(other, np.bitwise_or, "|")
+    def __ror__(self, other): return self._logical(other, np.bitwise_or, "|")
+    def __xor__(self, other): return self._logical(other, np.bitwise_xor, "^")
+    def __rxor__(self, other): return self._logical(other, np.bitwise_xor, "^")
+    def __invert__(self): return self._logical(None, np.invert, "~")
+
     def any(self, axis=None):
         """Whether any element is true (a boolean constant tensor)."""
         return _leaf(np.asarray(self.data.any(axis=_axis(axis, self.ndim, "any"))))

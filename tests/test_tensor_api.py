@@ -61,6 +61,8 @@ def test_randn_is_seeded_by_manual_seed():
     np.testing.assert_array_equal(mr.randn(3, 2).data, first)
     assert not np.array_equal(mr.randn(3, 2).data, first)
     assert mr.randn(2, dtype=np.float32, requires_grad=True).dtype == np.float32
+    with pytest.raises(TypeError, match="randn: normal samples need a float dtype, got int64"):
+        mr.randn(3, dtype=np.int64)  # was: the samples silently truncated to integers
 
 
 # ---- functional ------------------------------------------------------------------------------
@@ -106,6 +108,8 @@ def test_dropout_keeps_the_expectation_and_is_off_outside_training():
     assert F.dropout(x, 0.25, training=False) is x
     with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\)"):
         F.dropout(x, 1.0)
+    with pytest.raises(TypeError, match="dropout: x must be floating point, got int64"):
+        F.dropout(Tensor([10, 10, 10]), 0.3)  # was: scaled by int(1/0.7) = 1, silently
 
 
 def test_embedding_refuses_float_indices():

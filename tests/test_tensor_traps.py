@@ -253,3 +253,15 @@ def test_in_place_update_of_a_parameter_outside_no_grad_raises_and_graph_values_
         total += (w * k).sum()  # a loss accumulated in the graph stays a new node each time
     total.backward()
     np.testing.assert_array_equal(w.grad, [3.0, 3.0])
+
+
+def test_boolean_masks_combine_with_and_or_xor_not():
+    x = Tensor([0.5, 2.0, -1.0], requires_grad=True)
+    for out, expected in [((x > 0) & (x < 1), [True, False, False]), ((x < 0) | (x > 1), [False, True, True]),
+                          ((x > 0) ^ (x > 1), [True, False, False]), (~(x > 0), [False, False, True]),
+                          ((x > 0) & np.array([False, True, True]), [False, True, False]),
+                          (np.logical_and(x > 0, x < 1), [True, False, False]), (np.logical_not(x > 0), [False, False, True])]:
+        assert isinstance(out, Tensor) and out.dtype == bool and not out.requires_grad
+        np.testing.assert_array_equal(out.data, expected)
+    with pytest.raises(TypeError, match=r"&: needs boolean or integer tensors, got float64; compare first, e.g. \(x > 0\)"):
+        x & (x > 0)
