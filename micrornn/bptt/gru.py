@@ -73,9 +73,10 @@ def gru_layer_forward(x, U, W, b, b_hn, h0):
         gates += b
     hs, hns = np.empty((T, B, H), dtype=dtype), np.empty((T, B, H), dtype=dtype)
     h_prev = np.zeros((B, H), dtype=dtype) if h0 is None else h0
+    W_T, ah = np.ascontiguousarray(W.T), np.empty((B, 3 * H), dtype=dtype)  # BLAS runs faster on a copy of W.T
     for t in range(T):
         a, hn = gates[t], hns[t]  # activated in place
-        ah = h_prev @ W.T
+        np.matmul(h_prev, W_T, out=ah)
         a[:, :2 * H] += ah[:, :2 * H]
         _sigmoid(a[:, :2 * H], out=a[:, :2 * H])  # r, z
         r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
@@ -104,31 +105,32 @@ def gru_layer_backward(dhs, x, hs, gates, hns, h0, U, W, return_hidden=False):
     dhs, x, hs, gates, hns, h0, U, W = (_as(a, dtype) for a in (dhs, x, hs, gates, hns, h0, U, W))
     h0 = np.zeros((B, H), dtype=dtype) if h0 is None else h0
 
-    slopes = gate_slopes(gates)
+    h_prevs = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} of every step
     d_in = np.empty_like(gates)  # [dar, daz, dan]: input-side deltas (also the gate gradients)
     d_rec = np.empty_like(gates)  # [dar, daz, dhn]: recurrent-side deltas
     gh_all = np.empty_like(hs) if return_hidden else None
+    gh_now, direct = np.empty((B, H), dtype=dtype), np.empty((B, H), dtype=dtype)
     carry = np.zeros((B, H), dtype=dtype)  # what reaches h_t from step t+1
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -1, -1):  # small per-step buffers: whole-sequence temporaries cost more here
         r, z, n = (gates[t, :, k * H:(k + 1) * H] for k in range(3))
-        h_prev = hs[t - 1] if t > 0 else h0
-        gh = dhs[t] + carry  # gh_t = dL/dh_t: from above + back from step t+1
+        slopes = gate_slopes(gates[t])
+        gh = np.add(dhs[t], carry, out=gh_all[t] if return_hidden else gh_now)  # gh_t: above + from t+1
         d = d_in[t]
-        np.multiply(gh, 1 - z, out=d[:, 2 * H:])  # dL/dn = gh * (1 - z)
-        np.multiply(gh, h_prev - n, out=d[:, H:2 * H])  # dL/dz = gh * (h_{t-1} - n)
-        d[:, 2 * H:] *= slopes[t, :, 2 * H:]  # dan = dL/dn * tanh'
+        np.subtract(1, z, out=d[:, 2 * H:])
+        d[:, 2 * H:] *= gh  # dL/dn = gh * (1 - z)
+        np.subtract(h_prevs[t], n, out=d[:, H:2 * H])
+        d[:, H:2 * H] *= gh  # dL/dz = gh * (h_{t-1} - n)
+        d[:, 2 * H:] *= slopes[:, 2 * H:]  # dan = dL/dn * tanh'
         np.multiply(d[:, 2 * H:], hns[t], out=d[:, :H])  # dL/dr = dan * hn
-        d[:, :2 * H] *= slopes[t, :, :2 * H]  # dar, daz through the sigmoids
+        d[:, :2 * H] *= slopes[:, :2 * H]  # dar, daz through the sigmoids
         d_rec[t, :, :2 * H] = d[:, :2 * H]
         np.multiply(d[:, 2 * H:], r, out=d_rec[t, :, 2 * H:])  # dhn = dan * r
         np.matmul(d_rec[t], W, out=carry)  # back in time through W ...
-        carry += gh * z  # ... and directly along h_t = ... + z * h_{t-1}
-        if return_hidden:
-            gh_all[t] = gh
+        carry += np.multiply(gh, z, out=direct)  # ... and directly along h_t = ... + z * h_{t-1}
 
     flat_in, flat_rec = d_in.reshape(-1, 3 * H), d_rec.reshape(-1, 3 * H)
     dU = flat_in.T @ x.reshape(-1, I)  # dU = sum_t dx_pre^T x_t
-    dW = flat_rec.T @ np.concatenate([h0[None], hs[:-1]]).reshape(-1, H)  # dW = sum_t dh_pre^T h_{t-1}
+    dW = flat_rec.T @ h_prevs.reshape(-1, H)  # dW = sum_t dh_pre^T h_{t-1}
     db = flat_in.sum(axis=0)  # db = sum_t sum_batch dx_pre
     db_hn = flat_rec[:, 2 * H:].sum(axis=0)  # db_hn = sum_t sum_batch dhn
     dx = (flat_in @ U).reshape(T, B, I)  # down the layer: dL/dx_t = dx_pre U

@@ -75,9 +75,10 @@ def lstm_layer_forward(x, U, W, b, h0, c0):
     hs, cs = np.empty((T, B, H), dtype=dtype), np.empty((T, B, H), dtype=dtype)
     h_prev = np.zeros((B, H), dtype=dtype) if h0 is None else h0
     c_prev = np.zeros((B, H), dtype=dtype) if c0 is None else c0
+    W_T, ah = np.ascontiguousarray(W.T), np.empty((B, 4 * H), dtype=dtype)  # BLAS runs faster on a copy of W.T
     for t in range(T):
         a = gates[t]  # a_t, activated in place
-        a += h_prev @ W.T
+        a += np.matmul(h_prev, W_T, out=ah)
         _sigmoid(a[:, :2 * H], out=a[:, :2 * H])  # i, f
         np.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])  # g
         _sigmoid(a[:, 3 * H:], out=a[:, 3 * H:])  # o
@@ -109,34 +110,37 @@ def lstm_layer_backward(dhs, dcs, x, hs, cs, gates, h0, c0, U, W, return_hidden=
     h0 = np.zeros((B, H), dtype=dtype) if h0 is None else h0
     c0 = np.zeros((B, H), dtype=dtype) if c0 is None else c0
 
-    slopes = gate_slopes(gates)
     tanh_cs = np.tanh(cs)
+    h_prevs = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} of every step
     da = np.empty_like(gates)
     gh_all = np.empty_like(hs) if return_hidden else None
     gc_all = np.empty_like(cs) if return_hidden else None
+    gh_now, gc_now = np.empty((B, H), dtype=dtype), np.empty((B, H), dtype=dtype)
     carry_h = np.zeros((B, H), dtype=dtype)  # da_{t+1} W: what reaches h_t from step t+1
     carry_c = np.zeros((B, H), dtype=dtype)  # gc_{t+1} * f_{t+1}: what reaches c_t from c_{t+1}
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -1, -1):  # small per-step buffers: whole-sequence temporaries cost more here
         i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
-        c_prev = cs[t - 1] if t > 0 else c0
-        gh = dhs[t] + carry_h  # gh_t = dL/dh_t: from above + back through W
-        gc = gh * o * (1 - tanh_cs[t] ** 2) + carry_c  # gc_t: through h_t + along the cell line
+        c_prev, tanh_c = cs[t - 1] if t > 0 else c0, tanh_cs[t]
+        gh = np.add(dhs[t], carry_h, out=gh_all[t] if return_hidden else gh_now)  # gh_t: above + through W
+        gc = np.multiply(tanh_c, tanh_c, out=gc_all[t] if return_hidden else gc_now)
+        np.subtract(1, gc, out=gc)
+        gc *= o
+        gc *= gh
+        gc += carry_c  # gc_t = gh_t * o * (1 - tanh(c_t)^2) + gc_{t+1} f_{t+1}
         if dcs is not None:
             gc += dcs[t]
         d = da[t]
         np.multiply(gc, g, out=d[:, :H])  # dL/di = gc * g
         np.multiply(gc, c_prev, out=d[:, H:2 * H])  # dL/df = gc * c_{t-1}
         np.multiply(gc, i, out=d[:, 2 * H:3 * H])  # dL/dg = gc * i
-        np.multiply(gh, tanh_cs[t], out=d[:, 3 * H:])  # dL/do = gh * tanh(c_t)
-        d *= slopes[t]  # through each gate's activation: da_t
+        np.multiply(gh, tanh_c, out=d[:, 3 * H:])  # dL/do = gh * tanh(c_t)
+        d *= gate_slopes(gates[t])  # through each gate's activation: da_t
         np.matmul(d, W, out=carry_h)  # back in time through W
         np.multiply(gc, f, out=carry_c)  # back in time along the cell line, through f alone
-        if return_hidden:
-            gh_all[t], gc_all[t] = gh, gc
 
     flat = da.reshape(-1, 4 * H)
     dU = flat.T @ x.reshape(-1, I)  # dU = sum_t da_t^T x_t
-    dW = flat.T @ np.concatenate([h0[None], hs[:-1]]).reshape(-1, H)  # dW = sum_t da_t^T h_{t-1}
+    dW = flat.T @ h_prevs.reshape(-1, H)  # dW = sum_t da_t^T h_{t-1}
     db = flat.sum(axis=0)  # db = sum_t sum_batch da_t
     dx = (flat @ U).reshape(T, B, I)  # down the layer: dL/dx_t = da_t U
     grads = (dx, dU, dW, db, carry_h, carry_c)  # after the loop the carries are dL/dh_0, dL/dc_0

@@ -101,7 +101,7 @@ def layer_forward(x, U, W, b, h0, nonlinearity):
         hs = (x.reshape(T * B, -1) @ U.T).reshape(T, B, H)
         if b is not None:
             hs += b
-    activate, W_T = _ACTIVATE_INPLACE[nonlinearity], W.T
+    activate, W_T = _ACTIVATE_INPLACE[nonlinearity], np.ascontiguousarray(W.T)  # BLAS runs faster on a copy
     recur = np.empty((B, H), dtype=hs.dtype)
     if T == 0:
         return hs
