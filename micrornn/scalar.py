@@ -9,6 +9,8 @@ import itertools
 import math
 from operator import attrgetter
 
+from micrornn.autograd import gc_paused
+
 _creation_numbers = itertools.count()  # an op's inputs always exist before its output
 
 
@@ -127,13 +129,22 @@ class Value:
         if create_graph:
             _backward_graph(order)
             return
-        self._g = 1.0
-        for node in order:
-            g = node._g
-            node._g = 0.0
-            node.grad += g
-            for parent, local in zip(node._parents, node._local):
-                parent._g += local * g
+        with gc_paused(len(order)):  # the loop makes no cycles: the collector would only walk the graph
+            self._g = 1.0
+            for node in order:
+                g = node._g
+                node._g = 0.0
+                node.grad += g
+                parents = node._parents
+                if len(parents) == 2:  # indexed, not zip(): no allocation per node
+                    local = node._local
+                    parents[0]._g += local[0] * g
+                    parents[1]._g += local[1] * g
+                elif len(parents) == 1:
+                    parents[0]._g += node._local[0] * g
+                else:  # a leaf, or a Value built by hand with more parents
+                    for parent, local in zip(parents, node._local):
+                        parent._g += local * g
 
 
 # d(out)/d(parent) as Values, for backward(create_graph=True): (out, *parents) -> one per parent

@@ -190,3 +190,26 @@ def test_million_op_chain_backward():
         gc.enable()
     close(x.grad, c.data ** n, rtol=1e-9, atol=0)
     close(d.grad, sum(c.data ** k for k in range(n)), rtol=1e-9, atol=0)
+
+
+def test_backward_through_a_hand_built_node_with_three_parents():
+    """Nodes with 1, 2 and more parents take separate paths in backward; each parent gets its share."""
+    a, b, c = Value(1.0), Value(2.0), Value(3.0)
+    out = Value(6.0, _parents=(a, b, c), _local=(6.0, 3.0, 2.0), _op="abc")
+    (out * 2.0).tanh().backward()
+    slope = 2.0 * (1.0 - math.tanh(12.0) ** 2)
+    assert [a.grad, b.grad, c.grad] == pytest.approx([6.0 * slope, 3.0 * slope, 2.0 * slope], rel=1e-12)
+
+
+def test_big_backward_leaves_the_garbage_collector_as_it_found_it():
+    """backward pauses the cyclic collector for big graphs and restores it, on or off."""
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            x, total = Value(0.5), Value(0.0)
+            for _ in range(3000):
+                total = total + x * x
+            total.backward()
+            assert x.grad == pytest.approx(3000.0) and gc.isenabled() == enabled
+        finally:
+            gc.enable()
