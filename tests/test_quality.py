@@ -242,3 +242,31 @@ def test_dropout_is_off_while_evaluating_and_sampling():
     loss_b, _ = model.loss(ids[:-1].reshape(-1, 1), ids[1:].reshape(-1, 1), reduction="mean")
     assert loss_a.item() != loss_b.item()  # training mode again afterwards: masks differ per call
     assert trainer.sample(30, rng=1) == trainer.sample(30, rng=1)
+
+
+def test_a_time_budgeted_run_shows_its_progress_in_seconds_of_the_budget(monkeypatch):
+    """A preset's step target is only an upper bound, so its bar counts the budget's seconds and names the step."""
+    bars = []
+
+    class Bar:
+        def __init__(self, **kw):
+            self.kw, self.n, self.postfix = kw, kw["initial"], ""
+            bars.append(self)
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("micrornn.train.trainer.progress_bar", Bar)
+    Trainer(TEXT, tiny(steps=3, time_budget=500)).run(progress=True, log=lambda s: None)
+    Trainer(TEXT, tiny(steps=3)).run(progress=True, log=lambda s: None)
+    timed, counted = bars
+    assert (timed.kw["total"], timed.kw["unit"]) == (500, "s") and 0 <= timed.n < 500
+    assert timed.postfix.startswith("step 3, loss ")
+    assert (counted.kw["total"], counted.kw["unit"], counted.n) == (3, "step", 3)
+    assert counted.postfix.startswith("loss ")

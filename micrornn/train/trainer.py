@@ -180,8 +180,10 @@ class Trainer:
         chars_per_step = cfg.seq_len * cfg.batch_size
         interrupted, ema, stopped_by, val = False, None, "steps", None
         budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
-        bar = progress_bar(total=target, initial=min(start_step, target), disable=not progress, unit="step",
-                   dynamic_ncols=True, leave=False)
+        timed = bool(cfg.time_budget)  # the budget, not the step target, usually ends such a run: count seconds
+        seconds = round(cfg.time_budget)
+        bar = progress_bar(total=seconds if timed else target, disable=not progress,
+                           initial=min(round(self.wall_seconds), seconds) if timed else min(start_step, target), unit="s" if timed else "step", dynamic_ncols=True, leave=False)
         signals, failure = RunSignals(), None
         self._signals = signals
         with signals:
@@ -197,8 +199,12 @@ class Trainer:
                     train_time += time.perf_counter() - t0
                     ema = loss if ema is None else 0.95 * ema + 0.05 * loss
                     rate = (self.step - start_step) * chars_per_step / max(train_time, 1e-9)
-                    bar.set_postfix_str(f"loss {ema:.3f}, {rate:,.0f} chars/s", refresh=False)
-                    bar.update(1)
+                    bar.set_postfix_str(f"{'step ' + str(self.step) + ', ' if timed else ''}loss {ema:.3f}, "
+                                        f"{rate:,.0f} chars/s", refresh=False)
+                    if timed:  # seconds of the budget used so far
+                        bar.update(min(round(budget.used_before + time.perf_counter() - start), seconds) - bar.n)
+                    else:
+                        bar.update(1)
                     if cfg.val_every and self.step % cfg.val_every == 0 and self.step < target:
                         t_val = time.perf_counter()
                         with signals.stoppable():
