@@ -159,13 +159,17 @@ class Optimizer:
                                      f"(NaN or Inf, or dtype {buf.dtype}); refusing to load it")
                 entry[name] = buf.astype(p.data.dtype, copy=True)
             entry.update({k: v for k, v in saved.items() if k not in self.buffer_names})
-            new_state.append(entry)
+            new_state.append(self._checked_entry(who, i, entry))
         count = d.get("step_count", 0)
         if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
             raise ValueError(f"{who}: step_count must be a non-negative integer, got {count!r}")
         self._set_hyperparameters(d["hyperparameters"])
         self.step_count = int(count)
         self.state = new_state
+
+    def _checked_entry(self, who, i, entry) -> dict:
+        """One parameter's loaded state, checked before anything is replaced (subclasses add checks)."""
+        return entry
 
     def _validated(self, **hyperparameters):
         """Check hyperparameters (subclasses override) and return them as a dict."""
@@ -255,15 +259,12 @@ class Adam(Optimizer):
         v_hat = v / (1.0 - b2 ** t)
         return self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
-    def load_state_dict(self, d):
-        """Restore state produced by `state_dict()`; per-parameter step counts included."""
-        super().load_state_dict(d)
-        for i, s in enumerate(self.state):
-            step = s.get("step", 0)
-            if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
-                raise ValueError(f"Adam.load_state_dict: step of parameter {i} must be a non-negative "
-                                 f"integer, got {step!r}")
-            s["step"] = int(step)
+    def _checked_entry(self, who, i, entry) -> dict:
+        """Adam's per-parameter step count must be a non-negative integer (checked before loading)."""
+        step = entry.get("step", 0)
+        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"{who}: step of parameter {i} must be a non-negative integer, got {step!r}")
+        return {**entry, "step": int(step)}
 
 
 def _grads(params):

@@ -234,3 +234,24 @@ def test_load_state_dict_rejects_mismatches():
         opt.load_state_dict(Adam([P([1.0]), P([2.0])]).state_dict())
     with pytest.raises(ValueError, match=r"exp_avg.*shape \(3,\).*expected shape \(2,\)"):
         opt.load_state_dict(Adam([P([1.0, 2.0, 3.0])]).state_dict())
+
+
+def test_adam_refuses_a_bad_step_count_before_changing_anything():
+    """A refused state dict leaves the optimizer as it was: no half-loaded buffers or hyperparameters."""
+    p = P([1.0, 2.0])
+    opt = Adam([p], lr=0.1)
+    p.grad = np.array([0.5, -0.5])
+    opt.step()
+    before = opt.state_dict()
+    other = Adam([P([3.0, 4.0])], lr=0.5)
+    other.params[0].grad = np.array([1.0, 1.0])
+    other.step()
+    bad = other.state_dict()
+    bad["state"][0]["step"] = -3
+    with pytest.raises(ValueError, match="step of parameter 0 must be a non-negative integer"):
+        opt.load_state_dict(bad)
+    after = opt.state_dict()
+    assert after["hyperparameters"] == before["hyperparameters"] and after["step_count"] == before["step_count"]
+    for name in ("exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(after["state"][0][name], before["state"][0][name])
+    assert after["state"][0]["step"] == before["state"][0]["step"] == 1
