@@ -113,3 +113,13 @@ def test_python_dash_m_runs_the_same_command():
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`micrornn gradcheck | head -1`: no BrokenPipeError traceback, the shell's status for SIGPIPE."""
+    proc = subprocess.Popen([sys.executable, "-m", "micrornn", "gradcheck"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
