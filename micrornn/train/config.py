@@ -20,9 +20,9 @@ class TrainConfig:
     num_layers: int = 2
     nonlinearity: str = "tanh"       # the vanilla cell's activation (gated cells have their own)
     dropout: float = 0.0             # dropout between stacked layers, training only
-    seq_len: int = 64
+    seq_len: int = 32
     batch_size: int = 32
-    steps: int = 2000
+    steps: int = 5000
     optimizer: str = "adam"
     lr: float | None = None          # None: the optimizer's default (Adam 3e-3)
     lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * progress)) / 2; or "constant"
