@@ -270,3 +270,22 @@ def test_a_time_budgeted_run_shows_its_progress_in_seconds_of_the_budget(monkeyp
     assert timed.postfix.startswith("step 3, loss ")
     assert (counted.kw["total"], counted.kw["unit"], counted.n) == (3, "step", 3)
     assert counted.postfix.startswith("loss ")
+
+
+def test_the_loss_plot_keeps_prefix_and_whole_split_validations_apart(tmp_path, monkeypatch):
+    """Periodic validations score a prefix, the final one the whole split: one line through both would
+    draw a jump that never happened, so they are two series with their own labels."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from micrornn.train import plot_history
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, path: figures.append(self))
+    history = {"step": [1, 2, 3, 4], "loss": [3.0, 2.5, 2.2, 2.0], "val_step": [2, 4, 4],
+               "val_loss": [2.4, 2.1, 2.3], "val_chars": [20000, 20000, 0]}
+    plot_history(history, tmp_path / "curve.png", title="micrornn: character-level GRU")
+    ax = figures[0].axes[0]
+    series = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+    assert series["validation, first part of the split"] == ([2, 4], [2.4, 2.1])
+    assert series["validation, whole split"] == ([4], [2.3])
+    assert ax.get_title() == "micrornn: character-level GRU"

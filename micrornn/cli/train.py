@@ -178,10 +178,15 @@ def _make_trainer(args, settings):
         raise UsageError(str(e)) from None
 
 
+def _cell_name(config) -> str:
+    """The model kind in words: "tanh RNN", "LSTM", "GRU"."""
+    return f"{config.nonlinearity} RNN" if config.cell == "rnn" else config.cell.upper()
+
+
 def _describe(trainer) -> str:
     c, m = trainer.config, trainer.model
     path = "fused BPTT" if c.fused else "unrolled graph"
-    kind = f"{c.nonlinearity} RNN" if c.cell == "rnn" else c.cell.upper()
+    kind = _cell_name(c)
     budget = f", time budget {c.time_budget:g} s" if c.time_budget else ""
     extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset))
                      if value)
@@ -276,7 +281,7 @@ def _run(args, trainer, checkpoint, plot) -> int:
     say(f"checkpoint: {checkpoint} (sample from it: micrornn sample --checkpoint {checkpoint})")
     if plot is not None:
         try:
-            plot_history(trainer.history, plot)
+            plot_history(trainer.history, plot, title=f"micrornn: character-level {_cell_name(trainer.config)}")
             say(f"loss curve: {plot}")
         except ImportError:
             say('loss curve skipped: matplotlib is not installed (pip install "micrornn[plot]")')

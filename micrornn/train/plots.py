@@ -24,9 +24,14 @@ def plot_history(history, path, title="micrornn: character-level RNN"):
         w = max(1, min(50, len(losses) // 10))
         smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1:], smooth, color="#08519c", linewidth=1.5, label=f"training loss ({w}-step mean)")
-    if history["val_step"]:
-        ax.plot(history["val_step"], history["val_loss"], "o-", color="#e6550d", markersize=4,
-                label="validation loss")
+    if history["val_step"]:  # a prefix of the split during training, the whole split at the end: two series
+        chars = history.get("val_chars") or [None] * len(history["val_step"])
+        for whole, style, label in ((False, "o-", "validation, first part of the split"),
+                                    (True, "D", "validation, whole split")):
+            points = [(s, v) for s, v, n in zip(history["val_step"], history["val_loss"], chars) if (n == 0) == whole]
+            if points:
+                ax.plot(*zip(*points), style, color="#e6550d" if not whole else "#a63603", markersize=4 + whole,
+                        label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats per character)")
     ax.set_title(title)
