@@ -88,7 +88,8 @@ _PRESET_COMMON = dict(seq_len=32, batch_size=32, fused=True, steps=1_000_000, va
 PRESETS = {
     "rnn": dict(_PRESET_COMMON, cell="rnn", hidden_size=256, num_layers=2, lr=3e-3, time_budget=900.0),
     "lstm": dict(_PRESET_COMMON, cell="lstm", hidden_size=256, num_layers=2, lr=5e-3, time_budget=900.0),
-    "gru": dict(_PRESET_COMMON, cell="gru", hidden_size=256, num_layers=2, lr=5e-3, time_budget=900.0),
+    "gru": dict(_PRESET_COMMON, cell="gru", hidden_size=256, num_layers=2, seq_len=64, lr=3e-3, dropout=0.2,
+                time_budget=900.0),
     "best": dict(_PRESET_COMMON, cell="gru", hidden_size=384, num_layers=2, lr=4e-3, dropout=0.2,
                  val_every=1000, time_budget=3600.0),
 }
