@@ -78,8 +78,8 @@ class TrainConfig:
                        state_reset=float(self.state_reset))
 
 
-# Named configurations for `micrornn train --preset NAME`, all on the bundled corpus with 32-character
-# chunks of 32 streams, Adam with warm-up, float32 and the fused layers, chosen by measurement (see
+# Named configurations for `micrornn train --preset NAME`, all on the bundled corpus with 32-character (the
+# GRU: 64) chunks of 32 streams, Adam with warm-up, float32 and the fused layers, chosen by measurement (see
 # the README's quality section). `time_budget` stops a run at its limit on any machine (the final
 # validation included) and the cosine decay follows the time used, so a slower machine gets fewer
 # steps but still ends with a decayed learning rate; `steps` is only an upper bound.
