@@ -25,7 +25,7 @@ def plot_history(history, path, title="micrornn: character-level RNN"):
         smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1:], smooth, color="#08519c", linewidth=1.5, label=f"training loss ({w}-step mean)")
     if history["val_step"]:  # a prefix of the split during training, the whole split at the end: two series
-        chars = history.get("val_chars") or [None] * len(history["val_step"])
+        chars = history.get("val_chars") or [0] * len(history["val_step"])  # not recorded (older runs): whole split
         for whole, style, label in ((False, "o-", "validation, first part of the split"),
                                     (True, "D", "validation, whole split")):
             points = [(s, v) for s, v, n in zip(history["val_step"], history["val_loss"], chars) if (n == 0) == whole]
