@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from micrornn.data import Vocab, load_bundled_corpus, load_text, train_val_split
+from micrornn.train.data import Vocab, load_bundled_corpus, load_text, train_val_split
 from micrornn.train import TrainConfig
 
 H, SEQ, LR, CLIP = 100, 25, 0.1, 5.0

@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from micrornn.data import BatchStream, Vocab, load_bundled_corpus, train_val_split
-from micrornn.threads import blas_threads
+from micrornn.train.data import BatchStream, Vocab, load_bundled_corpus, train_val_split
+from micrornn.train.threads import blas_threads
 from micrornn.train import TrainConfig, Trainer, bits_per_char
 from micrornn.train.config import PRESETS
 from micrornn.train.schedule import Budget, learning_rate, reset_some_streams

@@ -9,8 +9,8 @@ Ctrl-C saves), then samples at a few temperatures from the trained model and fro
 import argparse
 from pathlib import Path
 
-from micrornn.data import load_bundled_corpus, load_text
-from micrornn.sample import load_model, sample
+from micrornn.train.data import load_bundled_corpus, load_text
+from micrornn.train.sample import load_model, sample
 from micrornn.train import TrainConfig, Trainer, plot_history
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 import micrornn as mr
-from micrornn import functional as F, nn, optim
-from micrornn.gradcheck import gradcheck
+from micrornn import nn
+from micrornn.nn import functional as F
+from micrornn.nn import optim
+from micrornn.check.finite_differences import gradcheck
 from micrornn.viz import draw_graph, draw_unrolled, graph_size, render
 
 

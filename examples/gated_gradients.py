@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from micrornn import bptt, divergence
+from micrornn import bptt
+
+from micrornn.check import divergence
 from micrornn.nn import SequenceModel
 
 CLASSES, BATCH = 10, 8

@@ -2,7 +2,7 @@
 BPTT of micrornn.bptt, and central finite differences. Run: python examples/gradcheck_rnn.py"""
 import argparse
 
-from micrornn import rnncheck
+from micrornn.check import routes as rnncheck
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.parse_args()  # no options: --help shows the docstring, anything else is refused

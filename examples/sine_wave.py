@@ -4,7 +4,7 @@
 
 Each training sequence is a sine wave with a random frequency, phase and amplitude plus a little
 noise; at every step the RNN outputs its guess for the next (clean) value. The linear head has one
-output, trained with micrornn.functional.mse_loss. One value is not enough to know where a wave is
+output, trained with micrornn.nn.functional.mse_loss. One value is not enough to know where a wave is
 going (up or down? how fast?), so the hidden state has to integrate the past. We compare with
 the naive guess "next value = current value" on fresh test waves.
 """
@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from micrornn import functional as F
+from micrornn.nn import functional as F
 from micrornn.nn import SequenceModel
-from micrornn.tensor import no_grad
+from micrornn.engine.tensor import no_grad
 from micrornn.train import fit, make_optimizer
 
 T = 50

@@ -12,7 +12,7 @@ import numpy as np
 
 import micrornn
 from micrornn import bptt
-from micrornn import functional as F
+from micrornn.nn import functional as F
 from micrornn.nn import SequenceModel
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

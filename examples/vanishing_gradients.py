@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from micrornn import bptt, functional as F
+from micrornn import bptt
+
+from micrornn.nn import functional as F
 from micrornn.nn import SequenceModel
 from micrornn.viz import as_norms, hidden_grad_norms, retain_hidden_grads
 

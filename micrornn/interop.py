@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.tensor import Tensor
+from micrornn.engine.tensor import Tensor
 
 __all__ = ["torch_state_dict", "load_torch_state_dict"]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import micrornn as mr
-from micrornn.autograd import state
+from micrornn.engine.backward import state
 
 
 def test_forward_nan_names_op_shapes_and_line():

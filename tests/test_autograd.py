@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import micrornn
-import micrornn.functional as F
+import micrornn.nn.functional as F
 from micrornn import Tensor, concatenate, no_grad, stack
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from micrornn.bptt.gru import gru_layer_backward, gru_layer_forward
 from micrornn.bptt.lstm import lstm_layer_backward, lstm_layer_forward
-from micrornn.fused_ops import GRU_LAYER, LSTM_LAYER
-from micrornn.gradcheck import gradcheck
-from micrornn.tensor import Tensor, apply
+from micrornn.bptt.fused import GRU_LAYER, LSTM_LAYER
+from micrornn.check.finite_differences import gradcheck
+from micrornn.engine.tensor import Tensor, apply
 
 ATOL, RTOL, EPS = 1e-6, 1e-4, 1e-6
 

@@ -11,10 +11,12 @@ import itertools
 import numpy as np
 import pytest
 
-from micrornn import bptt, rnncheck
+from micrornn import bptt
+
+from micrornn.check import routes as rnncheck
 from micrornn.bptt.model import step_grads
 from micrornn.nn import SequenceModel
-from micrornn.tensor import no_grad
+from micrornn.engine.tensor import no_grad
 
 AGREE, ATOL, RTOL, EPS = 1e-10, 1e-5, 1e-3, 1e-6
 

@@ -5,7 +5,7 @@ import pytest
 
 import micrornn as mr
 from micrornn import nn
-from micrornn.gradcheck import gradcheck
+from micrornn.check.finite_differences import gradcheck
 from micrornn.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, SequenceModel
 
 from torch_reference import torch_forward, torch_gru_step, torch_lstm_step, torch_params

@@ -1,13 +1,13 @@
-"""Tests for micrornn.checkpoint: exact round trip, atomic saves, refusing bad or foreign files."""
+"""Tests for micrornn.train.checkpoint: exact round trip, atomic saves, refusing bad or foreign files."""
 import io
 import os
 
 import numpy as np
 import pytest
 
-from micrornn import checkpoint
-from micrornn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from micrornn.optim import Adam
+from micrornn.train import checkpoint
+from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from micrornn.nn.optim import Adam
 
 
 class P:

@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from micrornn import bptt, rnncheck
+from micrornn import bptt
+
+from micrornn.check import routes as rnncheck
 from micrornn.cli import main
 from micrornn.nn import SequenceModel
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from micrornn.checkpoint import load_checkpoint, save_checkpoint
+from micrornn.train.checkpoint import load_checkpoint, save_checkpoint
 from micrornn.cli import main
 
 TINY = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",

@@ -1,4 +1,4 @@
-"""Tests for micrornn.data: vocabulary, text loading, splitting, and the truncated-BPTT stream."""
+"""Tests for micrornn.train.data: vocabulary, text loading, splitting, and the truncated-BPTT stream."""
 import gzip
 import hashlib
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from micrornn.data import (BUNDLED_CORPUS_CHARS, BUNDLED_CORPUS_SHA256, BatchStream, Vocab, bundled_corpus_path,
+from micrornn.train.data import (BUNDLED_CORPUS_CHARS, BUNDLED_CORPUS_SHA256, BatchStream, Vocab, bundled_corpus_path,
                            load_bundled_corpus, load_text, split_point, train_val_split)
 
 

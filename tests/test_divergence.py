@@ -1,9 +1,11 @@
-"""micrornn.divergence: per-step hidden gradients three ways, and the first step (and gate) where a
+"""micrornn.check.divergence: per-step hidden gradients three ways, and the first step (and gate) where a
 deliberately wrong derivation makes the routes part ways; `micrornn gradcheck --cell ...` around it."""
 import numpy as np
 import pytest
 
-from micrornn import divergence, rnncheck
+from micrornn.check import divergence
+
+from micrornn.check import routes as rnncheck
 from micrornn.bptt import lstm
 from micrornn.cli import main
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import micrornn as mr
-from micrornn.autograd import _joined_rows
+from micrornn.engine.backward import _joined_rows
 from micrornn.cli import main
-from micrornn.gradcheck import gradcheck
+from micrornn.check.finite_differences import gradcheck
 
 
 def test_sigmoid_of_integer_or_bool_data_is_a_float_result():

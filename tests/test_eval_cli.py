@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from micrornn.checkpoint import load_checkpoint, save_checkpoint
+from micrornn.train.checkpoint import load_checkpoint, save_checkpoint
 from micrornn.cli import main
-from micrornn.data import load_text
-from micrornn.sample import load_model
+from micrornn.train.data import load_text
+from micrornn.train.sample import load_model
 from micrornn.train import evaluate
 
 TINY = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",

@@ -1,12 +1,12 @@
-"""micrornn.functional against NumPy references, gradchecks, and its error messages."""
+"""micrornn.nn.functional against NumPy references, gradchecks, and its error messages."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import micrornn.functional as F
+import micrornn.nn.functional as F
 from micrornn import Tensor
-from micrornn.gradcheck import gradcheck
+from micrornn.check.finite_differences import gradcheck
 
 RNG = np.random.default_rng(7)
 

@@ -6,12 +6,13 @@ Each is checked against central differences (float64) and against the composed o
 import numpy as np
 import pytest
 
-import micrornn.functional as F
-from micrornn import Tensor, bptt, fused_ops
+import micrornn.nn.functional as F
+from micrornn import Tensor, bptt
+from micrornn.bptt import fused as fused_ops
 from micrornn.bptt import vanilla
-from micrornn.gradcheck import autograd_grads, gradcheck
+from micrornn.check.finite_differences import autograd_grads, gradcheck
 from micrornn.nn import SequenceModel
-from micrornn.tensor import apply
+from micrornn.engine.tensor import apply
 
 RNG = np.random.default_rng(7)
 
@@ -144,7 +145,7 @@ def test_fused_model_loss_is_one_head_node_and_matches_the_unrolled_model():
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_cross_entropy_second_order_and_jvp(bias):
     from test_higher_ops import dot_product_gap  # the dot-product test <u, J v> = <J^T u, v>
-    from micrornn.gradcheck import gradgradcheck
+    from micrornn.check.finite_differences import gradgradcheck
     arrays = [RNG.standard_normal((3, 2, 4)), RNG.standard_normal((5, 4))] + ([RNG.standard_normal(5)] if bias else [])
     targets = RNG.integers(0, 5, size=(3, 2))
 
@@ -156,7 +157,7 @@ def test_linear_cross_entropy_second_order_and_jvp(bias):
 
 def test_rnn_layer_with_index_inputs_second_order_and_jvp():
     from test_higher_ops import dot_product_gap
-    from micrornn.gradcheck import gradgradcheck
+    from micrornn.check.finite_differences import gradgradcheck
     T, B, I, H = 4, 2, 5, 3
     x = Tensor(RNG.integers(0, I, size=(T, B)))
     arrays = [RNG.standard_normal((H, I)), RNG.standard_normal((H, H)) * 0.5, RNG.standard_normal(H),

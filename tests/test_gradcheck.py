@@ -1,4 +1,4 @@
-"""micrornn.gradcheck: it passes correct gradients, catches wrong ones, and leaves inputs as it found them."""
+"""micrornn.check.finite_differences: it passes correct gradients, catches wrong ones, and leaves inputs as it found them."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from micrornn import Tensor, stack
-from micrornn.gradcheck import GradcheckError, autograd_grads, gradcheck, numerical_grad
+from micrornn.check.finite_differences import GradcheckError, autograd_grads, gradcheck, numerical_grad
 
 
 def leaf(values, dtype=np.float64):

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import micrornn as mr
-from micrornn import Tensor, ops
-from micrornn.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from micrornn import Tensor
+from micrornn.engine import ops
+from micrornn.check.finite_differences import GradcheckError, gradcheck, gradgradcheck
 from test_ops import ALL_CASES, case, graph_ops, make_inputs, normal
 from test_tensor_ops import CASES as TENSOR_API_CASES
 
@@ -26,13 +27,13 @@ SCATTER_INDEX = np.array([[0, 2], [2, 2]])
 # gradient-tested: broadcast_to, scatter_add
 EXTRA_CASES = {
     "broadcast_to": [
-        case("(3,1)->(2,3,4)", lambda a: mr.tensor.apply(ops.BROADCAST_TO, a, shape=(2, 3, 4)), normal(3, 1)),
-        case("()->(2,2) squared", lambda a: mr.tensor.apply(ops.BROADCAST_TO, a, shape=(2, 2)) ** 2, normal()),
+        case("(3,1)->(2,3,4)", lambda a: mr.apply(ops.BROADCAST_TO, a, shape=(2, 3, 4)), normal(3, 1)),
+        case("()->(2,2) squared", lambda a: mr.apply(ops.BROADCAST_TO, a, shape=(2, 2)) ** 2, normal()),
     ],
     "scatter_add": [
-        case("rows, repeated", lambda v: mr.tensor.apply(ops.SCATTER_ADD, v, shape=(4, 3), index=SCATTER_INDEX)
+        case("rows, repeated", lambda v: mr.apply(ops.SCATTER_ADD, v, shape=(4, 3), index=SCATTER_INDEX)
              .tanh(), normal(2, 2, 3)),
-        case("slice", lambda v: mr.tensor.apply(ops.SCATTER_ADD, v, shape=(5,), index=slice(1, 4)) ** 2, normal(3)),
+        case("slice", lambda v: mr.apply(ops.SCATTER_ADD, v, shape=(5,), index=slice(1, 4)) ** 2, normal(3)),
     ],
 }
 EXTRA = [pytest.param(name, *p.values, id=f"{name}-{p.id}") for name, ps in EXTRA_CASES.items() for p in ps]
@@ -90,31 +91,31 @@ def test_gradgradcheck_catches_a_wrong_second_derivative():
 
     wrong = ops.Primitive("tanh_wrong_d2", ops.tanh_fwd, ops.tanh_vjp, True, wrong_dvjp, ops.tanh_jvp)
     x = make_inputs([normal(3)])
-    assert gradcheck(lambda a: mr.tensor.apply(wrong, a), x)  # first order is right
-    assert not gradgradcheck(lambda a: mr.tensor.apply(wrong, a), x, raise_exception=False)
+    assert gradcheck(lambda a: mr.apply(wrong, a), x)  # first order is right
+    assert not gradgradcheck(lambda a: mr.apply(wrong, a), x, raise_exception=False)
     with pytest.raises(GradcheckError, match="second derivative"):
-        gradgradcheck(lambda a: mr.tensor.apply(wrong, a), x)
+        gradgradcheck(lambda a: mr.apply(wrong, a), x)
 
 
 def test_dot_product_test_catches_a_wrong_jvp():
     wrong = ops.Primitive("exp_wrong_jvp", ops.exp_fwd, ops.exp_vjp, True, ops.exp_dvjp, lambda ts, s, out: ts[0])
-    assert dot_product_gap(lambda a: mr.tensor.apply(wrong, a), [normal(4)]) > 1e-3
+    assert dot_product_gap(lambda a: mr.apply(wrong, a), [normal(4)]) > 1e-3
 
 
 def test_primitive_without_rules_says_what_to_register():
     bare = ops.Primitive("bare", ops.exp_fwd, ops.exp_vjp)
     x = Tensor(normal(3), requires_grad=True)
     with pytest.raises(NotImplementedError, match=r"'bare'.*dvjp="):
-        mr.grad(mr.tensor.apply(bare, x).sum(), x, create_graph=True)
+        mr.grad(mr.apply(bare, x).sum(), x, create_graph=True)
     with pytest.raises(NotImplementedError, match=r"'bare'.*jvp="):
-        mr.jvp(lambda a: mr.tensor.apply(bare, a), x, np.ones(3))
-    g, = mr.grad(mr.tensor.apply(bare, x).sum(), x)  # first order needs neither
+        mr.jvp(lambda a: mr.apply(bare, a), x, np.ones(3))
+    g, = mr.grad(mr.apply(bare, x).sum(), x)  # first order needs neither
     np.testing.assert_allclose(g.data, np.exp(x.data), rtol=1e-15)
 
 
 def worst_disagreements() -> dict:
     """Largest second-order |H v - differences| and dot-product gap over every case (for the README)."""
-    from micrornn.gradcheck import _numerical_directional
+    from micrornn.check.finite_differences import _numerical_directional
     worst_second, worst_gap = 0.0, 0.0
     for p in EVERY_CASE:
         _, fn, arrays = p.values

@@ -4,15 +4,15 @@ import pytest
 
 import micrornn as mr
 from micrornn import Tensor
-from micrornn.gradcheck import GradcheckError, gradgradcheck
+from micrornn.check.finite_differences import GradcheckError, gradgradcheck
 from test_higher_ops import EVERY_CASE
 from test_ops import make_inputs
 
 
 def test_gradgradcheck_names_a_failing_second_input():
     """A wrong second derivative in input 1 is reported as a GradcheckError naming input 1."""
-    from micrornn.ops import defprimitive
-    from micrornn.tensor import apply
+    from micrornn.engine.ops import defprimitive
+    from micrornn.engine.tensor import apply
 
     def fwd(a, b):
         return a * b * b, (a, b)

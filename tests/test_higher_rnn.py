@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import micrornn as mr
-from micrornn import Tensor, bptt, fused_ops
-from micrornn.gradcheck import gradcheck, gradgradcheck
+from micrornn import Tensor, bptt
+from micrornn.bptt import fused as fused_ops
+from micrornn.check.finite_differences import gradcheck, gradgradcheck
 from micrornn.nn import SequenceModel, StepScope
-from micrornn.tensor import apply
+from micrornn.engine.tensor import apply
 from micrornn.viz.flow import walk
 from test_higher_ops import dot_product_gap
 

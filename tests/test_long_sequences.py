@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import micrornn as mr
-from micrornn import optim
-from micrornn.autograd import topological_order
+from micrornn.nn import optim
+from micrornn.engine.backward import topological_order
 
 
 def test_ten_thousand_step_unrolled_rnn_backward():
@@ -94,7 +94,7 @@ def test_non_finite_gradient_never_reaches_the_parameters():
 
 def test_gc_is_paused_for_big_graphs_and_restored():
     import gc
-    from micrornn.autograd import GC_PAUSE_NODES, gc_paused
+    from micrornn.engine.backward import GC_PAUSE_NODES, gc_paused
     assert gc.isenabled()
     with gc_paused(GC_PAUSE_NODES - 1):
         assert gc.isenabled()  # small graphs: left alone
@@ -119,15 +119,15 @@ def test_backward_of_a_long_unrolled_sequence_restores_the_collector():
     model = mr.nn.SequenceModel(3, 4, 3, rng=0)
     x = np.random.default_rng(0).integers(0, 3, size=(1000, 1))
     seen = []
-    original = mr.autograd._propagate
+    original = mr.engine.backward._propagate
 
     def spy(*args):
         seen.append(gc.isenabled())
         return original(*args)
-    mr.autograd._propagate = spy
+    mr.engine.backward._propagate = spy
     try:
         loss, _ = model.loss(x, x)
         loss.backward()
     finally:
-        mr.autograd._propagate = original
+        mr.engine.backward._propagate = original
     assert seen == [False] and gc.isenabled()

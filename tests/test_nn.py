@@ -4,8 +4,8 @@ import pytest
 
 import micrornn
 from micrornn import Tensor, bptt
-from micrornn import functional as F
-from micrornn.gradcheck import gradcheck
+from micrornn.nn import functional as F
+from micrornn.check.finite_differences import gradcheck
 from micrornn.nn import RNN, Embedding, Linear, Module, Parameter, RNNCell, SequenceModel
 
 

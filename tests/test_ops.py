@@ -1,4 +1,4 @@
-"""Every primitive of micrornn.ops.PRIMITIVES against central finite differences (float64).
+"""Every primitive of micrornn.engine.ops.PRIMITIVES against central finite differences (float64).
 
 CASES maps a primitive's name to the cases that exercise it; test_every_primitive_has_cases fails
 when a primitive is registered without any gradient test (see its comment for how another test
@@ -15,8 +15,9 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import micrornn as mr
-from micrornn import Tensor, concatenate, ops, stack
-from micrornn.gradcheck import autograd_grads, gradcheck, numerical_grad
+from micrornn import Tensor, concatenate, stack
+from micrornn.engine import ops
+from micrornn.check.finite_differences import autograd_grads, gradcheck, numerical_grad
 
 RNG = np.random.default_rng(1234)
 
@@ -45,7 +46,7 @@ def distinct(*shape):
 def _recurrence(h, w, x, steps=40):
     """h_t = tanh(h_{t-1} @ w + x): one weight used by many matmul_add nodes."""
     for _ in range(steps):
-        h = mr.tensor.matmul_add(h, w, x).tanh()
+        h = mr.engine.matmul_add(h, w, x).tanh()
     return h
 
 
@@ -133,10 +134,10 @@ CASES = {
         case("()", lambda a: a.relu(), away_from_zero()),
     ],
     "matmul_add": [
-        case("(3,4)@(4,5)+(5,)", lambda a, b, c: mr.tensor.matmul_add(a, b, c), normal(3, 4), normal(4, 5), normal(5)),
-        case("(3,4)@(4,5)+(3,5)", lambda a, b, c: mr.tensor.matmul_add(a, b, c), normal(3, 4), normal(4, 5),
+        case("(3,4)@(4,5)+(5,)", lambda a, b, c: mr.engine.matmul_add(a, b, c), normal(3, 4), normal(4, 5), normal(5)),
+        case("(3,4)@(4,5)+(3,5)", lambda a, b, c: mr.engine.matmul_add(a, b, c), normal(3, 4), normal(4, 5),
              normal(3, 5)),
-        case("(2,3,4)@(4,2)+(1,2)", lambda a, b, c: mr.tensor.matmul_add(a, b, c), normal(2, 3, 4), normal(4, 2),
+        case("(2,3,4)@(4,2)+(1,2)", lambda a, b, c: mr.engine.matmul_add(a, b, c), normal(2, 3, 4), normal(4, 2),
              normal(1, 2)),
         case("recurrence: W shared by 40 steps of 32 rows (weight products batched, folded mid-way)",
              lambda h, w, x: _recurrence(h, w, x), normal(32, 3) * 0.3, normal(3, 3) * 0.3, normal(3) * 0.3),

@@ -1,8 +1,8 @@
-"""Tests for micrornn.optim: updates against hand-computed values, clipping, validation, state."""
+"""Tests for micrornn.nn.optim: updates against hand-computed values, clipping, validation, state."""
 import numpy as np
 import pytest
 
-from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_, clip_grad_value_
+from micrornn.nn.optim import SGD, Adagrad, Adam, clip_grad_norm_, clip_grad_value_
 
 TOL = dict(atol=1e-12, rtol=1e-10)
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import micrornn as mr
-from micrornn.gradcheck import gradcheck
+from micrornn.check.finite_differences import gradcheck
 
 # Smooth ops only (relu and max have kinks where central differences are not the derivative).
 UNARY = {

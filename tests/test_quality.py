@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from micrornn.checkpoint import load_checkpoint
+from micrornn.train.checkpoint import load_checkpoint
 from micrornn.nn import SequenceModel
 from micrornn.train import TrainConfig, Trainer, bits_per_char, evaluate
 from micrornn.train.config import PRESETS, preset_config
@@ -204,7 +204,7 @@ def test_dropout_needs_two_layers():
 
 def test_standing_places_the_run_among_the_references():
     class FakeTrainer:  # only what standing() reads
-        text_sha256 = __import__("micrornn.data", fromlist=["x"]).BUNDLED_CORPUS_SHA256
+        text_sha256 = __import__("micrornn.train.data", fromlist=["x"]).BUNDLED_CORPUS_SHA256
         config = TrainConfig()
     lines = standing(1.55, FakeTrainer()).splitlines()
     assert len(lines) == len(REFERENCES) + 2

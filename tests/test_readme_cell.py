@@ -6,7 +6,7 @@ import io
 import re
 from pathlib import Path
 
-from micrornn import ops
+from micrornn.engine import ops
 
 README = Path(__file__).parents[1] / "README.md"
 

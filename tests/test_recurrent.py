@@ -7,7 +7,7 @@ import pytest
 
 import micrornn as mr
 from micrornn import nn
-from micrornn.gradcheck import gradcheck
+from micrornn.check.finite_differences import gradcheck
 from micrornn.nn import GRU, GRUCell, LSTMCell, Module, Parameter, Recurrent, StepScope, detach_state
 from micrornn.viz import draw_unrolled, hidden_grad_norms
 from micrornn.viz.flow import retain_hidden_grads, walk

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from micrornn.checkpoint import load_checkpoint, save_checkpoint
+from micrornn.train.checkpoint import load_checkpoint, save_checkpoint
 from micrornn.cli import main
 
 BAD_ARGUMENTS = [
@@ -64,7 +64,7 @@ def test_a_save_killed_half_way_leaves_the_previous_checkpoint_intact(tmp_path):
     child = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from micrornn import checkpoint
+        from micrornn.train import checkpoint
         def killed(fd):  # the process dies after writing the data, before it is made durable and renamed
             os.kill(os.getpid(), signal.SIGKILL)
         checkpoint.os.fsync = killed

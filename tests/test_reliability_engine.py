@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import micrornn as mr
-from micrornn import optim
-from micrornn.autograd import state
-from micrornn.ops import unbroadcast
-from micrornn.tensor import scope
+from micrornn.nn import optim
+from micrornn.engine.backward import state
+from micrornn.engine.ops import unbroadcast
+from micrornn.engine.tensor import scope
 
 
 # ---- item 10: a leaf modified in place between forward and backward ---------------------------

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from micrornn import optim
+from micrornn.nn import optim
 from micrornn.cli import main
 from micrornn.train import TrainConfig, Trainer
 from micrornn.train import trainer as trainer_module

@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 import micrornn
-from micrornn import Tensor, Value, bptt, fused_ops, ops
-from micrornn import functional as F
-from micrornn.gradcheck import gradcheck, numerical_grad
+from micrornn import Tensor, Value, bptt
+from micrornn.bptt import fused as fused_ops
+from micrornn.engine import ops
+from micrornn.nn import functional as F
+from micrornn.check.finite_differences import gradcheck, numerical_grad
 from micrornn.nn import SequenceModel
-from micrornn.tensor import apply
+from micrornn.engine.tensor import apply
 from micrornn.viz.flow import walk
 
 I, H, O = 3, 5, 4          # grid sizes: input, hidden and output all different

@@ -9,7 +9,7 @@ import pytest
 
 import micrornn as mr
 from micrornn import Tensor
-from micrornn.gradcheck import gradcheck
+from micrornn.check.finite_differences import gradcheck
 
 RNG = np.random.default_rng(2026)
 

@@ -1,8 +1,8 @@
-"""BLAS thread control: `micrornn train --threads` and micrornn.threads.blas_threads."""
+"""BLAS thread control: `micrornn train --threads` and micrornn.train.threads.blas_threads."""
 import pytest
 
 from micrornn.cli import main
-from micrornn.threads import DEFAULT_TRAIN_THREADS, blas_thread_counts, blas_threads
+from micrornn.train.threads import DEFAULT_TRAIN_THREADS, blas_thread_counts, blas_threads
 from micrornn.train import Trainer
 
 pytest.importorskip("threadpoolctl")

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from micrornn import functional as F
-from micrornn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from micrornn.nn import functional as F
+from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.nn import Linear, SequenceModel
-from micrornn.sample import load_model, sample
-from micrornn.tensor import Tensor
+from micrornn.train.sample import load_model, sample
+from micrornn.engine.tensor import Tensor
 from micrornn.train import TrainConfig, Trainer, evaluate, fit, make_optimizer, update
 
 TEXT = ("To be, or not to be, that is the question:\n"

@@ -9,7 +9,7 @@ import pytest
 import micrornn
 from micrornn import bptt
 from micrornn.nn import SequenceModel
-from micrornn.tensor import Tensor
+from micrornn.engine.tensor import Tensor
 from micrornn.viz import (GraphvizNotFoundError, as_norms, draw_folded, draw_graph, draw_unrolled,
                           gradient_flow, graph_size, plot_gradient_flow, render, retain_hidden_grads)
 from micrornn.viz.flow import PALETTE, LogColors

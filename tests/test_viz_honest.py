@@ -11,7 +11,7 @@ import micrornn
 from micrornn.cli import main
 from micrornn.nn import Parameter, SequenceModel
 from micrornn.nn.rnn import StepScope
-from micrornn.tensor import Tensor
+from micrornn.engine.tensor import Tensor
 from micrornn.viz import draw_folded, draw_graph, draw_unrolled, gradient_flow
 from micrornn.viz.flow import PALETTE, HiddenGradNorms
 

@@ -11,7 +11,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from micrornn.functional import cross_entropy
+from micrornn.nn.functional import cross_entropy
 from micrornn.nn import SequenceModel
 from micrornn.viz.flow import hidden_states, walk
 from micrornn.viz.html import demo_problem, to_html, write_html

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from micrornn.allocator import tune_allocator
+from micrornn.train.allocator import tune_allocator
 from micrornn.bench.children import exit_when_orphaned
 from micrornn.bench.measure import measure_timings
 from micrornn.bench.options import Options

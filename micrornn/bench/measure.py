@@ -20,7 +20,7 @@ import numpy as np
 from micrornn.bench.children import die_with_parent
 from micrornn.bench.contenders import available, contenders_for
 from micrornn.bench.options import BLAS_ENV_VARS, FLOOR, THREAD_ENV_VARS, Options
-from micrornn.threads import blas_threads
+from micrornn.train.threads import blas_threads
 
 # The framework each subprocess group needs (the "numpy" group needs nothing beyond micrornn).
 GROUP_MODULES = {"torch": "torch", "jax": "jax"}

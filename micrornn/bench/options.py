@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the table, print cProfile's top entries for the unrolled step")
     parser.add_argument("--default-allocator", action="store_true",
                         help="keep glibc's malloc defaults (freed memory returned to the OS and re-faulted "
-                             "each step) instead of micrornn.allocator.tune_allocator(), as `micrornn train` runs")
+                             "each step) instead of micrornn.train.allocator.tune_allocator(), as `micrornn train` runs")
 
 
 def _rounds_text(rounds: dict) -> str:

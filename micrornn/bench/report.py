@@ -34,7 +34,7 @@ def header_lines(options: Options) -> list:
         "SequenceModel(fused=False/True).loss + backward; torch nn.RNN on one-hot rows and torch eager "
         "over the unrolled ops run in their own process, JAX jit(value_and_grad(lax.scan)) in another",
         "allocator: " + ("glibc defaults (--default-allocator)" if options.default_allocator else
-                         "micrornn.allocator.tune_allocator(), as in `micrornn train`"),
+                         "micrornn.train.allocator.tune_allocator(), as in `micrornn train`"),
     ] + ([f"note: {env} in the environment: pass --clean-blas-env to measure OpenBLAS's native kernel"]
          if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else [])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from micrornn.allocator import tune_allocator
+from micrornn.train.allocator import tune_allocator
 from micrornn.bench.extras import long_sequences, measure_memory, scalar_throughput
 from micrornn.bench.measure import measure_mode, progress, thread_limit
 from micrornn.bench.options import Options, add_arguments, options_from_args
@@ -47,9 +47,8 @@ def run(options: Options, out=None) -> int:
 
 def main(argv=None, prog=None) -> int:
     """Stand-alone entry point (benchmarks/bench_rnn.py, ``python -m micrornn.bench``); bad options exit 2."""
-    from micrornn import bench  # the package, whose docstring describes the benchmark
 
-    parser = argparse.ArgumentParser(prog=prog, description=bench.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description="Benchmarks of the RNN training step against a hand-written NumPy floor, with torch and JAX when installed.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

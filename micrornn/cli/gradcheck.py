@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
-from micrornn import divergence, rnncheck
-from micrornn.limits import TooBig, check_fits, rnn_run_bytes
+from micrornn.check import divergence
+
+from micrornn.check import routes as rnncheck
+from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
 

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from micrornn.allocator import tune_allocator
+from micrornn.train.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 from micrornn.train.data import bundled_corpus_path, load_text
@@ -19,7 +19,7 @@ from micrornn.train.lock import CheckpointLocked, checkpoint_lock
 from micrornn.train.trainer import CheckpointSaveError
 from micrornn.train.config import CELLS, PRESETS
 from micrornn.train.references import standing
-from micrornn.threads import DEFAULT_TRAIN_THREADS, blas_threads
+from micrornn.train.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"
 DEFAULTS = TrainConfig()

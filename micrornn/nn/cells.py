@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import ops
+from micrornn.engine import ops
 from micrornn.nn.layers import check_size, uniform
 from micrornn.nn.module import Module, Parameter
-from micrornn.random import default_rng
-from micrornn.tensor import Tensor, _leaf, apply, as_tensor, concatenate, matmul_add
+from micrornn.engine.random import default_rng
+from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, matmul_add
 
 NONLINEARITIES = ("tanh", "relu")
 _ACTIVATIONS = {"tanh": ops.TANH, "relu": ops.RELU}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from micrornn.nn.module import Module, Parameter
-from micrornn.random import default_rng
-from micrornn.tensor import Tensor, as_tensor, matmul_add
+from micrornn.engine.random import default_rng
+from micrornn.engine.tensor import Tensor, as_tensor, matmul_add
 
 
 def check_size(name: str, value) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.tensor import Tensor
+from micrornn.engine.tensor import Tensor
 
 
 class Parameter(Tensor):

@@ -13,10 +13,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from micrornn import ops
-from micrornn.autograd import gc_paused, state as engine
+from micrornn.engine import ops
+from micrornn.engine.backward import gc_paused, state as engine
 from micrornn.nn.module import Module
-from micrornn.tensor import Tensor, _leaf, apply, as_tensor, stack
+from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, stack
 
 
 class StepScope(namedtuple("StepScope", "layer step direction", defaults=(0,))):

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import functional as F, fused_ops
-from micrornn.autograd import state as engine
+from micrornn.nn import functional as F
+
+from micrornn.bptt import fused as fused_ops
+from micrornn.engine.backward import state as engine
 from micrornn.nn.cells import (NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
 from micrornn.nn.module import Module
 from micrornn.nn.recurrent import StepScope, unroll
-from micrornn.random import default_rng
-from micrornn.tensor import Tensor, _leaf, apply, as_tensor, concatenate, stack
+from micrornn.engine.random import default_rng
+from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, stack
 
 __all__ = ["RNN", "LSTM", "GRU", "SequenceModel", "RNNCell", "LSTMCell", "GRUCell", "StepScope",
            "NONLINEARITIES", "CELL_KINDS"]
@@ -129,7 +131,7 @@ def _fused_primitive(name):
     """fused_ops.<name>, or a clear error while the analytic routine does not exist yet."""
     prim = getattr(fused_ops, name, None)
     if prim is None:
-        raise NotImplementedError(f"fused=True needs micrornn.fused_ops.{name}, which this version lacks; "
+        raise NotImplementedError(f"fused=True needs micrornn.bptt.fused.{name}, which this version lacks; "
                                   "use fused=False")
     return prim
 

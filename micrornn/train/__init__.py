@@ -5,7 +5,7 @@
     sample.py      load_model, sample                        plots.py    plot_history
     trainer.py     Trainer: the `micrornn train` run (resume, Ctrl-C, validation, samples)
 
-The old top-level modules (micrornn.data, micrornn.checkpoint, ...) are aliases of these.
+The old top-level modules (micrornn.train.data, micrornn.train.checkpoint, ...) are aliases of these.
 """
 from micrornn.train.trainer import (OPTIMIZERS, RunResult, TrainConfig, Trainer, bits_per_char, evaluate, fit,
                                     make_optimizer, plot_history, update)

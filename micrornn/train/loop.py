@@ -6,10 +6,10 @@ import math
 from contextlib import contextmanager
 
 import numpy as np
-from micrornn.progress import progress_bar
+from micrornn.train.progress import progress_bar
 
-from micrornn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
-from micrornn.tensor import no_grad
+from micrornn.nn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
+from micrornn.engine.tensor import no_grad
 
 # name -> (class, default learning rate, extra arguments)
 OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adagrad": (Adagrad, 0.1, {}), "sgd": (SGD, 0.5, {"momentum": 0.9})}

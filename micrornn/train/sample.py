@@ -13,7 +13,7 @@ from micrornn.train.checkpoint import CheckpointError, load_checkpoint
 from micrornn.train.checkpoint_checks import check_finite, check_model_sizes
 from micrornn.train.data import Vocab
 from micrornn.nn import SequenceModel
-from micrornn.tensor import Tensor, no_grad
+from micrornn.engine.tensor import Tensor, no_grad
 
 __all__ = ["sample", "load_model", "model_from_meta", "CHECKPOINT_KIND"]
 

@@ -27,18 +27,18 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from micrornn.progress import progress_bar, write
+from micrornn.train.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.train.checkpoint_checks import (check_carried_state, check_model_sizes, check_training_meta)
 from micrornn.train.data import BatchStream, Vocab, compact_dtype, split_point, text_sha256
 from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, set_training, update
 from micrornn.nn import SequenceModel
-from micrornn.random import manual_seed
+from micrornn.engine.random import manual_seed
 from micrornn.train.plots import plot_history
 from micrornn.train.sample import CHECKPOINT_KIND, model_from_meta, sample
 from micrornn.train.config import TrainConfig, _check_int, option_name
-from micrornn.limits import TooBig, check_fits, rnn_run_bytes
+from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.train.console import SafeLog
 from micrornn.train.interrupts import RunSignals
 from micrornn.train.schedule import Budget, EarlyStopping, detach_state, learning_rate, reset_some_streams

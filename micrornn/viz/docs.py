@@ -62,7 +62,7 @@ def gradient_flow_view():
 def backward_graph_view():
     """The backward pass as a graph: dL/dU and dL/dW recorded by micrornn.grad(..., create_graph=True),
     3 steps, hidden 4; the backward's nodes are orange, in the clusters of the steps they differentiate."""
-    from micrornn.higher import grad
+    from micrornn.engine.transforms import grad
     model, x, y = _model(3, hidden=4)
     loss = model.loss(x, y)[0]
     cell = model.rnn.cells[0]

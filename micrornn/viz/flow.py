@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from micrornn.nn.rnn import StepScope
-from micrornn.tensor import Tensor
+from micrornn.engine.tensor import Tensor
 
 # ColorBrewer YlOrRd: pale = vanishing gradient, dark red = large gradient.
 PALETTE = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#bd0026", "#800026")
@@ -85,7 +85,7 @@ def gradient_flow(model, x, targets, h0=None, loss="sum"):
     if loss == "sum":
         loss, _ = model.loss(x, targets, h0)
     else:
-        from micrornn.functional import cross_entropy
+        from micrornn.nn.functional import cross_entropy
         logits, _ = model(x, h0)
         loss = cross_entropy(logits[logits.shape[0] - 1], np.asarray(targets)[-1], reduction="sum")
     retain_hidden_grads(loss)

@@ -9,8 +9,8 @@ import numpy as np
 
 from micrornn.nn.module import Module, Parameter
 from micrornn.nn.rnn import StepScope
-from micrornn.scalar import Value
-from micrornn.tensor import Tensor
+from micrornn.engine.value import Value
+from micrornn.engine.tensor import Tensor
 from micrornn.viz.flow import LogColors, walk
 
 LARGE = 120  # drawn nodes above which dot is told to cut its layout search short (40 steps: 70 s -> 2 s)

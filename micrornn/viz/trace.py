@@ -13,8 +13,8 @@ import numpy as np
 
 from micrornn.nn.module import Module, Parameter
 from micrornn.nn.rnn import StepScope
-from micrornn.ops import IndexGrad, ProductGrad, unbroadcast
-from micrornn.tensor import Tensor
+from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
+from micrornn.engine.tensor import Tensor
 from micrornn.viz.flow import walk
 from micrornn.viz.graph import _folded_views
 

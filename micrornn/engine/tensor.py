@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import sys
-import types
 
 import numpy as np
 
-from micrornn import ops
-from micrornn.composites import CompositeMethods, _with_axes, normalize_axis as _axis
-from micrornn.autograd import backward as _backward, leaf_fingerprints, state
+from micrornn.engine import ops
+from micrornn.engine.composites import CompositeMethods, _with_axes, normalize_axis as _axis
+from micrornn.engine.backward import backward as _backward, leaf_fingerprints, state
 
 _FLOAT_KINDS = "f"
 _creation_numbers = itertools.count()  # parents are always numbered before their outputs
@@ -69,14 +67,6 @@ class Tensor(CompositeMethods):
         if dtype is None and not copy:
             return self.data
         return np.array(self.data, dtype=dtype, copy=True)
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from micrornn.array_protocol import apply_ufunc
-        return apply_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        from micrornn.array_protocol import apply_function
-        return apply_function(func, args, kwargs)
 
     def _one_element(self, kind):
         """The single element, for float()/int()/bool() (NumPy's rule: exactly one element)."""
@@ -479,11 +469,4 @@ def scope(label):
         state.scope = previous
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable: ``micrornn.tensor(data, ...)`` makes a Tensor (as ``torch.tensor``)."""
-
-    def __call__(self, data, requires_grad=False, dtype=None, name=None) -> Tensor:
-        return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+Tensor.apply = staticmethod(apply)  # lets the primitive table record Tensor ops without importing this module

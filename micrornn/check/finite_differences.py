@@ -1,14 +1,12 @@
 """Gradient checking: autograd against central finite differences, element by element."""
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 
 import numpy as np
 
-from micrornn.higher import grad
-from micrornn.tensor import Tensor, no_grad
+from micrornn.engine.transforms import grad
+from micrornn.engine.tensor import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -156,16 +154,6 @@ def _numerical_directional(fn, inputs, wanted, u, vs, t, eps) -> np.ndarray:
 def max_error(a, b) -> float:
     """Largest |a - b| over all elements."""
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable: ``micrornn.gradcheck(fn, inputs)`` is ``micrornn.gradcheck.gradcheck``."""
-
-    def __call__(self, fn, inputs, *args, **kwargs) -> bool:
-        return gradcheck(fn, inputs, *args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 
 def _position(inputs, tensor) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import fused_ops
-from micrornn.random import default_rng
-from micrornn.tensor import Tensor, apply, as_tensor, stack
+from micrornn.bptt import fused as fused_ops
+from micrornn.engine.random import default_rng
+from micrornn.engine.tensor import Tensor, apply, as_tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -128,7 +128,7 @@ def cross_entropy(logits, targets, reduction="mean") -> Tensor:
 def linear_cross_entropy(x, weight, bias, targets, reduction="mean") -> Tensor:
     """cross_entropy(x @ weight.T + bias, targets) as one node (reduction "mean" or "sum").
 
-    The same value as the composed ops, with a hand-written VJP (micrornn.fused_ops): what the
+    The same value as the composed ops, with a hand-written VJP (micrornn.bptt.fused): what the
     fused sequence model uses for its head and loss. bias may be None."""
     if reduction not in ("mean", "sum"):
         raise ValueError(f"linear_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from micrornn.autograd import state
-from micrornn.ops import IndexGrad, ProductGrad
+from micrornn.engine.backward import state
+from micrornn.engine.ops import IndexGrad, ProductGrad
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

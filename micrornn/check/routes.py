@@ -10,7 +10,7 @@ Used by ``micrornn gradcheck`` and ``examples/gradcheck_rnn.py``. Every paramete
 * ``autograd_vs_numeric``, ``analytic_vs_numeric``, ``fused_vs_numeric``: the worst element of
   |g - numeric| / (atol + rtol*|numeric|); each passes when it is at most 1.
 
-When a row fails, ``micrornn.divergence`` finds the first step (and gate) where the routes part.
+When a row fails, ``micrornn.check.divergence`` finds the first step (and gate) where the routes part.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from micrornn import bptt
-from micrornn.gradcheck import numerical_grad
+from micrornn.check.finite_differences import numerical_grad
 from micrornn.nn import SequenceModel
-from micrornn.tensor import Tensor
+from micrornn.engine.tensor import Tensor
 
 AGREE_RTOL, AGREE_ATOL = 1e-10, 1e-12  # autograd vs analytic: |a - r| <= 1e-10 * max|r| + 1e-12
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.tensor import Tensor, _lift, as_tensor, concatenate, stack, where
+from micrornn.engine.tensor import Tensor, _lift, as_tensor, concatenate, stack, where
 
 # ufunc -> how to run it on Tensors (after numbers and arrays are lifted to constants)
 UFUNCS = {
@@ -57,7 +57,7 @@ def _advice(name, shown=None) -> str:
     method = {"add": "t.sum()", "maximum": "t.max()", "minimum": "t.min()", "logaddexp": "t.logsumexp()"}.get(name)
     if method:
         return f"call {method}"
-    return (f"compose it from Tensor ops, define a primitive with micrornn.ops.defprimitive, or use "
+    return (f"compose it from Tensor ops, define a primitive with micrornn.engine.ops.defprimitive, or use "
             f"{shown or 'np.' + name}(t.detach().numpy()) for a constant result outside the graph")
 
 
@@ -136,3 +136,18 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
     return value
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    """Tensor.__array_ufunc__: NumPy hands ufuncs on Tensors to ``apply_ufunc``."""
+    return apply_ufunc(ufunc, method, inputs, kwargs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    """Tensor.__array_function__: NumPy hands functions on Tensors to ``apply_function``."""
+    return apply_function(func, args, kwargs)
+
+
+# Installed on Tensor here (engine/__init__ imports this module), so tensor.py need not import it back.
+Tensor.__array_ufunc__ = _array_ufunc
+Tensor.__array_function__ = _array_function

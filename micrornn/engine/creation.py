@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.random import default_rng
-from micrornn.tensor import Tensor
+from micrornn.engine.random import default_rng
+from micrornn.engine.tensor import Tensor
 
 
 def tensor(data, requires_grad=False, dtype=None, name=None) -> Tensor:

@@ -22,11 +22,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from micrornn import bptt, functional as F
+from micrornn import bptt
+
+from micrornn.nn import functional as F
 from micrornn.bptt import gru, lstm, vanilla
 from micrornn.bptt.model import GATES
-from micrornn.gradcheck import numerical_grad
-from micrornn.tensor import Tensor, concatenate, stack
+from micrornn.check.finite_differences import numerical_grad
+from micrornn.engine.tensor import Tensor, concatenate, stack
 
 AGREE_RTOL, AGREE_ATOL = 1e-10, 1e-12  # graph vs analytic, relative to the largest entry of the quantity
 QUANTITIES = ("h", "c", "gates")

@@ -11,8 +11,8 @@ import weakref
 
 import numpy as np
 
-from micrornn.autograd import state
-from micrornn.tensor import Tensor, _leaf, as_tensor
+from micrornn.engine.backward import state
+from micrornn.engine.tensor import Tensor, _leaf, as_tensor
 
 
 class _Tangents:

@@ -8,7 +8,7 @@ shape in one place (``unbroadcast``). Two lazy gradient kinds let the engine acc
 ``IndexGrad`` (a slice or gather's gradient, added in place into one buffer) and ``ProductGrad``
 (a weight gradient ``a^T g``, batched with the other uses of the same weight before it is formed).
 
-Beside each VJP sit two rules for higher-order and forward mode (micrornn.higher, micrornn.forward):
+Beside each VJP sit two rules for higher-order and forward mode (micrornn.engine.transforms, micrornn.engine.forward):
 ``dvjp(g, out, xs, saved, needs)``, the same VJP written with Tensor ops on the Tensors ``g``, the
 output ``out`` and the inputs ``xs``, used only by ``grad(..., create_graph=True)`` so that the
 gradient is itself a graph (any order works: those ops have rules too); and
@@ -123,9 +123,8 @@ def sum_to(g, shape: tuple):
 
 
 def _apply(prim, *inputs, **attrs):
-    """tensor.apply, imported when first needed: the Tensor layer sits above this table."""
-    from micrornn.tensor import apply
-    return apply(prim, *inputs, **attrs)
+    """Record ``prim`` on Tensor inputs (for the dvjp rules; the Tensor layer sits above this table)."""
+    return inputs[0].apply(prim, *inputs, **attrs)
 
 
 def _total(*terms):

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn import ops
-from micrornn.autograd import state
+from micrornn.engine import ops
+from micrornn.engine.backward import state
 from micrornn.bptt import gru, lstm, vanilla
 from micrornn.bptt.shared import softmax_cross_entropy_inplace
-from micrornn.ops import defprimitive
-from micrornn.tensor import _leaf, apply
+from micrornn.engine.ops import defprimitive
+from micrornn.engine.tensor import _leaf, apply
 
 
 def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh"):
@@ -135,7 +135,7 @@ def gru_layer_vjp(g, saved, needs):
 def _replayed_vjp(step, g, out, xs, needs):
     """A create_graph VJP for a fused layer: run the same steps again through primitives (each in
     its time step's scope), then differentiate that graph with create_graph=True."""
-    from micrornn.higher import grad  # higher sits above the primitive table
+    from micrornn.engine.transforms import grad  # higher sits above the primitive table
     layer_scope, wanted = out.scope, [x for x, need in zip(xs, needs) if need]
     states, outputs = xs[-1] if step is _gru_step else (xs[-2], xs[-1]), []
     projected = xs[0] @ xs[1].T + xs[3]  # every step's input projection x_t U^T + b at once

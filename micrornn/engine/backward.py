@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from micrornn.ops import IndexGrad, ProductGrad, unbroadcast
+from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
 
 _RELEASED = object()  # marks a node whose saved arrays were freed by a backward
 

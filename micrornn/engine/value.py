@@ -9,7 +9,7 @@ import itertools
 import math
 from operator import attrgetter
 
-from micrornn.autograd import gc_paused
+from micrornn.engine.backward import gc_paused
 
 _creation_numbers = itertools.count()  # an op's inputs always exist before its output
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.autograd import _RELEASED, _Grads, check_unchanged, state, topological_order
-from micrornn.ops import sum_to
-from micrornn.tensor import Tensor, _leaf, as_tensor
+from micrornn.engine.backward import _RELEASED, _Grads, check_unchanged, state, topological_order
+from micrornn.engine.ops import sum_to
+from micrornn.engine.tensor import Tensor, _leaf, as_tensor
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None) -> tuple:
