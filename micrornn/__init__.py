@@ -6,7 +6,7 @@
 import importlib
 import sys
 
-from micrornn.engine import (AnomalyError, Tensor, Value, apply, arange, concatenate, detect_anomaly, grad, hvp,
+from micrornn.engine import (AnomalyError, Tensor, Value, apply, arange, cat, concatenate, detect_anomaly, grad, hvp,
                              is_grad_enabled, jvp, manual_seed, maximum, minimum, no_grad, ones, ones_like, ops,
                              randn, scope, stack, where, zeros, zeros_like)
 from micrornn.engine.creation import tensor  # the function; the module is micrornn.engine.tensor
@@ -30,7 +30,7 @@ def __getattr__(name: str):
 
 
 __version__ = "0.1.0"
-__all__ = ["Value", "Tensor", "tensor", "apply", "stack", "concatenate", "where", "maximum", "minimum",
+__all__ = ["Value", "Tensor", "tensor", "apply", "stack", "concatenate", "cat", "where", "maximum", "minimum",
            "zeros", "ones", "zeros_like", "ones_like", "randn", "arange",
            "no_grad", "is_grad_enabled", "scope", "functional", "ops", "grad", "hvp", "jvp",
            "gradcheck", "gradgradcheck", "numerical_grad",

@@ -115,6 +115,25 @@ class Module:
             if k in params:
                 params[k].data[...] = a
 
+    def astype(self, dtype) -> "Module":
+        """Convert every parameter to the float ``dtype`` in place (gradients dropped); returns self.
+
+        Make the optimizer after the cast: its buffers keep the dtype of the parameters it was given.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"astype: parameters must stay floating-point, got {dtype}")
+        for p in self.parameters():
+            p.data, p.grad = p.data.astype(dtype), None
+        return self
+
+    def to(self, dtype) -> "Module":
+        """PyTorch's spelling of astype(dtype); there are no devices (everything runs on the CPU)."""
+        if isinstance(dtype, str) and dtype.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+            raise TypeError(f"to({dtype!r}): micrornn has no devices, everything is a NumPy array on the CPU; "
+                            "to(dtype) converts the parameters, e.g. model.to(np.float32)")
+        return self.astype(dtype)
+
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
         return sum(p.size for p in self.parameters())
