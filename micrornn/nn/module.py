@@ -146,6 +146,56 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
 
+def functional_call(module: Module, params: dict, *args, **kwargs):
+    """module(*args, **kwargs) computed with ``params`` (dotted name -> Tensor or array) in place of
+    those parameters; the module's own parameters are back afterwards, also on error.
+
+    Gradients flow to the Tensors given in ``params`` (e.g. the leaves value_and_grad makes), so a
+    model becomes a pure function of its parameters: ``functional_call(model, {"head.bias": b}, x)``.
+    Names not given keep the module's parameters.
+    """
+    own = dict(module.named_parameters())
+    unknown = [k for k in params if k not in own]
+    if unknown:
+        raise KeyError(f"functional_call: {type(module).__name__} has no parameter {unknown[0]!r} "
+                       f"(its names: {', '.join(own)})")
+    swaps = []
+    for name, value in params.items():
+        value = value if isinstance(value, Tensor) else Tensor(value)
+        if value.shape != own[name].shape:
+            raise ValueError(f"functional_call: {name} has shape {own[name].shape}, got {value.shape}")
+        swaps.append((*_holder(module, name), value))
+    try:
+        for holder, key, value in swaps:
+            _put(holder, key, value)
+        return module(*args, **kwargs)
+    finally:
+        for (holder, key, _), name in zip(swaps, params):
+            _put(holder, key, own[name])
+
+
+def _holder(module, dotted):
+    """(the object that holds a parameter, its attribute name, list index or dict key)."""
+    *path, last = dotted.split(".")
+    obj = module
+    for part in path:
+        obj = obj[int(part)] if isinstance(obj, (list, tuple)) else obj[part] if isinstance(obj, dict) \
+            else getattr(obj, part)
+    if isinstance(obj, list):
+        return obj, int(last)
+    if isinstance(obj, tuple):
+        raise TypeError(f"functional_call: {dotted} sits in a tuple, which cannot be swapped; hold it in a list")
+    return obj, last
+
+
+def _put(holder, key, value) -> None:
+    """holder.key = value (or holder[key] = value for a list or dict)."""
+    if isinstance(holder, (list, dict)):
+        holder[key] = value
+    else:
+        setattr(holder, key, value)
+
+
 def _settings(module) -> str:
     """A module's plain settings (numbers, strings, booleans) and its own parameters' shapes, for repr."""
     parts = [f"{k}={v!r}" for k, v in vars(module).items()
