@@ -10,6 +10,7 @@ from micrornn.engine import (AnomalyError, Tensor, Value, apply, arange, concate
                              is_grad_enabled, jvp, manual_seed, maximum, minimum, no_grad, ones, ones_like, ops,
                              randn, scope, stack, where, zeros, zeros_like)
 from micrornn.engine.creation import tensor  # the function; the module is micrornn.engine.tensor
+from micrornn.engine import cat, hessian, jacobian, value_and_grad, vmap  # PyTorch's cat; function transforms
 from micrornn import nn, bptt
 from micrornn.nn import functional, optim
 from micrornn.check import gradcheck, gradgradcheck, numerical_grad
@@ -34,4 +35,5 @@ __all__ = ["Value", "Tensor", "tensor", "apply", "stack", "concatenate", "where"
            "zeros", "ones", "zeros_like", "ones_like", "randn", "arange",
            "no_grad", "is_grad_enabled", "scope", "functional", "ops", "grad", "hvp", "jvp",
            "gradcheck", "gradgradcheck", "numerical_grad",
-           "manual_seed", "nn", "bptt", "optim", "viz", "interop", "train", "detect_anomaly", "AnomalyError"]
+           "manual_seed", "nn", "bptt", "optim", "viz", "interop", "train", "detect_anomaly", "AnomalyError",
+           "cat", "value_and_grad", "jacobian", "hessian", "vmap"]

@@ -1,13 +1,118 @@
 """Tensor methods composed from primitives, with no hand-written backward: sqrt, square, min, var, std,
-softmax, log_softmax, permute, swapaxes, squeeze, unsqueeze, split, chunk."""
+softmax, log_softmax, permute, swapaxes, squeeze, unsqueeze, split, chunk; and the PyTorch spellings that
+mean the same here (t, view, clamp, norm, pow, float, ...: see engine/habits.py for the rules)."""
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
 
 
-class CompositeMethods:
+class ElementCount(int):
+    """NumPy's ``x.size`` (the number of elements, an int); calling it as PyTorch's ``x.size()`` says to
+    write ``x.shape``."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"x.size is NumPy's element count (an int, here {int(self)}), not a method; PyTorch's "
+                        "x.size() is the shape: write x.shape (or x.shape[i]), and x.numel() for the count")
+
+
+class TorchSpellings:
+    """PyTorch spellings that mean exactly what they mean in PyTorch, written with Tensor methods."""
+
+    __slots__ = ()
+
+    size = property(lambda self: ElementCount(self.data.size), doc="Number of elements (NumPy's size, an int).")
+
+    def numel(self) -> int:
+        """Number of elements (PyTorch's numel; NumPy's size)."""
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        """Number of axes (PyTorch's dim(); NumPy's ndim)."""
+        return self.data.ndim
+
+    def t(self):
+        """Transpose of a 2-D tensor (0-D and 1-D come back as they are, as in PyTorch)."""
+        if self.ndim > 2:
+            raise ValueError(f"t() needs a tensor of at most 2 axes, got {self.ndim}; use transpose(axes) "
+                             "to permute, or swapaxes(a, b) to exchange two axes")
+        return self.transpose() if self.ndim == 2 else self
+
+    def view(self, *shape):
+        """Same values in a new shape: reshape (there are no strides to share here)."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+            raise TypeError(f"view({shape[0]!r}): PyTorch's view(dtype) reinterprets the bits; micrornn has "
+                            "no such view: use astype(dtype) to convert the values")
+        return self.reshape(*shape)
+
+    def flatten(self):
+        """The values as one axis (NumPy's and PyTorch's flatten agree)."""
+        return self.reshape(-1)
+
+    def clamp(self, min=None, max=None):  # noqa: A002  (PyTorch's keyword names)
+        """Values limited to [min, max]: clip(min, max)."""
+        return self.clip(min, max)
+
+    def pow(self, exponent):
+        """self ** exponent."""
+        return self ** exponent
+
+    def norm(self, p=2, axis=None, keepdims=False):
+        """The p-norm over ``axis`` (all axes when None): p = 2 (or "fro"), 1 or inf."""
+        if p in (2, "fro"):
+            return (self * self).sum(axis, keepdims) ** 0.5  # gradient x / |x|, undefined at x = 0
+        if p == 1:
+            return self.abs().sum(axis, keepdims)
+        if p == math.inf:
+            return self.abs().max(axis, keepdims)
+        raise ValueError(f"norm: p must be 1, 2, 'fro' or inf, got {p!r}")
+
+    def float(self):
+        """The values as float32 (PyTorch's float() is 32-bit); the gradient flows back cast."""
+        return self.astype(np.float32)
+
+    def double(self):
+        """The values as float64; the gradient flows back cast."""
+        return self.astype(np.float64)
+
+    def to(self, dtype):
+        """astype(dtype) for a NumPy dtype; there are no devices (micrornn runs on the CPU)."""
+        if isinstance(dtype, str) and dtype.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+            raise TypeError(f"to({dtype!r}): micrornn has no devices, everything is a NumPy array on the CPU; "
+                            "to(dtype) converts the values")
+        return self.astype(dtype)
+
+    def requires_grad_(self, requires_grad=True):
+        """Mark this leaf as requiring grad (or not), in place; returns it."""
+        if self._op is not None:
+            raise ValueError("requires_grad_: only a leaf's flag can change; this tensor was made by an op "
+                             "(use t.detach().requires_grad_() for a new leaf)")
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad_: only floating-point tensors can require grad, got {self.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def argmax(self, axis=None):
+        """Index of the maximum over ``axis`` (a constant integer tensor: no gradient)."""
+        return _constant(self, np.argmax(self.data, axis=axis))
+
+    def argmin(self, axis=None):
+        """Index of the minimum over ``axis`` (a constant integer tensor: no gradient)."""
+        return _constant(self, np.argmin(self.data, axis=axis))
+
+    def repeat(self, *args, **kwargs):
+        """Refused: PyTorch's repeat is NumPy's tile and NumPy's repeat is PyTorch's repeat_interleave."""
+        raise TypeError("repeat: PyTorch's x.repeat(n) is NumPy's np.tile and NumPy's np.repeat is PyTorch's "
+                        "repeat_interleave, so micrornn has neither spelling; use broadcasting (x * ones) or "
+                        "micrornn.concatenate([x] * n, axis)")
+
+
+
+class CompositeMethods(TorchSpellings):
     """Mixed into Tensor: every method here is built from other Tensor methods."""
 
     __slots__ = ()
@@ -38,8 +143,8 @@ class CompositeMethods:
         return self.var(axis, ddof, keepdims) ** 0.5
 
     def softmax(self, axis=-1):
-        """exp(a - logsumexp(a)) over ``axis``."""
-        return (self - self.logsumexp(axis, keepdims=True)).exp()
+        """exp(log_softmax(a)) over ``axis`` (the one softmax; functional.softmax calls it)."""
+        return self.log_softmax(axis).exp()
 
     def log_softmax(self, axis=-1):
         """a - logsumexp(a) over ``axis``."""
@@ -111,6 +216,13 @@ class CompositeMethods:
             pieces.append(self[lead + (slice(start, start + int(n)),)])
             start += int(n)
         return pieces
+
+
+def _constant(t, array):
+    """A constant tensor (no graph) holding ``array``, made without importing Tensor."""
+    out = t.detach()
+    out.data = np.asarray(array)
+    return out
 
 
 def _with_axes(t, op, axis=0) -> int:

@@ -44,7 +44,6 @@ class Tensor(CompositeMethods):
     shape = property(lambda self: self.data.shape, doc="Shape of the data.")
     dtype = property(lambda self: self.data.dtype, doc="NumPy dtype of the data.")
     ndim = property(lambda self: self.data.ndim, doc="Number of axes.")
-    size = property(lambda self: self.data.size, doc="Number of elements.")
     is_leaf = property(lambda self: self._op is None, doc="True when no op created this tensor.")
     op_name = property(lambda self: None if self._op is None else self._op.name, doc="Creating op.")
     parents = property(lambda self: self._parents or (), doc="Inputs of the creating op, in order.")

@@ -71,14 +71,13 @@ def embedding(indices, weight) -> Tensor:
 
 
 def log_softmax(x, axis=-1) -> Tensor:
-    """log softmax(x) = x - logsumexp(x): finite for logits of any size."""
-    x = as_tensor(x)
-    return x - x.logsumexp(axis=axis, keepdims=True)
+    """log softmax(x) = x - logsumexp(x): finite for logits of any size (Tensor.log_softmax)."""
+    return as_tensor(x).log_softmax(axis)
 
 
 def softmax(x, axis=-1) -> Tensor:
-    """softmax(x) = exp(x - logsumexp(x)): never overflows."""
-    return log_softmax(x, axis).exp()
+    """softmax(x) = exp(x - logsumexp(x)): never overflows (Tensor.softmax)."""
+    return as_tensor(x).softmax(axis)
 
 
 def _reduce(losses: Tensor, reduction: str) -> Tensor:

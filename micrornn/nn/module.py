@@ -115,6 +115,25 @@ class Module:
             if k in params:
                 params[k].data[...] = a
 
+    def astype(self, dtype) -> "Module":
+        """Convert every parameter to the float ``dtype`` in place (gradients dropped); returns self.
+
+        Make the optimizer after the cast: its buffers keep the dtype of the parameters it was given.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"astype: parameters must stay floating-point, got {dtype}")
+        for p in self.parameters():
+            p.data, p.grad = p.data.astype(dtype), None
+        return self
+
+    def to(self, dtype) -> "Module":
+        """PyTorch's spelling of astype(dtype); there are no devices (everything runs on the CPU)."""
+        if isinstance(dtype, str) and dtype.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+            raise TypeError(f"to({dtype!r}): micrornn has no devices, everything is a NumPy array on the CPU; "
+                            "to(dtype) converts the parameters, e.g. model.to(np.float32)")
+        return self.astype(dtype)
+
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
         return sum(p.size for p in self.parameters())
@@ -125,6 +144,56 @@ class Module:
     def forward(self, *args, **kwargs):
         """The module's computation; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+
+def functional_call(module: Module, params: dict, *args, **kwargs):
+    """module(*args, **kwargs) computed with ``params`` (dotted name -> Tensor or array) in place of
+    those parameters; the module's own parameters are back afterwards, also on error.
+
+    Gradients flow to the Tensors given in ``params`` (e.g. the leaves value_and_grad makes), so a
+    model becomes a pure function of its parameters: ``functional_call(model, {"head.bias": b}, x)``.
+    Names not given keep the module's parameters.
+    """
+    own = dict(module.named_parameters())
+    unknown = [k for k in params if k not in own]
+    if unknown:
+        raise KeyError(f"functional_call: {type(module).__name__} has no parameter {unknown[0]!r} "
+                       f"(its names: {', '.join(own)})")
+    swaps = []
+    for name, value in params.items():
+        value = value if isinstance(value, Tensor) else Tensor(value)
+        if value.shape != own[name].shape:
+            raise ValueError(f"functional_call: {name} has shape {own[name].shape}, got {value.shape}")
+        swaps.append((*_holder(module, name), value))
+    try:
+        for holder, key, value in swaps:
+            _put(holder, key, value)
+        return module(*args, **kwargs)
+    finally:
+        for (holder, key, _), name in zip(swaps, params):
+            _put(holder, key, own[name])
+
+
+def _holder(module, dotted):
+    """(the object that holds a parameter, its attribute name, list index or dict key)."""
+    *path, last = dotted.split(".")
+    obj = module
+    for part in path:
+        obj = obj[int(part)] if isinstance(obj, (list, tuple)) else obj[part] if isinstance(obj, dict) \
+            else getattr(obj, part)
+    if isinstance(obj, list):
+        return obj, int(last)
+    if isinstance(obj, tuple):
+        raise TypeError(f"functional_call: {dotted} sits in a tuple, which cannot be swapped; hold it in a list")
+    return obj, last
+
+
+def _put(holder, key, value) -> None:
+    """holder.key = value (or holder[key] = value for a list or dict)."""
+    if isinstance(holder, (list, dict)):
+        holder[key] = value
+    else:
+        setattr(holder, key, value)
 
 
 def _settings(module) -> str:

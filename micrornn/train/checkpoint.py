@@ -297,11 +297,32 @@ def _nesting(text) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+LOCAL_HEADER_BYTES = 30  # a zip member's fixed local header, before its name and extra field
+
+
+def _check_member_ranges(archive, path, size) -> None:
+    """Refuse a zip whose members overlap one another or the central directory, or whose members
+    together declare more bytes than the file holds: each byte of the file is then read at most
+    once, so reading a checkpoint costs at most its size in time and memory."""
+    spans = sorted((info.header_offset, info.header_offset + LOCAL_HEADER_BYTES + len(info.filename.encode("utf-8"))
+                    + info.compress_size, info.filename) for info in archive.infolist())
+    for (_, end, name), (start, _, after) in zip(spans, spans[1:]):
+        if start < end:
+            raise CheckpointError(f"{path}: zip members {name!r} and {after!r} overlap; refusing a file "
+                                  f"whose members share bytes")
+    if spans and spans[-1][1] > archive.start_dir:
+        raise CheckpointError(f"{path}: zip member {spans[-1][2]!r} overlaps the central directory")
+    declared = sum(info.file_size for info in archive.infolist())
+    if declared > size:
+        raise CheckpointError(f"{path}: its members declare {declared:,} bytes, more than the file's {size:,}")
+
+
 def load_checkpoint(path):
     """Read a checkpoint written by save_checkpoint -> (params, meta, optimizer_state or None).
 
     Never unpickles anything and reads only the arrays the header lists, each checked against its
-    declared shape and the member's size first, so any truncated, corrupted, foreign or hostile
+    declared shape and the member's size first, and only from a zip whose members neither overlap
+    nor declare more bytes than the file holds, so any truncated, corrupted, foreign or hostile
     file raises CheckpointError in time and memory bounded by the file's size.
     """
     path = Path(path)
@@ -321,6 +342,7 @@ def load_checkpoint(path):
             if HEADER_KEY + ".npy" not in archive.NameToInfo:
                 raise CheckpointError(f"{path} is an .npz file but not a micrornn checkpoint "
                                       f"(no {HEADER_KEY!r} entry)")
+            _check_member_ranges(archive, path, path.stat().st_size)
             header = _read_header(archive, path)
             optimizer_state = header.get("optimizer")
             keys = [f"param/{name}" for name in header["params"]] + _array_keys(optimizer_state, path, [])

@@ -1,0 +1,78 @@
+"""Hostile and careless input, round three (issue 24): files that blow memory or hang, pages that
+run injected script, loaders that let inf in halfway, and sizes with no bound."""
+import io
+import os
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+
+from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---- item 1: overlapping zip members -----------------------------------------------------------
+
+def _npy_uint8(payload: bytes) -> bytes:
+    """payload as the .npy file of a 1-D uint8 array."""
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (len(payload),)})
+    return f.getvalue() + payload
+
+
+def _local_header(name: bytes, data: bytes) -> bytes:
+    return struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data),
+                       len(name), 0) + name
+
+
+def _nested_npz(names, header_json: bytes, inner: bytes) -> bytes:
+    """A zip of stored members where member k's bytes hold member k+1 whole, each a valid uint8 .npy:
+    every member is about the file's size, so reading them all reads the file len(names) times."""
+    header_name = b"__header__.npy"
+    header_data = _npy_uint8(header_json)
+    members, data = [], _npy_uint8(inner)  # (name, data), innermost first
+    for name in reversed(names):
+        members.append((name.encode(), data))
+        data = _npy_uint8(_local_header(name.encode(), data) + data)
+    members.reverse()
+    out = _local_header(header_name, header_data) + header_data
+    table, position = [(header_name, header_data, 0)], len(out)
+    for name, data in members:
+        table.append((name, data, position))
+        position += 30 + len(name) + (len(data) - len(data.split(b"\n", 1)[1]))  # past its local and .npy headers
+    out += _local_header(*members[0]) + members[0][1]  # the outermost member holds all the others
+    central = b""
+    for name, data, at in table:
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, zlib.crc32(data), len(data),
+                               len(data), len(name), 0, 0, 0, 0, 0, at) + name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(table), len(table), len(central), len(out), 0)
+    return out + central + end
+
+
+def test_overlapping_zip_members_are_refused_before_any_is_read(tmp_path):
+    import json
+    names = [f"param/p{i}" for i in range(40)]
+    header = json.dumps({"format": "micrornn-checkpoint", "version": 1, "params": [n[6:] for n in names],
+                         "meta": {}, "optimizer": None}).encode()
+    path = tmp_path / "nested.npz"
+    path.write_bytes(_nested_npz([n + ".npy" for n in names], header, inner=b"x" * 200_000))
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="overlap"):
+            load_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size, f"{peak:,} bytes allocated for a {size:,}-byte file"
+
+
+def test_a_normal_checkpoint_still_loads(tmp_path):
+    save_checkpoint(tmp_path / "ok.npz", {"a": np.arange(6.0).reshape(2, 3)}, {"k": 1}, {"m": np.ones(2)})
+    params, meta, state = load_checkpoint(tmp_path / "ok.npz")
+    assert params["a"].shape == (2, 3) and meta == {"k": 1} and state["m"].tolist() == [1.0, 1.0]
