@@ -89,7 +89,7 @@ def test_gradgradcheck_catches_a_wrong_second_derivative():
     def wrong_dvjp(g, out, xs, saved, needs):  # the right first derivative as a constant: d2 = 0
         return (g * (1 - out.data * out.data),)
 
-    wrong = ops.Primitive("tanh_wrong_d2", ops.tanh_fwd, ops.tanh_vjp, True, wrong_dvjp, ops.tanh_jvp)
+    wrong = ops.Primitive("tanh_wrong_d2", ops.tanh_fwd, ops.tanh_vjp, True, wrong_dvjp, elementwise=True)
     x = make_inputs([normal(3)])
     assert gradcheck(lambda a: mr.apply(wrong, a), x)  # first order is right
     assert not gradgradcheck(lambda a: mr.apply(wrong, a), x, raise_exception=False)
@@ -98,7 +98,7 @@ def test_gradgradcheck_catches_a_wrong_second_derivative():
 
 
 def test_dot_product_test_catches_a_wrong_jvp():
-    wrong = ops.Primitive("exp_wrong_jvp", ops.exp_fwd, ops.exp_vjp, True, ops.exp_dvjp, lambda ts, s, out: ts[0])
+    wrong = ops.Primitive("exp_wrong_jvp", ops.exp_fwd, ops.exp_vjp, True, ops.EXP.dvjp, lambda ts, s, out: ts[0])
     assert dot_product_gap(lambda a: mr.apply(wrong, a), [normal(4)]) > 1e-3
 
 
@@ -156,9 +156,10 @@ def declared_elsewhere() -> set:
 
 def test_every_primitive_has_higher_order_rules():
     no_dvjp = sorted(n for n, p in ops.PRIMITIVES.items() if p.dvjp is None)
-    no_jvp = sorted(n for n, p in ops.PRIMITIVES.items() if p.jvp is None)
-    assert not no_dvjp, f"primitives without a differentiable VJP (defprimitive(..., dvjp=...)): {no_dvjp}"
-    assert not no_jvp, f"primitives without a JVP rule (defprimitive(..., jvp=...)): {no_jvp}"
+    no_jvp = sorted(n for n, p in ops.PRIMITIVES.items() if not p.has_jvp())
+    assert not no_dvjp, f"primitives without a differentiable VJP (defprimitive(..., dvjp=... or shared=...)): {no_dvjp}"
+    assert not no_jvp, ("primitives without a forward-mode rule (defprimitive(..., jvp=...), linear=True or "
+                        f"elementwise=True): {no_jvp}")
 
 
 def test_every_primitive_has_second_order_and_jvp_tests():
