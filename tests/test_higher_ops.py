@@ -10,6 +10,7 @@ comment line "# higher-order-tested: NAME").
 from __future__ import annotations
 
 import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,12 @@ EXTRA_CASES = {
         case("rows, repeated", lambda v: mr.apply(ops.SCATTER_ADD, v, shape=(4, 3), index=SCATTER_INDEX)
              .tanh(), normal(2, 2, 3)),
         case("slice", lambda v: mr.apply(ops.SCATTER_ADD, v, shape=(5,), index=slice(1, 4)) ** 2, normal(3)),
+        case("two values, one index each", lambda v, w: mr.apply(ops.SCATTER_ADD, v, w, shape=(4, 3),
+             index=[SCATTER_INDEX, 1]).tanh(), normal(2, 2, 3), normal(3)),
+    ],
+    "getitem": [  # a tensor read at several indices and whole: its gradient is formed from all the pieces
+        case("pieces and a dense use", lambda a: (a[0] * a[1] + a[[2, 2]].sum(0) * a[-1] + a.sum(0)).tanh(),
+             normal(4, 3)),
     ],
 }
 EXTRA = [pytest.param(name, *p.values, id=f"{name}-{p.id}") for name, ps in EXTRA_CASES.items() for p in ps]
@@ -139,6 +146,27 @@ def test_worst_disagreements_are_small():
     worst = worst_disagreements()
     assert worst["second order max |Hv - fd|"] < 1e-6, worst
     assert worst["jvp/vjp max relative gap"] < 1e-13, worst
+
+
+# ---- second order through an unrolled RNN: memory linear in T ----------------------------------
+
+def hvp_peak_megabytes(T, B=4, H=8, inputs=3) -> float:
+    """Peak traced memory of H v for sum(h_t^2) of an unrolled RNN over T steps."""
+    rnn = mr.nn.RNN(inputs, H)
+    x = Tensor(np.random.default_rng(0).standard_normal((T, B, inputs)))
+    params = rnn.parameters()
+    tracemalloc.start()
+    try:
+        mr.hvp(lambda *ps: (rnn(x)[0] ** 2).sum(), params, [np.ones(p.shape) for p in params])
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def test_hvp_through_unrolled_steps_grows_linearly_in_T():
+    # each step's x_t = x[t] used to scatter its gradient into a dense (T, B, H) array: O(T^2) (11x here)
+    short, long = hvp_peak_megabytes(40), hvp_peak_megabytes(160)
+    assert long / short < 6, f"peak {short:.2f} MB at T=40, {long:.2f} MB at T=160 (linear: 4x)"
 
 
 # ---- every primitive has both rules and a case -------------------------------------------------
