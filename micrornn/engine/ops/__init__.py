@@ -22,11 +22,10 @@ VJP to them; any other op gives ``jvp(ts, saved, out)`` (ts: ndarrays, None wher
     shape.py        reshape transpose getitem stack concatenate, scatter_add (getitem's gradient)
     products.py     matmul matmul_add
 """
-from micrornn.engine.ops.core import (PRIMITIVES, IndexGrad, Primitive, ProductGrad, defprimitive, record,
-                                      total, unbroadcast)
-from micrornn.engine.ops.elementwise import *  # noqa: F401,F403  (each op's rules and its constant, e.g. EXP)
-from micrornn.engine.ops.reductions import *  # noqa: F401,F403
-from micrornn.engine.ops.shape import *  # noqa: F401,F403
-from micrornn.engine.ops.products import *  # noqa: F401,F403
-from micrornn.engine.ops.shape import add_gradient, formed
-
+from micrornn.engine.ops.core import (PRIMITIVES, IndexGrad, Primitive, ProductGrad, defprimitive,  # noqa: F401
+                                      record, total, unbroadcast)
+from micrornn.engine.ops.elementwise import *  # noqa: F403  (each op's rules and its constant, e.g. EXP)
+from micrornn.engine.ops.products import *  # noqa: F403
+from micrornn.engine.ops.reductions import *  # noqa: F403
+from micrornn.engine.ops.shape import *  # noqa: F403
+from micrornn.engine.ops.shape import add_gradient, formed  # noqa: F401  (create_graph's gradient sums)

@@ -1,24 +1,22 @@
 """The table's machinery: Primitive, defprimitive, the lazy gradient kinds and the one unbroadcast."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-PRIMITIVES: dict[str, "Primitive"] = {}
+PRIMITIVES: dict[str, Primitive] = {}
 
 # What a shared reverse rule reads in place of ``saved`` when it runs on Tensors (create_graph).
 _ON_TENSORS = {"saved": lambda out, xs, saved: saved, "input": lambda out, xs, saved: xs[0],
                "inputs": lambda out, xs, saved: xs, "output": lambda out, xs, saved: out}
 
-
 class Primitive:
     """A named op: forward(*arrays, **attrs) -> (out, saved); vjp(g, saved, needs) -> grads.
 
     ``fresh`` (a bool, or one per input) promises that the VJP returns newly allocated arrays that
-    nothing else holds, so the engine may accumulate into them in place. ``dvjp`` is the reverse
-    rule on Tensors (create_graph), ``jvp`` the forward-mode rule, or ``linear`` / ``elementwise``,
-    which give the tangent without one; ``shared`` derives dvjp from vjp. See the package docstring.
+    nothing else holds, so the engine may accumulate into them in place. The higher-order and
+    forward-mode rules (dvjp, jvp; shared, linear, elementwise) are described in the package docstring.
     """
 
     __slots__ = ("name", "forward", "vjp", "fresh", "dvjp", "jvp", "linear", "elementwise")
@@ -53,13 +51,9 @@ class Primitive:
     def __repr__(self):
         return f"Primitive({self.name!r})"
 
-
 def _shared_rule(vjp: Callable, reads: Callable) -> Callable:
     """The VJP run on Tensors, reading the output or the inputs in place of saved arrays."""
-    def dvjp(g, out, xs, saved, needs):
-        return vjp(g, reads(out, xs, saved), needs)
-    return dvjp
-
+    return lambda g, out, xs, saved, needs: vjp(g, reads(out, xs, saved), needs)
 
 def defprimitive(name: str, forward: Callable, vjp: Callable, fresh=False, dvjp=None, jvp=None, *,
                  linear: bool = False, shared: str | None = None, elementwise: bool = False) -> Primitive:
@@ -67,11 +61,9 @@ def defprimitive(name: str, forward: Callable, vjp: Callable, fresh=False, dvjp=
     prim = PRIMITIVES[name] = Primitive(name, forward, vjp, fresh, dvjp, jvp, linear, shared, elementwise)
     return prim
 
-
 def record(prim: Primitive, *inputs, **attrs):
     """Record ``prim`` on Tensor inputs (for the dvjp rules; the Tensor layer sits above this table)."""
     return inputs[0].apply(prim, *inputs, **attrs)
-
 
 def total(*terms):
     """The sum of the terms that are not None (None when all are): a JVP's contributions."""
@@ -82,7 +74,6 @@ def total(*terms):
     for t in present[1:]:
         result = result + t
     return result
-
 
 def unbroadcast(grad, shape: tuple):
     """Sum a broadcast gradient (ndarray or Tensor) back to ``shape``: leading axes, then axes of size 1."""
@@ -96,7 +87,6 @@ def unbroadcast(grad, shape: tuple):
         grad = grad.sum(axis=ones, keepdims=True)
     return grad if grad.shape == shape else grad.reshape(shape)
 
-
 class ProductGrad:
     """Gradient ``a^T g`` of a 2-D matrix ``b`` in ``a @ b``, formed lazily (rows of a and g)."""
 
@@ -104,7 +94,6 @@ class ProductGrad:
 
     def __init__(self, a, g):
         self.a, self.g = a, g
-
 
 class IndexGrad:
     """Gradient of ``a[index]``: zeros of a's shape with ``values`` added at ``index``.
@@ -128,7 +117,6 @@ class IndexGrad:
         else:
             np.add.at(buf, self.index, self.values)
 
-
 def _scatter_add_rows(buf, rows, values):
     """buf[rows] += values with repeated rows summed: sort, sum runs (np.add.at is slow on rows)."""
     rows = rows.reshape(-1)
@@ -141,7 +129,6 @@ def _scatter_add_rows(buf, rows, values):
     ordered = rows[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     buf[ordered[starts]] += np.add.reduceat(values[order], starts, axis=0)
-
 
 def _is_advanced(index) -> bool:
     """True when an index triggers NumPy advanced indexing (arrays, lists, masks)."""

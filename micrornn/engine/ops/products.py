@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from micrornn.engine.ops.core import ProductGrad, defprimitive, total
+
 def matmul_fwd(a, b):
     try:
         return a @ b, (a, b)
@@ -14,7 +15,6 @@ def matmul_fwd(a, b):
             inner = b.shape[-2 if b.ndim > 1 else 0]
             raise ValueError(f"inner dimensions differ ({a.shape[-1]} vs {inner})") from None
         raise ValueError("batch dimensions do not broadcast") from None
-
 
 def matmul_vjp(g, saved, needs):
     # d(A@B)/dA = G B^T, d(A@B)/dB = A^T G (summed over batch axes by unbroadcast)
@@ -33,13 +33,9 @@ def matmul_vjp(g, saved, needs):
             gb = np.swapaxes(a, -1, -2) @ g
     return ga, gb
 
-
 def _swap_last(t):
     """A Tensor with its last two axes swapped."""
-    axes = list(range(t.ndim))
-    axes[-2], axes[-1] = axes[-1], axes[-2]
-    return t.transpose(axes)
-
+    return t.transpose((*range(t.ndim - 2), t.ndim - 1, t.ndim - 2))
 
 def matmul_dvjp(g, out, xs, saved, needs):
     # d(A@B)/dA = G B^T, d(A@B)/dB = A^T G; a 1-d operand gets a unit axis, dropped again after
@@ -57,12 +53,10 @@ def matmul_dvjp(g, out, xs, saved, needs):
         gb = gb.reshape(gb.shape[:-1])
     return ga, gb
 
-
 def matmul_jvp(ts, saved, out):
     # d(A@B) = dA B + A dB
     (ta, tb), (a, b) = ts, saved
     return total(None if ta is None else ta @ b, None if tb is None else a @ tb)
-
 
 def matmul_add_fwd(a, b, c):
     out, saved = matmul_fwd(a, b)
@@ -72,23 +66,19 @@ def matmul_add_fwd(a, b, c):
         raise ValueError(f"the addend {c.shape} does not broadcast to the product's shape {out.shape}") from None
     return out, saved
 
-
 def matmul_add_vjp(g, saved, needs):
     # d(A@B + C) = the matmul rule for A and B, and dC = G
     ga, gb = matmul_vjp(g, saved, needs)
     return ga, gb, g
-
 
 def matmul_add_dvjp(g, out, xs, saved, needs):
     # d(A@B + C) = the matmul rule for A and B, and dC = G
     ga, gb = matmul_dvjp(g, out, xs[:2], saved, needs[:2])
     return ga, gb, g
 
-
 def matmul_add_jvp(ts, saved, out):
     # d(A@B + C) = dA B + A dB + dC
     return total(matmul_jvp(ts[:2], saved, out), ts[2])
-
 
 MATMUL = defprimitive("matmul", matmul_fwd, matmul_vjp, fresh=True, dvjp=matmul_dvjp, jvp=matmul_jvp)
 MATMUL_ADD = defprimitive("matmul_add", matmul_add_fwd, matmul_add_vjp, fresh=(True, True, False),

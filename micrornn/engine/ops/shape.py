@@ -6,45 +6,35 @@ import numpy as np
 
 from micrornn.engine.ops.core import IndexGrad, defprimitive, record, unbroadcast
 
-
 def reshape_fwd(a, shape):
     return a.reshape(shape), a.shape
-
 
 def reshape_vjp(g, in_shape, needs):
     # reshape moves no values: the gradient is reshaped back
     return (g.reshape(in_shape),)
 
-
 def transpose_fwd(a, axes=None):
     return a.transpose(axes), axes
-
 
 def transpose_vjp(g, axes, needs):
     # transpose permutes values: the gradient takes the inverse permutation
     return (g.transpose() if axes is None else g.transpose(tuple(int(i) for i in np.argsort(axes))),)
 
-
 def getitem_fwd(a, index):
     return a[index], index
-
 
 def getitem_vjp(g, index, needs):
     # d(a[index])/da scatters g back into index (repeated gather indices add up), lazily: see add_gradient
     return (IndexGrad(index, g),)
-
 
 def stack_fwd(*arrays, axis=0, out=None):
     if out is not None and axis == 0 and _already_stacked(arrays, out):
         return out, (len(arrays), axis)  # the inputs were written into `out` by their own ops
     return np.stack(arrays, axis=axis, out=out), (len(arrays), axis)
 
-
 def _already_stacked(arrays, out) -> bool:
-    """True when arrays[i] is the memory of out[i] for every i: each a view of out's buffer with a
-    row's shape and strides, the first at out[0] and the last at out[-1] (``out=`` is for callers
-    that wrote each input into its row, like nn.recurrent.unroll; only the ends' addresses are read,
-    as reading every address cost more than the rest of the check)."""
+    """True when arrays[i] is out[i] for every i, as when nn.recurrent.unroll wrote each h_t into its row of
+    ``out`` (views of out's buffer with a row's shape and strides; only the ends' addresses are read: fast)."""
     if not arrays or len(arrays) != len(out) or out.ndim == 0:
         return False
     base = out if out.base is None else out.base
@@ -55,11 +45,9 @@ def _already_stacked(arrays, out) -> bool:
     return (_address(arrays[0]) == start
             and _address(arrays[-1]) == start + (len(arrays) - 1) * out.strides[0])
 
-
 def _address(array) -> int:
     """Where an array's data starts in memory."""
     return array.__array_interface__["data"][0]
-
 
 def stack_vjp(g, saved, needs):
     # each input gets its slice of g along the new axis
@@ -67,18 +55,15 @@ def stack_vjp(g, saved, needs):
     lead = (slice(None),) * axis
     return tuple(g[lead + (i,)] if need else None for i, need in zip(range(n), needs))
 
-
 def concatenate_fwd(*arrays, axis=0):
     ends = np.cumsum([a.shape[axis] for a in arrays])
     return np.concatenate(arrays, axis=axis), (ends, axis)
-
 
 def concatenate_vjp(g, saved, needs):
     # each input gets its own block of g along the joined axis
     ends, axis = saved
     lead, starts = (slice(None),) * axis, [0, *ends[:-1]]
     return tuple(g[lead + (slice(int(s), int(e)),)] if need else None for s, e, need in zip(starts, ends, needs))
-
 
 def scatter_add_fwd(*values, shape, index):
     indices = index if len(values) > 1 else [index]  # several values: one index each
@@ -87,11 +72,9 @@ def scatter_add_fwd(*values, shape, index):
         IndexGrad(i, v).add_into(out)
     return out, indices
 
-
 def scatter_add_vjp(g, indices, needs):
     # out = zeros with values_k added at index_k: d out/d values_k gathers g at index_k
     return tuple(g[i] if need else None for i, need in zip(indices, needs))
-
 
 RESHAPE = defprimitive("reshape", reshape_fwd, reshape_vjp, linear=True, shared="saved")
 TRANSPOSE = defprimitive("transpose", transpose_fwd, transpose_vjp, linear=True, shared="saved")
@@ -111,7 +94,6 @@ class _Pieces:
     def __init__(self, dense, shape):
         self.dense, self.pieces, self.shape = dense, [], shape
 
-
 def add_gradient(current, g, shape: tuple):
     """current + g for the gradient Tensors of a node of ``shape`` (``current`` may be None).
 
@@ -128,7 +110,6 @@ def add_gradient(current, g, shape: tuple):
         current.dense = g if current.dense is None else current.dense + g
         return current
     return g if current is None else current + g
-
 
 def formed(g):
     """A gradient from ``add_gradient`` as one Tensor: the index pieces become one scatter_add node."""
