@@ -10,6 +10,7 @@ comment line "# higher-order-tested: NAME").
 from __future__ import annotations
 
 import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,12 @@ EXTRA_CASES = {
         case("rows, repeated", lambda v: mr.apply(ops.SCATTER_ADD, v, shape=(4, 3), index=SCATTER_INDEX)
              .tanh(), normal(2, 2, 3)),
         case("slice", lambda v: mr.apply(ops.SCATTER_ADD, v, shape=(5,), index=slice(1, 4)) ** 2, normal(3)),
+        case("two values, one index each", lambda v, w: mr.apply(ops.SCATTER_ADD, v, w, shape=(4, 3),
+             index=[SCATTER_INDEX, 1]).tanh(), normal(2, 2, 3), normal(3)),
+    ],
+    "getitem": [  # a tensor read at several indices and whole: its gradient is formed from all the pieces
+        case("pieces and a dense use", lambda a: (a[0] * a[1] + a[[2, 2]].sum(0) * a[-1] + a.sum(0)).tanh(),
+             normal(4, 3)),
     ],
 }
 EXTRA = [pytest.param(name, *p.values, id=f"{name}-{p.id}") for name, ps in EXTRA_CASES.items() for p in ps]
@@ -89,7 +96,7 @@ def test_gradgradcheck_catches_a_wrong_second_derivative():
     def wrong_dvjp(g, out, xs, saved, needs):  # the right first derivative as a constant: d2 = 0
         return (g * (1 - out.data * out.data),)
 
-    wrong = ops.Primitive("tanh_wrong_d2", ops.tanh_fwd, ops.tanh_vjp, True, wrong_dvjp, ops.tanh_jvp)
+    wrong = ops.Primitive("tanh_wrong_d2", ops.tanh_fwd, ops.tanh_vjp, True, wrong_dvjp, elementwise=True)
     x = make_inputs([normal(3)])
     assert gradcheck(lambda a: mr.apply(wrong, a), x)  # first order is right
     assert not gradgradcheck(lambda a: mr.apply(wrong, a), x, raise_exception=False)
@@ -98,7 +105,7 @@ def test_gradgradcheck_catches_a_wrong_second_derivative():
 
 
 def test_dot_product_test_catches_a_wrong_jvp():
-    wrong = ops.Primitive("exp_wrong_jvp", ops.exp_fwd, ops.exp_vjp, True, ops.exp_dvjp, lambda ts, s, out: ts[0])
+    wrong = ops.Primitive("exp_wrong_jvp", ops.exp_fwd, ops.exp_vjp, True, ops.EXP.dvjp, lambda ts, s, out: ts[0])
     assert dot_product_gap(lambda a: mr.apply(wrong, a), [normal(4)]) > 1e-3
 
 
@@ -111,6 +118,21 @@ def test_primitive_without_rules_says_what_to_register():
         mr.jvp(lambda a: mr.apply(bare, a), x, np.ones(3))
     g, = mr.grad(mr.apply(bare, x).sum(), x)  # first order needs neither
     np.testing.assert_allclose(g.data, np.exp(x.data), rtol=1e-15)
+
+
+def test_a_user_primitive_gets_its_rules_from_its_declarations():
+    triple = ops.Primitive("triple", lambda a: (3 * a, None), lambda g, saved, needs: (3 * g,),
+                           linear=True, shared="saved")  # d(3a)/da = 3, the same code on arrays and Tensors
+    cube = ops.Primitive("cube", lambda a: (a ** 3, a), lambda g, a, needs: (3 * g * a * a,),
+                         shared="input", elementwise=True)  # d(a^3)/da = 3 a^2
+    x = make_inputs([normal(4)])
+    for prim in (triple, cube):
+        assert gradgradcheck(lambda a: mr.apply(prim, a).tanh(), x, eps=1e-6, atol=1e-7, rtol=1e-5)
+        assert dot_product_gap(lambda a: mr.apply(prim, a).tanh(), [x[0].data]) < 1e-13
+    _, tangent = mr.jvp(lambda a: mr.apply(cube, a), x[0], np.ones(4))
+    np.testing.assert_allclose(tangent.data, 3 * x[0].data ** 2, rtol=1e-15)
+    with pytest.raises(ValueError, match="shared must be one of"):
+        ops.Primitive("bad", ops.exp_fwd, ops.exp_vjp, shared="outputs")
 
 
 def worst_disagreements() -> dict:
@@ -141,6 +163,27 @@ def test_worst_disagreements_are_small():
     assert worst["jvp/vjp max relative gap"] < 1e-13, worst
 
 
+# ---- second order through an unrolled RNN: memory linear in T ----------------------------------
+
+def hvp_peak_megabytes(T, B=4, H=8, inputs=3) -> float:
+    """Peak traced memory of H v for sum(h_t^2) of an unrolled RNN over T steps."""
+    rnn = mr.nn.RNN(inputs, H)
+    x = Tensor(np.random.default_rng(0).standard_normal((T, B, inputs)))
+    params = rnn.parameters()
+    tracemalloc.start()
+    try:
+        mr.hvp(lambda *ps: (rnn(x)[0] ** 2).sum(), params, [np.ones(p.shape) for p in params])
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def test_hvp_through_unrolled_steps_grows_linearly_in_T():
+    # a dense (T, B, H) scatter of each step's x[t] gradient would make this O(T^2): 11x from T=40 to 160
+    short, long = hvp_peak_megabytes(40), hvp_peak_megabytes(160)
+    assert long / short < 6, f"peak {short:.2f} MB at T=40, {long:.2f} MB at T=160 (linear: 4x)"
+
+
 # ---- every primitive has both rules and a case -------------------------------------------------
 
 MARKER = re.compile(r"^\s*#\s*higher-order-tested:\s*(.+)$", re.MULTILINE)
@@ -156,9 +199,10 @@ def declared_elsewhere() -> set:
 
 def test_every_primitive_has_higher_order_rules():
     no_dvjp = sorted(n for n, p in ops.PRIMITIVES.items() if p.dvjp is None)
-    no_jvp = sorted(n for n, p in ops.PRIMITIVES.items() if p.jvp is None)
-    assert not no_dvjp, f"primitives without a differentiable VJP (defprimitive(..., dvjp=...)): {no_dvjp}"
-    assert not no_jvp, f"primitives without a JVP rule (defprimitive(..., jvp=...)): {no_jvp}"
+    no_jvp = sorted(n for n, p in ops.PRIMITIVES.items() if not p.has_jvp())
+    assert not no_dvjp, f"primitives without a differentiable VJP (defprimitive(..., dvjp=... or shared=...)): {no_dvjp}"
+    assert not no_jvp, ("primitives without a forward-mode rule (defprimitive(..., jvp=...), linear=True or "
+                        f"elementwise=True): {no_jvp}")
 
 
 def test_every_primitive_has_second_order_and_jvp_tests():

@@ -2,7 +2,7 @@
 
 It imports nothing else from micrornn; every other package builds on it.
 
-    ops.py             the primitive table: each op's forward and its gradient rules side by side
+    ops/               the primitive table by op family: each op's forward and gradient rules side by side
     tensor.py          Tensor, ``apply`` (runs a primitive and records it), stack/concatenate/where
     composites.py      Tensor methods built from primitives, with no backward of their own
     backward.py        the walker: topological order, gradient accumulation, engine state

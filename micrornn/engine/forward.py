@@ -29,15 +29,15 @@ class _Tangents:
         entry = self.table.get(id(tensor))
         return entry[1] if entry is not None and entry[0]() is tensor else None
 
-    def push(self, out, prim, inputs, saved) -> None:
+    def push(self, out, prim, inputs, saved, attrs) -> None:
         """Give ``out`` its tangent from its inputs' tangents (the hook that ``apply`` calls)."""
         tangents = tuple(self.get(t) for t in inputs)
         if all(t is None for t in tangents):
             return
-        if prim.jvp is None:
+        if not prim.has_jvp():
             raise NotImplementedError(f"jvp: primitive '{prim.name}' has no forward-mode rule; register one "
                                       "with defprimitive(..., jvp=...)")
-        tangent = prim.jvp(tangents, saved, out.data)
+        tangent = prim.tangent(tangents, inputs, saved, out.data, attrs)
         if tangent is None:
             return
         tangent = np.asarray(tangent)

@@ -360,7 +360,7 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:
-        state.push_tangent(out, prim, inputs, saved)
+        state.push_tangent(out, prim, inputs, saved, attrs)
     return out
 
 

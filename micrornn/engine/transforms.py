@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from micrornn.engine.backward import _RELEASED, _Grads, check_unchanged, state, topological_order
-from micrornn.engine.ops import sum_to
+from micrornn.engine.ops import add_gradient, formed
 from micrornn.engine.tensor import Tensor, _leaf, as_tensor
 
 
@@ -106,7 +106,7 @@ def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
     previous = state.scope
     try:
         for node in order:
-            g = grads.pop(node, None)
+            g = formed(grads.pop(node, None))
             if g is None:
                 continue
             if node in wanted:
@@ -126,7 +126,7 @@ def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
             parent_grads = rule(g, node, node._parents, node._saved, node._needs)
             for parent, pg, need in zip(node._parents, parent_grads, node._needs):
                 if need and pg is not None and parent in relevant:
-                    _accumulate(grads, parent, sum_to(pg, parent.shape))
+                    grads[parent] = add_gradient(grads.get(parent), pg, parent.shape)
             if not retain:
                 node._saved = _RELEASED
     finally:
