@@ -24,9 +24,11 @@ def test_unrolled_lstm_draws_the_cell_state_as_its_own_row():
     for layer in (0, 1):
         assert re.search(rf"subgraph row_c{layer} \{{", source)
         cell_path = re.findall(rf"^\s*c{layer}_(\d+) -> c{layer}_(\d+) \[[^\n]*penwidth=2\.5", source, flags=re.M)
-        assert [(int(a), int(b)) for a, b in cell_path] == [(1, 2), (2, 3), (3, 4)]  # c_0 = 0: no c_0 -> c_1
-        out = re.findall(rf"^\s*c{layer}_(\d+) -> h{layer}_(\d+) ", source, flags=re.M)
-        assert [(int(a), int(b)) for a, b in out] == [(t, t) for t in range(1, 5)]
+        assert [(int(a), int(b)) for a, b in cell_path] == [(0, 1), (1, 2), (2, 3), (3, 4)]  # from c_0
+        assert re.search(rf"^\s*c{layer}_0 \[label=<c<SUB>0</SUB>", source, flags=re.M)
+        out = re.findall(rf"^\s*c{layer}_(\d+) -> h{layer}_(\d+) (\[[^\n]*)", source, flags=re.M)
+        assert [(int(a), int(b)) for a, b, _ in out] == [(t, t) for t in range(1, 5)]
+        assert not any("penwidth" in attrs or "#1b7837" in attrs for _, _, attrs in out)  # not the cell path
     assert "forget gate f" in source
     rnn_source = draw_unrolled(model_and_data("rnn")[0], steps=4).source
     assert "row_c0" not in rnn_source and "penwidth" not in rnn_source
