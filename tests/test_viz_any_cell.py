@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+import micrornn as mr
 from micrornn import nn
 from micrornn.viz import draw_folded, draw_unrolled
 
@@ -74,3 +75,94 @@ def test_a_cell_that_cannot_be_drawn_is_refused_in_one_line():
 
     with pytest.raises(TypeError, match="ReturnsArray returned ndarray"):
         draw_unrolled(nn.Recurrent(ReturnsArray(3, 4, 0)), steps=2)
+
+
+# ---- gradient flow and the Jacobian ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", USER_CELLS)
+def test_gradient_flow_for_user_cells(cls):
+    from micrornn.viz import gradient_flow
+    from micrornn.viz.flow import hidden_states
+    model = user_model(cls)
+    x, y = user_data(T=5)
+    loss, norms = gradient_flow(model, x, y)
+    assert sorted(norms) == [(0, t) for t in range(1, 6)] and norms.loss == "sum" and norms.steps == 5
+    # the same numbers from the engine directly: dL/dh_t of the summed cross-entropy
+    from micrornn.nn.functional import cross_entropy
+    logits, _ = model(x)
+    ref = cross_entropy(logits, y, reduction="sum")
+    states = hidden_states(ref)
+    for h in states.values():
+        h.retain_grad()
+    ref.backward()
+    for (l, t), h in states.items():
+        assert norms[(l, t)] == pytest.approx(float(np.linalg.norm(h.grad)), rel=1e-12)
+    _, last = gradient_flow(model, x, y, loss="last")
+    assert last.loss == "last" and last[(0, 5)] > 0
+    source = draw_unrolled(model, hidden_grads=last).source
+    assert 'L_1 [label=<L<SUB>1</SUB>>' in source and "not in the loss" in source
+
+
+def test_gradient_flow_of_a_bare_recurrent_layer_scores_its_states():
+    from micrornn.viz import gradient_flow
+    rec = nn.Recurrent(IndRNN(3, 4, 0))
+    x, _ = user_data(T=4)
+    target = np.zeros((4, 2, 4))
+    loss, norms = gradient_flow(rec, x, target)
+    out, _ = rec(x)
+    assert loss.item() == pytest.approx(float((out.data ** 2).sum()))
+    assert len(norms) == 4
+
+
+def _run_from(cell, x, t, state):
+    """h_T of the cell run over x[t:] from state (plain Tensors, no time loop)."""
+    for k in range(t, x.shape[0]):
+        state = cell(mr.Tensor(x[k]), state)
+    return (state[0] if isinstance(state, tuple) else state).data
+
+
+@pytest.mark.parametrize("cls", USER_CELLS)
+def test_jacobian_norms_for_user_cells_match_central_differences(cls):
+    import micrornn as mr
+    from micrornn.viz import jacobian_norms
+    model = user_model(cls)
+    x, _ = user_data(T=4, B=1)
+    norms = jacobian_norms(model, x)
+    cell, T = model.rnn.cell, x.shape[0]
+    states, state = [], cell.initial_state(1) if hasattr(cell, "initial_state") else mr.Tensor(np.zeros((1, 4)))
+    for k in range(T):
+        state = cell(mr.Tensor(x[k]), state)
+        states.append(state)
+    for t in range(1, T + 1):
+        s = states[t - 1]
+        h = (s[0] if isinstance(s, tuple) else s).data
+        J = np.zeros((4, 4))
+        for j in range(4):
+            cols = []
+            for sign in (1, -1):
+                hp = h.copy()
+                hp[0, j] += sign * 1e-6
+                start = (mr.Tensor(hp), s[1]) if isinstance(s, tuple) else mr.Tensor(hp)
+                cols.append(_run_from(cell, x, t, start)[0])
+            J[:, j] = (cols[0] - cols[1]) / 2e-6
+        assert norms[t] == pytest.approx(np.linalg.norm(J, 2), rel=1e-6, abs=1e-9), t
+
+
+def test_recurrent_singular_values_of_user_cells():
+    from micrornn.viz import recurrent_singular_values
+    ind = user_model(IndRNN)
+    sv = recurrent_singular_values(ind)
+    assert list(sv) == ["u"] and np.allclose(sv["u"], np.sort(np.abs(ind.rnn.cell.u.data))[::-1])
+    assert list(recurrent_singular_values(user_model(MGUCell))) == ["U_f", "U_h"]
+    assert list(recurrent_singular_values(user_model(PeepholeLSTM))) == ["W_h_i", "W_h_f", "W_h_g", "W_h_o"]
+
+
+@pytest.mark.parametrize("cls", USER_CELLS)
+def test_jacobian_view_plots_for_user_cells(tmp_path, cls):
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (an optional extra)")
+    from micrornn.viz import jacobian_view, plot_jacobian_view
+    x, y = user_data(T=5)
+    view = jacobian_view(user_model(cls), x, y)
+    assert view["cell"] == cls.__name__ and sorted(view["jacobian"]) == [1, 2, 3, 4, 5]
+    path = plot_jacobian_view(view, tmp_path / f"{cls.__name__}.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

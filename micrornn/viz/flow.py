@@ -70,27 +70,48 @@ def hidden_grad_norms(root, loss=None) -> HiddenGradNorms:
     return HiddenGradNorms(norms, steps=max((t for _, t in states), default=0), loss=loss)
 
 
-def gradient_flow(model, x, targets, h0=None, loss="sum"):
-    """Run a SequenceModel on (x, targets) and back-propagate; return (loss tensor, hidden_grad_norms).
+def sequence_loss(model, x, targets, h0=None, loss="sum"):
+    """The loss gradient_flow back-propagates: ``model.loss`` when the model has one (loss="sum"), else
+    the model's per-step output (logits (T, B, O), or h_t for a bare recurrent layer) scored against
+    targets: cross-entropy summed over steps and batch for integer targets, squared error for float
+    targets of the output's shape. loss="last" scores only step T."""
+    if loss == "sum" and callable(getattr(model, "loss", None)):
+        return model.loss(x, targets, h0)[0]
+    from micrornn.nn.functional import cross_entropy
+    result = model(x) if h0 is None else model(x, h0)
+    out = result[0] if isinstance(result, tuple) else result
+    if not isinstance(out, Tensor) or out.ndim < 2:
+        raise TypeError(f"gradient_flow: {type(model).__name__}(x) must return a per-step output (T, B, ...) "
+                        f"first, got {type(out).__name__}")
+    targets = np.asarray(targets)
+    if loss == "last":
+        out, targets = out[out.shape[0] - 1], targets[-1]
+    if targets.dtype.kind in "iu":
+        return cross_entropy(out, targets, reduction="sum")
+    if targets.shape != out.shape:
+        raise ValueError(f"gradient_flow: float targets must have the output's shape {out.shape}, got {targets.shape}")
+    return ((out - targets) ** 2).sum()
 
-    loss="sum": L = sum_t L_t (each h_t also gets its own step's loss); loss="last": only L_T, so the
-    norms show how one error signal shrinks or grows going back in time.
+
+def gradient_flow(model, x, targets, h0=None, loss="sum"):
+    """Run an unrolled model on (x, targets) and back-propagate; return (loss tensor, hidden_grad_norms).
+
+    Any model whose recurrent layer is unrolled (SequenceModel, nn.RNN/LSTM/GRU, nn.Recurrent with
+    any cell, or a module around one); the loss is ``sequence_loss``. loss="sum": L = sum_t L_t (each
+    h_t also gets its own step's loss); loss="last": only L_T, so the norms show how one error signal
+    shrinks or grows going back in time.
     """
     if getattr(getattr(model, "rnn", model), "fused", False):
         raise ValueError("gradient_flow: a fused RNN records no h_t nodes; build the model with fused=False "
                          "(or use micrornn.bptt.loss_and_grads(..., return_hidden_grads=True))")
     if loss not in ("sum", "last"):
         raise ValueError(f"gradient_flow: loss must be 'sum' or 'last', got {loss!r}")
-    kind = "sum" if loss == "sum" else "last"
-    if loss == "sum":
-        loss, _ = model.loss(x, targets, h0)
-    else:
-        from micrornn.nn.functional import cross_entropy
-        logits, _ = model(x, h0)
-        loss = cross_entropy(logits[logits.shape[0] - 1], np.asarray(targets)[-1], reduction="sum")
-    retain_hidden_grads(loss)
-    loss.backward()
-    return loss, hidden_grad_norms(loss, loss=kind)
+    root = sequence_loss(model, x, targets, h0, loss)
+    if retain_hidden_grads(root) == 0:
+        raise ValueError(f"gradient_flow: {type(model).__name__} recorded no h_t in its graph; it needs a "
+                         "recurrent layer unrolled by micrornn's time loop (nn.Recurrent, nn.RNN, ...)")
+    root.backward()
+    return root, hidden_grad_norms(root, loss=loss)
 
 
 def as_norms(grads) -> HiddenGradNorms:
