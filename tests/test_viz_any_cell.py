@@ -166,3 +166,48 @@ def test_jacobian_view_plots_for_user_cells(tmp_path, cls):
     assert view["cell"] == cls.__name__ and sorted(view["jacobian"]) == [1, 2, 3, 4, 5]
     path = plot_jacobian_view(view, tmp_path / f"{cls.__name__}.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- gate views ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [PeepholeLSTM, MGUCell])
+def test_gate_views_use_the_cells_own_gates(cls, tmp_path):
+    from micrornn.viz import gate_activity, gate_summary
+    model = user_model(cls)
+    x, _ = user_data(T=6)
+    activity = gate_activity(model, x)
+    out, _ = model.rnn(x)
+    assert np.allclose(activity[(0, "h")], out.data, rtol=1e-12, atol=1e-14)  # the cell's own forward
+    assert {g for _, g in activity} == set(cls.gate_names) | {"h"} and activity.cell == cls.__name__
+    cell, state = model.rnn.cell, model.rnn.cell.initial_state(2) if cls is PeepholeLSTM else mr.Tensor(np.zeros((2, 4)))
+    for t in range(6):  # the gates the view shows are gates(x_t, state) along the cell's own states
+        expected = cell.gates(mr.Tensor(x[t]), state)
+        for name in cls.gate_names:
+            assert np.allclose(activity[(0, name)][t], expected[name].data, rtol=1e-12)
+        state = cell(mr.Tensor(x[t]), state)
+    summary = gate_summary(activity)
+    assert set(summary) == {(0, g) for g in cls.gate_names if g != "g"}  # the tanh candidate g is left out
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (an optional extra)")
+    from micrornn.viz import plot_gate_activity
+    assert plot_gate_activity(activity, tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gate_view_refuses_a_cell_without_gates_in_one_line():
+    from micrornn.viz import gate_activity
+    x, _ = user_data(T=3)
+    with pytest.raises(ValueError, match=r"^gate_activity: IndRNN names no gates: the gate view needs gate_names"):
+        gate_activity(user_model(IndRNN), x)
+
+    class Forgetful(MGUCell):
+        def gates(self, x, h):
+            return {}
+
+    with pytest.raises(ValueError, match="Forgetful gates\\(\\) returned no f"):
+        gate_activity(nn.Recurrent(Forgetful(3, 4, 0)), x)
+
+
+def test_the_gate_view_holds_no_copy_of_the_cell_equations():
+    import inspect
+    from micrornn.viz import gates
+    source = inspect.getsource(gates)
+    assert "_sigmoid" not in source and "np.tanh" not in source

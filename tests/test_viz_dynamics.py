@@ -58,15 +58,15 @@ def test_gates_give_back_the_engines_states(cell, indices):
 
 
 def test_saturation_counts_gates_near_0_or_1():
-    activity = {(0, "f"): np.array([[[0.01, 0.5, 0.99, 0.96]], [[0.5, 0.5, 0.5, 0.04]]]), (0, "g"): np.ones((2, 1, 4))}
+    activity = {(0, "f"): np.array([[[0.01, 0.5, 0.99, 0.96]], [[0.5, 0.5, 0.5, 0.04]]]), (0, "g"): np.linspace(-1, 1, 8).reshape(2, 1, 4)}
     summary = gate_summary(activity)
     mean, saturated = summary[(0, "f")]
     assert list(saturated) == [0.75, 0.25] and np.allclose(mean, [0.615, 0.385])
-    assert (0, "g") not in summary  # tanh candidates are not gates
+    assert (0, "g") not in summary  # tanh candidates (values below 0) are not gates that open and close
 
 
 def test_gates_refuse_vanilla_rnn():
-    with pytest.raises(ValueError, match="LSTM or GRU"):
+    with pytest.raises(ValueError, match="gate_activity: RNNCell names no gates"):
         gate_activity(model_and_data("rnn")[0], np.zeros((2, 1, 3)))
 
 

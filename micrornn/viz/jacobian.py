@@ -148,7 +148,7 @@ def plot_jacobian_view(view, path, title=None):
         sv.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
     sv.axhline(1.0, color="#444444", linestyle="--", linewidth=1)
     sv.set_xlabel("index (largest first)")
-    sv.set_title(f"singular values of the recurrent weights (layer {view['layer']})")
+    sv.set_title(f"recurrent weights' singular values (layer {view['layer']})", fontsize=10)
     sv.grid(True, alpha=0.3)
     if len(view["singular_values"]) > 1:
         sv.legend(fontsize="small")
