@@ -211,3 +211,23 @@ def test_the_gate_view_holds_no_copy_of_the_cell_equations():
     from micrornn.viz import gates
     source = inspect.getsource(gates)
     assert "_sigmoid" not in source and "np.tanh" not in source
+
+
+# ---- draw_graph names every parameter -------------------------------------------------------------------
+
+def test_draw_graph_names_every_parameter_of_a_recurrent_model():
+    from micrornn.viz import draw_graph
+    from micrornn.viz.flow import sequence_loss
+    model = user_model(IndRNN)
+    x, y = user_data(T=2)
+    source = draw_graph(sequence_loss(model, x, y), names=model).source
+    for name, _ in model.named_parameters():
+        assert f'label="{name} (' in source, name
+    assert 'label="parameter' not in source
+    rec, head = nn.Recurrent(IndRNN(3, 4, 0)), nn.Linear(4, 3, rng=0)
+    out, _ = rec(x)
+    loss = head(out).sum()
+    both = draw_graph(loss, names={"rnn": rec, "head": head}).source
+    assert all(f'label="{n} (' in both for n in ("rnn.cell.W", "rnn.cell.u", "head.weight", "head.bias"))
+    alone = draw_graph(loss, names=rec).source  # the head is not in names: said so, not a bare "parameter"
+    assert 'label="parameter (not in names=) (3,)' in alone and 'label="cell.u (4,)' in alone
