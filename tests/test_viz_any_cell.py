@@ -231,3 +231,49 @@ def test_draw_graph_names_every_parameter_of_a_recurrent_model():
     assert all(f'label="{n} (' in both for n in ("rnn.cell.W", "rnn.cell.u", "head.weight", "head.bias"))
     alone = draw_graph(loss, names=rec).source  # the head is not in names: said so, not a bare "parameter"
     assert 'label="parameter (not in names=) (3,)' in alone and 'label="cell.u (4,)' in alone
+
+
+# ---- first divergence without an analytic route -------------------------------------------------------
+
+@pytest.mark.parametrize("cls", USER_CELLS)
+def test_first_divergence_of_a_correct_user_cell_is_none(cls):
+    from micrornn.check import divergence
+    x, y = user_data(T=3, B=2)
+    model = user_model(cls)
+    before = [p.grad for p in model.parameters()]
+    assert divergence.first_divergence(model, x, y) is None
+    assert [p.grad for p in model.parameters()] == before  # parameter gradients left as they were
+    assert "forward" not in vars(model.rnn.cell)  # the probes are gone
+
+
+def test_first_divergence_finds_a_wrong_gradient_in_a_user_cell():
+    from micrornn.check import divergence
+    from micrornn.engine.ops import PRIMITIVES, defprimitive
+    from micrornn.engine.tensor import apply
+
+    def fwd(a):
+        out = np.tanh(a)
+        return out, out
+
+    def wrong_vjp(g, out, needs):  # d tanh/da is 1 - tanh^2; this is 1.5 times that
+        return (1.5 * g * (1 - out * out),)
+
+    prim = defprimitive("divergence_wrong_tanh", fwd, wrong_vjp)
+
+    class WrongMGU(MGUCell):
+        def forward(self, x, h):
+            f = self.gates(x, h)["f"]
+            candidate = apply(prim, x @ self.W_h.T + (f * h) @ self.U_h.T + self.b_h)
+            return h + f * (candidate - h)
+
+    try:
+        x, y = user_data(T=4, B=1)
+        model = user_model(MGUCell)
+        model.rnn.cell.__class__ = WrongMGU
+        found = divergence.first_divergence(model, x, y)
+        assert found is not None and found["t"] == 3 and found["quantity"] == "h"  # dL/dh_4 is right: L_4 reads it
+        assert found["disagree"] == [("graph", "numeric")] and found["no_reference"]
+        text = divergence.describe(found)
+        assert "step t=3 of 4" in text and "no analytic route" in text
+    finally:
+        del PRIMITIVES["divergence_wrong_tanh"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micrornn.check.divergence import sequence_loss
 from micrornn.nn.rnn import StepScope
 from micrornn.engine.tensor import Tensor
 
@@ -68,29 +69,6 @@ def hidden_grad_norms(root, loss=None) -> HiddenGradNorms:
     states = hidden_states(root)
     norms = {key: float(np.linalg.norm(h.grad)) for key, h in sorted(states.items()) if h.grad is not None}
     return HiddenGradNorms(norms, steps=max((t for _, t in states), default=0), loss=loss)
-
-
-def sequence_loss(model, x, targets, h0=None, loss="sum"):
-    """The loss gradient_flow back-propagates: ``model.loss`` when the model has one (loss="sum"), else
-    the model's per-step output (logits (T, B, O), or h_t for a bare recurrent layer) scored against
-    targets: cross-entropy summed over steps and batch for integer targets, squared error for float
-    targets of the output's shape. loss="last" scores only step T."""
-    if loss == "sum" and callable(getattr(model, "loss", None)):
-        return model.loss(x, targets, h0)[0]
-    from micrornn.nn.functional import cross_entropy
-    result = model(x) if h0 is None else model(x, h0)
-    out = result[0] if isinstance(result, tuple) else result
-    if not isinstance(out, Tensor) or out.ndim < 2:
-        raise TypeError(f"gradient_flow: {type(model).__name__}(x) must return a per-step output (T, B, ...) "
-                        f"first, got {type(out).__name__}")
-    targets = np.asarray(targets)
-    if loss == "last":
-        out, targets = out[out.shape[0] - 1], targets[-1]
-    if targets.dtype.kind in "iu":
-        return cross_entropy(out, targets, reduction="sum")
-    if targets.shape != out.shape:
-        raise ValueError(f"gradient_flow: float targets must have the output's shape {out.shape}, got {targets.shape}")
-    return ((out - targets) ** 2).sum()
 
 
 def gradient_flow(model, x, targets, h0=None, loss="sum"):

@@ -15,7 +15,8 @@ from micrornn.nn.module import Module, Parameter
 from micrornn.nn.rnn import StepScope
 from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
 from micrornn.engine.tensor import Tensor
-from micrornn.viz.flow import sequence_loss, walk
+from micrornn.check.divergence import sequence_loss
+from micrornn.viz.flow import walk
 from micrornn.viz.graph import _folded_views
 
 
@@ -76,7 +77,7 @@ def _label(node, names) -> str:
 
 
 def trace_backprop(model: Module, x, targets, focus=(0, 1)) -> Trace:
-    """Run the model's summed loss on (x, targets) (``model.loss``, else ``viz.flow.sequence_loss``) and
+    """Run the model's summed loss on (x, targets) (``model.loss``, else ``check.divergence.sequence_loss``) and
     record its forward and backward.
 
     focus: (layer, step) of the early h_t whose two incoming gradient paths the page highlights.
