@@ -101,9 +101,9 @@ def test_page_is_one_self_contained_file(tmp_path):
         to_html(steps=2, focus_step=2)
     with pytest.raises(ValueError, match="steps"):
         to_html(steps=0)
-    two = SequenceModel(2, 3, 3, num_layers=2, rng=0)
-    with pytest.raises(ValueError, match="one-layer, one-direction model; got 2 layer"):
-        to_html(two, np.zeros((2, 1, 2)), np.zeros((2, 1), dtype=int))
+    fused = SequenceModel(2, 3, 3, fused=True, rng=0)
+    with pytest.raises(ValueError, match="fused"):
+        to_html(fused, np.zeros((2, 1, 2)), np.zeros((2, 1), dtype=int))
 
 
 # ---- in a browser --------------------------------------------------------------------------------

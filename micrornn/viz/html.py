@@ -68,8 +68,8 @@ def _focus_labels(trace, layers) -> list:
 def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0, focus_step=1, title=None) -> str:
     """The stepper page as a string. Without model/x/targets, builds ``demo_problem(steps, ...)``.
 
-    model: any small one-layer unrolled model (a SequenceModel, or a module around nn.Recurrent(cell) whose
-    forward returns per-step logits; keep it small: every node's numbers are shown);
+    model: any small unrolled model (a SequenceModel, or a module around nn.Recurrent(cell) whose forward
+    returns per-step logits; keep it small, one layer best: every node's numbers are shown);
     focus_step: for the vanilla cell, the early h_t whose two incoming gradient paths are highlighted.
     """
     if model is None:
@@ -78,9 +78,6 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
         raise ValueError("to_html: pass x and targets together with model")
     rnn, _, cells = stack_parts(model)
     layers = int(getattr(rnn, "num_layers", 1) or 1)
-    if layers != 1 or getattr(rnn, "bidirectional", False):
-        raise ValueError(f"to_html: the stepper shows a one-layer, one-direction model; got {layers} layer(s)"
-                         + (", bidirectional" if getattr(rnn, "bidirectional", False) else ""))
     if getattr(rnn, "fused", False):
         raise ValueError("to_html: a fused RNN records no per-step nodes; build the model with fused=False")
     vanilla = kind_of(cells[0]) == "rnn"
