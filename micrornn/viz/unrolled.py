@@ -320,9 +320,10 @@ def draw_folded(model, title=None, input_size=None):
                 elif j == k:
                     text = label[1:-1] + " " if label else ""
                     g.edge(target, target, label=f"<{text}({delay})>", headport="e", tailport="n", **_WEIGHT_EDGE)
-                else:
-                    g.edge(layer.row(j), target, label=label, constraint="false" if rank[j] > rank[k] else "true",
-                           style="dashed", **_WEIGHT_EDGE)
+                else:  # another entry of the previous step, dashed: a one-step delay
+                    text = label[1:-1] + " " if label else ""
+                    g.edge(layer.row(j), target, label=f"<{text}({delay})>",
+                           constraint="false" if rank[j] > rank[k] else "true", style="dashed", **_WEIGHT_EDGE)
         below = layer.row(0)
     if head is not None:
         g.node("o", label="<o<SUB>t</SUB>>", **_ROW_STYLE["o"])
