@@ -37,7 +37,7 @@ def accuracy(model, x, y):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--steps", type=int, default=3000, help="maximum training steps")
     ap.add_argument("--hidden-size", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=64)

@@ -16,7 +16,7 @@ from micrornn.train import TrainConfig, Trainer, plot_history
 
 def main():
     d = TrainConfig()
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--data", help="UTF-8 text file (default: the bundled Shakespeare)")
     ap.add_argument("--steps", type=int, default=d.steps)
     ap.add_argument("--hidden-size", type=int, default=d.hidden_size)

@@ -116,7 +116,7 @@ def draw(model, out, fmt):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     parser.add_argument("--out", default="viz_out", help="directory for the pictures (default viz_out)")
     parser.add_argument("--format", default="svg", choices=("png", "svg", "pdf", "dot"))
     parser.add_argument("--steps", type=int, default=150, help="training steps (default 150)")

@@ -40,7 +40,7 @@ def save(graph, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     parser.add_argument("--out", default="viz_out", help="output directory (default viz_out)")
     parser.add_argument("--prefix", default="", help="text put before each file name")
     parser.add_argument("--format", default="png", choices=("png", "svg", "pdf", "dot"))

@@ -86,7 +86,7 @@ def bias_keep_gate(model, keep_bias):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--hidden-size", type=int, default=32)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="models averaged (log-mean)")

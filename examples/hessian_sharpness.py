@@ -79,7 +79,7 @@ def train(cell, args) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.5)

@@ -118,7 +118,7 @@ def relative_gap(a, b) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--steps", type=int, nargs="+", default=[10, 100, 1000], help="sequence lengths T (at H=8)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[4, 8, 16, 32], help="hidden sizes H (at T=50)")
     ap.add_argument("--batch", type=int, default=4)

@@ -32,7 +32,7 @@ def waves(rng, batch, length=T + 1, noise=0.05):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--hidden-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)

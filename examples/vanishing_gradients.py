@@ -47,7 +47,7 @@ def last_step_norms(model, x, y):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     ap.add_argument("--hidden-size", type=int, default=32)
     ap.add_argument("--radii", type=float, nargs="+", default=[1.0, 2.0],
                     help="spectral radii of W to try (default 1 2)")

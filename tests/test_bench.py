@@ -89,3 +89,17 @@ def test_gated_rows_compare_with_the_analytic_numpy_routines(capsys):
     assert "lstm float32" in out and "gru  float32" in out and "fused <= 1.15x" in out
     assert "loss differs" not in out
     assert main(["bench", "--cells", "rnn,elman"]) == 2
+
+
+def test_bench_says_which_contenders_are_missing_and_why(capsys, monkeypatch):
+    assert main(TINY + ["--no-extras"]) == 0
+    out = capsys.readouterr().out
+    assert "not measured: torch nn.RNN*, torch unrolled (left out by --no-torch)" in out
+    assert "not measured: JAX scan (left out by --no-jax)" in out
+    monkeypatch.setattr(bench.report, "available", lambda module: False)
+    options = bench.options.Options()  # torch and JAX asked for
+    lines = bench.report.header_lines(options)
+    assert any(line.startswith("not measured: torch nn.RNN*, torch unrolled (torch is not installed") for line in lines)
+    assert any(line.startswith("not measured: JAX scan (jax is not installed") for line in lines)
+    monkeypatch.setattr(bench.report, "available", lambda module: True)
+    assert not [line for line in bench.report.header_lines(options) if line.startswith("not measured")]

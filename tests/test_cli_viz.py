@@ -116,3 +116,15 @@ def test_html_usage_errors(tmp_path, capsys, monkeypatch, args, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_plot_alone_needs_no_picture(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    plot = tmp_path / "flow.png"
+    assert main(["viz", "--steps", "6", "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"wrote {plot} (gradient flow") and printed.count("wrote") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["flow.png"]  # no picture, no stray .dot
+    jac = tmp_path / "jac.png"
+    assert main(["viz", "--steps", "4", "--jacobian", str(jac)]) == 0 and jac.read_bytes()[:4] == b"\x89PNG"

@@ -1,7 +1,8 @@
 """Every picture in docs/ comes from `python -m micrornn.viz.docs`, and none is older than its code.
 
 The check compares text, not pixels: the DOT source of each graphviz picture, the numbers each plot
-shows, and the stepper page without its laid-out SVG, all kept in docs/src/ by the same script.
+shows (both kept in docs/src/ by the same script), and the stepper page docs/bptt_stepper.html without
+its laid-out SVG: its script and style have one source, micrornn/viz/static, and no other copy.
 """
 from pathlib import Path
 
@@ -37,3 +38,13 @@ def test_docs_pictures_are_as_new_as_the_code_that_draws_them(expected):
 def test_the_staleness_check_notices_a_changed_drawing(expected, monkeypatch):
     monkeypatch.setitem(docs.GRAPHS, "viz_folded", lambda: docs.draw_folded(docs._model(3, layers=3)[0]))
     assert docs.texts()["viz_folded.dot"] != (DOCS / "src" / "viz_folded.dot").read_text(encoding="utf-8")
+
+
+def test_the_stepper_page_is_generated_from_its_one_source():
+    committed = (DOCS / f"{docs.STEPPER}.html").read_text(encoding="utf-8")
+    assert docs.page_without_svg(committed) == docs.page_without_svg(docs.stepper_page()), REGENERATE
+    static = Path(docs.__file__).with_name("static")
+    script = (static / "stepper.js").read_text(encoding="utf-8")
+    copies = [p for p in DOCS.rglob("*") if p.is_file() and p.suffix in (".js", ".css", ".html")
+              and script[:200] in p.read_text(encoding="utf-8", errors="replace")]
+    assert copies == [DOCS / f"{docs.STEPPER}.html"], copies  # the generated page, and nothing else

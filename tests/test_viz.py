@@ -316,3 +316,26 @@ def test_unrolled_view_of_the_last_step_loss_links_only_L_T():
     assert last.count('-> loss') == 1 and "L_5 -> loss" in last and "L<SUB>T</SUB>" in last
     with pytest.raises(ValueError, match="loss"):
         draw_unrolled(model, steps=5, loss="mean")
+
+
+def test_last_step_loss_draws_the_other_step_losses_as_not_in_the_loss():
+    model = SequenceModel(3, 4, 3, rng=0)
+    last = draw_unrolled(model, steps=4, loss="last").source
+    for t in (1, 2, 3):
+        node = re.search(rf"^\s*L_{t} \[([^\n]*)\]", last, flags=re.M).group(1)
+        assert "style=dashed" in node and "not in the loss" in node and 'fillcolor="#ffffff"' in node
+        assert re.search(rf"^\s*o_{t} -> L_{t} \[[^\n]*style=dashed", last, flags=re.M)
+    assert "style=dashed" not in re.search(r"^\s*L_4 \[([^\n]*)\]", last, flags=re.M).group(1)
+    assert re.search(r"^\s*o_4 -> L_4$", last, flags=re.M)
+    assert "the dashed L_1 … L_{T-1} are not in the loss" in last
+    summed = draw_unrolled(model, steps=4).source
+    assert "not in the loss" not in summed and "dashed" not in summed
+
+
+def test_gradient_numbers_sit_in_their_own_row_under_the_step_label():
+    model = SequenceModel(3, 4, 3, num_layers=2, rng=0)
+    norms = {(l, t): 10.0 ** -t for l in (0, 1) for t in (1, 2, 3)}
+    source = draw_unrolled(model, hidden_grads=norms).source
+    label = re.search(r"^\s*h1_2 \[label=<(.*?)> ", source, flags=re.M).group(1)
+    assert re.fullmatch(r'<TABLE [^>]*><TR><TD>h<SUB>2</SUB><SUP>\(1\)</SUP></TD></TR>'
+                        r'<TR><TD><FONT POINT-SIZE="10">1\.0e-02</FONT></TD></TR></TABLE>', label), label

@@ -24,9 +24,11 @@ def test_unrolled_lstm_draws_the_cell_state_as_its_own_row():
     for layer in (0, 1):
         assert re.search(rf"subgraph row_c{layer} \{{", source)
         cell_path = re.findall(rf"^\s*c{layer}_(\d+) -> c{layer}_(\d+) \[[^\n]*penwidth=2\.5", source, flags=re.M)
-        assert [(int(a), int(b)) for a, b in cell_path] == [(1, 2), (2, 3), (3, 4)]  # c_0 = 0: no c_0 -> c_1
-        out = re.findall(rf"^\s*c{layer}_(\d+) -> h{layer}_(\d+) ", source, flags=re.M)
-        assert [(int(a), int(b)) for a, b in out] == [(t, t) for t in range(1, 5)]
+        assert [(int(a), int(b)) for a, b in cell_path] == [(0, 1), (1, 2), (2, 3), (3, 4)]  # from c_0
+        assert re.search(rf"^\s*c{layer}_0 \[label=<c<SUB>0</SUB>", source, flags=re.M)
+        out = re.findall(rf"^\s*c{layer}_(\d+) -> h{layer}_(\d+) (\[[^\n]*)", source, flags=re.M)
+        assert [(int(a), int(b)) for a, b, _ in out] == [(t, t) for t in range(1, 5)]
+        assert not any("penwidth" in attrs or "#1b7837" in attrs for _, _, attrs in out)  # not the cell path
     assert "forget gate f" in source
     rnn_source = draw_unrolled(model_and_data("rnn")[0], steps=4).source
     assert "row_c0" not in rnn_source and "penwidth" not in rnn_source
@@ -56,15 +58,15 @@ def test_gates_give_back_the_engines_states(cell, indices):
 
 
 def test_saturation_counts_gates_near_0_or_1():
-    activity = {(0, "f"): np.array([[[0.01, 0.5, 0.99, 0.96]], [[0.5, 0.5, 0.5, 0.04]]]), (0, "g"): np.ones((2, 1, 4))}
+    activity = {(0, "f"): np.array([[[0.01, 0.5, 0.99, 0.96]], [[0.5, 0.5, 0.5, 0.04]]]), (0, "g"): np.linspace(-1, 1, 8).reshape(2, 1, 4)}
     summary = gate_summary(activity)
     mean, saturated = summary[(0, "f")]
     assert list(saturated) == [0.75, 0.25] and np.allclose(mean, [0.615, 0.385])
-    assert (0, "g") not in summary  # tanh candidates are not gates
+    assert (0, "g") not in summary  # tanh candidates (values below 0) are not gates that open and close
 
 
 def test_gates_refuse_vanilla_rnn():
-    with pytest.raises(ValueError, match="LSTM or GRU"):
+    with pytest.raises(ValueError, match="gate_activity: RNNCell names no gates"):
         gate_activity(model_and_data("rnn")[0], np.zeros((2, 1, 3)))
 
 

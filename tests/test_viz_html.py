@@ -101,9 +101,9 @@ def test_page_is_one_self_contained_file(tmp_path):
         to_html(steps=2, focus_step=2)
     with pytest.raises(ValueError, match="steps"):
         to_html(steps=0)
-    lstm = SequenceModel(2, 3, 3, cell="lstm", rng=0)
-    with pytest.raises(ValueError, match="vanilla RNN"):
-        to_html(lstm, np.zeros((2, 1, 2)), np.zeros((2, 1), dtype=int))
+    fused = SequenceModel(2, 3, 3, fused=True, rng=0)
+    with pytest.raises(ValueError, match="fused"):
+        to_html(fused, np.zeros((2, 1, 2)), np.zeros((2, 1), dtype=int))
 
 
 # ---- in a browser --------------------------------------------------------------------------------
@@ -168,6 +168,8 @@ def check_page(page, ref, path1, path2):
 
     # Forward, one node at a time: each node shows the engine's value, nothing has a gradient yet.
     s = press()
+    inputs = [n for n, info in page.evaluate("TRACE.nodes").items() if info["kind"] == "input"]
+    assert inputs and all(s["rows"][n]["grad"] == "no gradient: not a parameter" for n in inputs)  # from the start
     for i, node in enumerate(forward):
         assert s["rows"][node]["value"] == "not yet"
         s = press("next")
@@ -184,8 +186,11 @@ def check_page(page, ref, path1, path2):
     assert blocks[:6] == ["layer 0, all steps at once", "layer 0, step 1", "layer 0, step 2", "layer 0, step 3",
                           "layer 0, all steps at once", "head and loss"]
 
-    # Backward until the first path reaches h1: a partial gradient equal to path 1 alone.
+    # "start backward" lands on the first backward step (the loss seeds dL/dL = 1), not on the last forward one.
     s = press("to-backward")
+    assert s["status"].startswith("backward 1/17"), s["status"]
+    assert s["rows"][forward[-1]]["grad"] == "[1.00000]"
+    # Backward until the first path reaches h1: a partial gradient equal to path 1 alone.
     while s["termA"] == "not yet":
         s = press("next")
     assert same(s["termA"], path1) and s["termB"] == "not yet"
@@ -206,6 +211,71 @@ def check_page(page, ref, path1, path2):
     for node, row in s["rows"].items():
         data, grad = ref[node]
         assert same(row["value"], data), node
-        assert row["grad"] == "not yet" if grad is None else same(row["grad"], grad) and not row["partial"], node
+        assert (row["grad"] == "no gradient: not a parameter" if grad is None
+                else same(row["grad"], grad) and not row["partial"]), node
     page.keyboard.press("ArrowLeft")
     assert press()["status"].startswith("backward 16/17")
+
+
+# ---- any cell, and two window widths ------------------------------------------------------------------
+
+def _open(pw, profile, page_file, width):
+    """A headless Chromium page of the given window width with page_file loaded (network cut off)."""
+    browser = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                    args=CHROMIUM_ARGS, viewport={"width": width, "height": 900})
+    browser.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+    page = browser.new_page()
+    page.goto(page_file.as_uri())
+    return browser, page
+
+
+FITS = """() => {
+  const right = Math.max(...[...document.querySelectorAll("table#nodes tr > *:last-child")]
+                            .map((c) => c.getBoundingClientRect().right));
+  const side = document.getElementById("side");
+  return {right, viewport: document.documentElement.clientWidth, page: document.documentElement.scrollWidth,
+          sideScroll: side.scrollWidth, sideClient: side.clientWidth};
+}"""
+
+
+@pytest.mark.parametrize("width", [900, 1400])
+def test_node_table_is_not_clipped_in_a_narrow_or_a_wide_window(tmp_path, width):
+    sync_playwright = _browser_or_skip()
+    page_file = write_html(tmp_path / "bptt.html", steps=3)
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        browser, page = _open(pw, profile, page_file, width)
+        try:
+            page.click("#end")  # every cell filled: the widest the table gets
+            fit = page.evaluate(FITS)
+        finally:
+            browser.close()
+    assert fit["right"] <= fit["viewport"] and fit["page"] <= fit["viewport"], fit  # nothing past the right edge
+    assert fit["sideScroll"] <= fit["sideClient"], fit  # nor hidden inside the side column
+
+
+def test_browser_steps_a_user_cell_to_the_engines_gradients(tmp_path):
+    sync_playwright = _browser_or_skip()
+    from user_cells import PeepholeLSTM, user_data, user_model
+    from micrornn.viz.flow import sequence_loss
+    model = user_model(PeepholeLSTM, input_size=2, hidden_size=2, output_size=2)
+    x, y = user_data(T=2, B=1, input_size=2, output_size=2)
+    page_file = write_html(tmp_path / "cell.html", model, x, y)
+    model.zero_grad()  # the page's trace ran a backward of its own
+    loss = sequence_loss(model, x, y)
+    loss.backward()
+    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+    with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+        browser, page = _open(pw, profile, page_file, 1400)
+        try:
+            assert page.evaluate("document.getElementById('paths').hidden")  # the two-path panel is the vanilla cell's
+            assert page.evaluate("document.getElementById('two-paths-text').hidden")
+            page.click("#end")
+            rows = page.evaluate("""() => [...document.querySelectorAll("table#nodes tbody tr")].map(
+                (tr) => [tr.cells[0].textContent, tr.querySelector(".grad").textContent])""")
+            status = page.evaluate("document.getElementById('status').textContent")
+        finally:
+            browser.close()
+    shown = dict(rows)
+    assert status.startswith("backward") and "PeepholeLSTM cell" in page_file.read_text(encoding="utf-8")
+    for name, g in grads.items():
+        assert same(shown[name], g), name

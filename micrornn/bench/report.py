@@ -7,6 +7,7 @@ import platform
 import numpy as np
 
 import micrornn
+from micrornn.bench.contenders import available
 from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, GATED_TARGETS, MEMORY_TARGET, SIZES,
                                     TARGETS, Options)
 
@@ -35,8 +36,22 @@ def header_lines(options: Options) -> list:
         "over the unrolled ops run in their own process, JAX jit(value_and_grad(lax.scan)) in another",
         "allocator: " + ("glibc defaults (--default-allocator)" if options.default_allocator else
                          "micrornn.train.allocator.tune_allocator(), as in `micrornn train`"),
-    ] + ([f"note: {env} in the environment: pass --clean-blas-env to measure OpenBLAS's native kernel"]
-         if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else [])
+    ] + missing_contenders(options) + (
+        [f"note: {env} in the environment: pass --clean-blas-env to measure OpenBLAS's native kernel"]
+        if any(v in os.environ for v in BLAS_ENV_VARS) and not options.clean_blas_env else [])
+
+
+def missing_contenders(options: Options) -> list:
+    """One line per framework the table leaves out (torch, JAX), naming its columns and why."""
+    lines = []
+    for group, module, flag in (("torch", "torch", "--no-torch"), ("jax", "jax", "--no-jax")):
+        columns = ", ".join(label for label, g in CONTENDERS.values() if g == group)
+        if not getattr(options, group):
+            lines.append(f"not measured: {columns} (left out by {flag})")
+        elif not available(module):
+            lines.append(f"not measured: {columns} ({module} is not installed here; it is an optional comparison, "
+                         f"never a dependency: pip install {module} to add the column)")
+    return lines
 
 
 def _target(name: str, size: str, cell: str = "rnn"):

@@ -28,6 +28,7 @@ from micrornn.nn import functional as F
 from micrornn.bptt import gru, lstm, vanilla
 from micrornn.bptt.model import GATES
 from micrornn.check.finite_differences import numerical_grad
+from micrornn.engine.backward import state as engine
 from micrornn.engine.tensor import Tensor, concatenate, stack
 
 AGREE_RTOL, AGREE_ATOL = 1e-10, 1e-12  # graph vs analytic, relative to the largest entry of the quantity
@@ -128,12 +129,51 @@ def _walk(T, layers, D):
                 yield l, d, (T - 1 - k if d == 0 else k)
 
 
+def sequence_loss(model, x, targets, h0=None, loss="sum"):
+    """The loss gradient_flow back-propagates: ``model.loss`` when the model has one (loss="sum"), else
+    the model's per-step output (logits (T, B, O), or h_t for a bare recurrent layer) scored against
+    targets: cross-entropy summed over steps and batch for integer targets, squared error for float
+    targets of the output's shape. loss="last" scores only step T."""
+    if loss == "sum" and callable(getattr(model, "loss", None)):
+        return model.loss(x, targets, h0)[0]
+    result = model(x) if h0 is None else model(x, h0)
+    out = result[0] if isinstance(result, tuple) else result
+    if not isinstance(out, Tensor) or out.ndim < 2:
+        raise TypeError(f"sequence_loss: {type(model).__name__}(x) must return a per-step output (T, B, ...) "
+                        f"first, got {type(out).__name__}")
+    targets = np.asarray(targets)
+    if loss == "last":
+        out, targets = out[out.shape[0] - 1], targets[-1]
+    if targets.dtype.kind in "iu":
+        return F.cross_entropy(out, targets, reduction="sum")
+    if targets.shape != out.shape:
+        raise ValueError(f"sequence_loss: float targets must have the output's shape {out.shape}, got {targets.shape}")
+    return ((out - targets) ** 2).sum()
+
+
+def _entry_names(cell, n) -> tuple:
+    """The cell's state_names, else h, c, s2, ... (the cell protocol's defaults)."""
+    names = tuple(getattr(cell, "state_names", ()) or ())
+    return names if len(names) == n else (("h", "c") + tuple(f"s{k}" for k in range(2, n)))[:n]
+
+
+def _has_analytic_route(model) -> bool:
+    """True when bptt's hand-derived reference reads this model: built-in cells under a head."""
+    rnn = getattr(model, "rnn", None)
+    kinds = {getattr(c, "kind", None) or getattr(c, "cell_kind", None) for c in getattr(rnn, "cells", None) or []}
+    return (rnn is not None and hasattr(model, "head") and getattr(rnn, "cell_kind", None) in GATES
+            and len(kinds) == 1 and kinds <= set(GATES))
+
+
 def first_divergence(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3):
     """The first (layer, direction, step, quantity) where the routes part ways, as a dict, or None.
 
     Central differences are taken one probe at a time in walk order, so a divergence near the last
-    step costs only a few forwards.
+    step costs only a few forwards. A cell with no analytic route (a user's cell) is checked graph
+    against central differences, per step and per state entry (see ``divergence_without_reference``).
     """
+    if not _has_analytic_route(model):
+        return divergence_without_reference(model, x, targets, h0, eps, atol, rtol)
     graph, analytic = graph_step_grads(model, x, targets, h0), analytic_step_grads(model, x, targets, h0)
     probes = _probes(model, x)
     loss = lambda *ts: probed_loss(model, x, targets, h0, probes)  # noqa: E731 (probes perturbed in place)
@@ -167,6 +207,95 @@ def first_divergence(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3)
     return None
 
 
+@contextmanager
+def _offsets(cells, probes):
+    """Run each cell with a zero offset added to every entry of the state it returns at each step:
+    probes[(layer, direction)][(step, entry)] (made on first use; the step read from the StepScope
+    the time loop sets). dL/d(offset) is then the total dL/d(entry at that step)."""
+    patched = []
+    for key, cell in cells.items():
+        original = cell.forward
+        probes.setdefault(key, {})
+
+        def forward(x_t, state, _original=original, _probes=probes[key], _cell=cell):
+            out = _original(x_t, state)
+            scope = engine.scope
+            step = getattr(scope, "step", None)
+            if step is None:
+                raise ValueError(f"first_divergence: {type(_cell).__name__} ran outside micrornn's time loop "
+                                 "(no step to attach the probes to)")
+            entries = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            if not all(isinstance(e, Tensor) for e in entries):
+                raise TypeError(f"first_divergence: {type(_cell).__name__} returned {type(out).__name__}, not a "
+                                "Tensor h or a tuple (h, ...) of Tensors")
+            shifted = []
+            for k, e in enumerate(entries):
+                probe = _probes.setdefault((step, k), Tensor(np.zeros(e.shape), requires_grad=True))
+                shifted.append(e + probe)
+            return type(out)(shifted) if isinstance(out, (tuple, list)) else shifted[0]
+
+        cell.forward = forward  # an instance attribute: the class's forward is untouched
+        patched.append(cell)
+    try:
+        yield
+    finally:
+        for cell in patched:
+            del cell.forward
+
+
+def _unrolled_cells(model) -> dict:
+    """{(layer, direction): cell} of a model's recurrent stack (PyTorch's order in ``rnn.cells``)."""
+    rnn = getattr(model, "rnn", model)
+    cells = list(getattr(rnn, "cells", None) or [])
+    if not cells:
+        raise TypeError(f"first_divergence: {type(model).__name__} has no recurrent layer with cells to probe")
+    D = 2 if getattr(rnn, "bidirectional", False) else 1
+    reverse = list(getattr(rnn, "reverse_cells", None) or [])
+    if reverse:  # the built-in stacks keep the reverse direction apart
+        return {**{(l, 0): c for l, c in enumerate(cells)}, **{(l, 1): c for l, c in enumerate(reverse)}}
+    for cell in cells:
+        if hasattr(cell, "project") and hasattr(cell, "step"):
+            raise ValueError(f"first_divergence: {type(cell).__name__} runs on the time loop's fused fast path, "
+                             "which the offsets cannot reach, and this model has no analytic route")
+    return {(k // D, k % D): c for k, c in enumerate(cells)}
+
+
+def divergence_without_reference(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3, loss="sum"):
+    """First divergence for a cell with no analytic route: for each layer, direction, step and state
+    entry (h_t, c_t, ...), the engine's dL/d(entry) against central differences, walking back in time
+    from the last step, top layer first. The loss is ``sequence_loss`` (``model.loss`` when
+    the model has one). Returns the same dict as ``first_divergence`` (quantity: the entry's name)."""
+    cells, probes = _unrolled_cells(model), {}
+    params = list(model.parameters())
+    earlier = [p.grad for p in params]
+    with _offsets(cells, probes):
+        root = sequence_loss(model, x, targets, h0, loss)
+        root.backward()
+        graph = {key: {sk: (np.zeros(p.shape) if p.grad is None else p.grad.copy()) for sk, p in ps.items()}
+                 for key, ps in probes.items()}
+        for p, g in zip(params, earlier):
+            p.grad = g
+        loss_fn = lambda *ts: sequence_loss(model, x, targets, h0, loss)  # noqa: E731 (probes perturbed in place)
+        T = max(t for ps in probes.values() for t, _ in ps)
+        layers, D = max(l for l, _ in probes) + 1, max(d for _, d in probes) + 1
+        for l, d, t in _walk(T, layers, D):
+            ps = probes.get((l, d), {})
+            entries = sorted(k for step, k in ps if step == t + 1)
+            names = _entry_names(cells[(l, d)], len(entries))
+            for k in entries:
+                probe = ps[(t + 1, k)]
+                g, n = graph[(l, d)][(t + 1, k)], numerical_grad(loss_fn, [probe], eps)[0]
+                bad = np.abs(g - n) > atol + rtol * np.abs(n)
+                if bad.any():
+                    index = tuple(int(i) for i in np.argwhere(bad)[0])
+                    H = g.shape[-1]
+                    return {"layer": l, "direction": d, "t": t + 1, "T": T, "quantity": names[k], "gate": None,
+                            "other_gates": [], "unit": index[-1] % H, "index": index,
+                            "disagree": [("graph", "numeric")], "no_reference": True,
+                            "values": {"graph": float(g[index]), "numeric": float(n[index])}}
+    return None
+
+
 def describe(found) -> str:
     """One or two lines for first_divergence's result."""
     if found is None:
@@ -177,6 +306,8 @@ def describe(found) -> str:
     direction = "forward" if found["direction"] == 0 else "reverse"
     what = {"h": f"dL/dh_{t}", "c": f"dL/dc_{t} (along the cell line)"}.get(
         q, f"gate {gate}: dL/da_{gate} (pre-activation, summed over the batch)")
+    if found.get("no_reference"):  # a cell with no analytic route: the state entry's total gradient
+        what = f"dL/d{q}_{t} (no analytic route for this cell: graph vs central differences)"
     where = f"unit {found['unit']}" if q == "gates" else f"batch row {found['index'][0]}, unit {found['unit']}"
     if found.get("other_gates"):
         where += f" (then through it also gate {', '.join(found['other_gates'])})"

@@ -24,7 +24,8 @@ def add_parser(subparsers):
         "viz", help="draw an RNN's graph, its unrolled/folded picture, and the gradient flow",
         description="Build a small SequenceModel, run it on random data (and its backward with --grad) "
                     "and draw it. .dot needs nothing else; .svg/.png/.pdf need the Graphviz 'dot' program.")
-    p.add_argument("-o", "--output", metavar="FILE", help="picture to write: .svg, .png, .pdf or .dot")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="picture to write: .svg, .png, .pdf or .dot (optional with --plot, --gates or --jacobian)")
     p.add_argument("--html", metavar="FILE.html", default=None,
                    help="write the backprop stepper: one self-contained page that steps the forward and "
                         f"backward pass node by node (at most {HTML_MAX_STEPS} steps; default sizes "
@@ -90,12 +91,15 @@ def _check(args) -> None:
     if mode == "html":
         _check_html(args)
         return
-    if args.output is None:
-        raise UsageError("-o FILE (a picture) or --html FILE (the stepper page) is required")
-    try:
-        output_format(args.output)
-    except ValueError as err:
-        raise UsageError(f"-o: {err}") from None
+    plots = [args.plot, args.gates, args.jacobian]
+    if args.output is None and not any(plots):
+        raise UsageError("-o FILE (a picture), --plot/--gates/--jacobian FILE.png (a plot) or --html FILE "
+                         "(the stepper page) is required")
+    if args.output is not None:
+        try:
+            output_format(args.output)
+        except ValueError as err:
+            raise UsageError(f"-o: {err}") from None
     for flag in ("plot", "gates", "jacobian"):
         path = getattr(args, flag)
         if path is not None and Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
@@ -185,6 +189,8 @@ def run(args) -> int:
     else:
         loss, _ = model.loss(x, targets)
 
+    if args.output is None:  # plots only: no graphviz picture asked for
+        return _run_plots(args, model, x, targets, norms)
     max_steps = None if args.all_steps else (args.max_steps or DEFAULT_MAX_STEPS)
     if max_steps is not None and args.steps > max_steps and args.view != "folded" and not args.fused:
         print(f"note: drawing the first {math.ceil(max_steps / 2)} and last {max_steps // 2} of {args.steps} steps; "

@@ -3,10 +3,11 @@
     python -m micrornn.viz.docs [--out docs] [--skip-training]
 
 Each graphviz picture is written with its DOT text beside it in docs/src/NAME.dot, each plot with
-the numbers it plots in docs/src/NAME.txt, and the stepper page (docs/src holds it without its
-laid-out SVG); the tutorial notebook is executed and saved with its pictures inline. The test
-suite rebuilds those texts and fails when a picture is older than the code that draws it (it
-compares text, not pixels). Two pictures come from whole programs and are only regenerated here:
+the numbers it plots in docs/src/NAME.txt; the stepper page docs/bptt_stepper.html is generated from
+its one source, micrornn/viz/static (page.html, stepper.css, stepper.js), and is the only other copy
+of that script and style; the tutorial notebook is executed and saved with its pictures inline. The
+test suite rebuilds those texts (the stepper page without its laid-out SVG) and fails when a picture
+or the page is older than the code that makes it (it compares text, not pixels). Two pictures come from whole programs and are only regenerated here:
 gradient_flow_T100.png (examples/vanishing_gradients.py) and loss_curve.png (a default
 `micrornn train`, 45-100 s; --skip-training leaves it alone).
 """
@@ -144,7 +145,6 @@ def texts() -> dict:
     """{file name under docs/src: expected text} for every checked picture."""
     out = {f"{name}.dot": build().source for name, build in GRAPHS.items()}
     out.update({f"{name}.txt": data_text(name, make()) for name, (make, _) in PLOTS.items()})
-    out[f"{STEPPER}.html"] = page_without_svg(stepper_page())
     return out
 
 
@@ -176,7 +176,6 @@ def regenerate(out: Path, skip_training=False) -> None:
         print(f"wrote {out / name}.png")
     page = stepper_page()
     (out / f"{STEPPER}.html").write_text(page, encoding="utf-8")
-    (src / f"{STEPPER}.html").write_text(page_without_svg(page), encoding="utf-8")
     print(f"wrote {out / STEPPER}.html")
     notebook = REPO / "docs" / "tutorial.ipynb"
     import nbformat

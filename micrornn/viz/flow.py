@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micrornn.check.divergence import sequence_loss
 from micrornn.nn.rnn import StepScope
 from micrornn.engine.tensor import Tensor
 
@@ -71,26 +72,24 @@ def hidden_grad_norms(root, loss=None) -> HiddenGradNorms:
 
 
 def gradient_flow(model, x, targets, h0=None, loss="sum"):
-    """Run a SequenceModel on (x, targets) and back-propagate; return (loss tensor, hidden_grad_norms).
+    """Run an unrolled model on (x, targets) and back-propagate; return (loss tensor, hidden_grad_norms).
 
-    loss="sum": L = sum_t L_t (each h_t also gets its own step's loss); loss="last": only L_T, so the
-    norms show how one error signal shrinks or grows going back in time.
+    Any model whose recurrent layer is unrolled (SequenceModel, nn.RNN/LSTM/GRU, nn.Recurrent with
+    any cell, or a module around one); the loss is ``sequence_loss``. loss="sum": L = sum_t L_t (each
+    h_t also gets its own step's loss); loss="last": only L_T, so the norms show how one error signal
+    shrinks or grows going back in time.
     """
     if getattr(getattr(model, "rnn", model), "fused", False):
         raise ValueError("gradient_flow: a fused RNN records no h_t nodes; build the model with fused=False "
                          "(or use micrornn.bptt.loss_and_grads(..., return_hidden_grads=True))")
     if loss not in ("sum", "last"):
         raise ValueError(f"gradient_flow: loss must be 'sum' or 'last', got {loss!r}")
-    kind = "sum" if loss == "sum" else "last"
-    if loss == "sum":
-        loss, _ = model.loss(x, targets, h0)
-    else:
-        from micrornn.nn.functional import cross_entropy
-        logits, _ = model(x, h0)
-        loss = cross_entropy(logits[logits.shape[0] - 1], np.asarray(targets)[-1], reduction="sum")
-    retain_hidden_grads(loss)
-    loss.backward()
-    return loss, hidden_grad_norms(loss, loss=kind)
+    root = sequence_loss(model, x, targets, h0, loss)
+    if retain_hidden_grads(root) == 0:
+        raise ValueError(f"gradient_flow: {type(model).__name__} recorded no h_t in its graph; it needs a "
+                         "recurrent layer unrolled by micrornn's time loop (nn.Recurrent, nn.RNN, ...)")
+    root.backward()
+    return root, hidden_grad_norms(root, loss=loss)
 
 
 def as_norms(grads) -> HiddenGradNorms:

@@ -1,9 +1,10 @@
-"""Gate activity of LSTM and GRU layers over time: how open each gate is, and how often it saturates.
+"""Gate activity of any cell that names its gates: how open each gate is over time, and how often it saturates.
 
 A sigmoid gate near 0 or 1 passes (almost) no gradient through its own pre-activation (σ' = σ(1-σ)
 is below 0.05 there), while a forget gate f near 1 keeps the cell-state path c_{t-1} -> c_t open.
-The gates are recomputed here in NumPy from the layer's weights with the cells' equations
-(PyTorch's gate order); the test suite checks that the h_t they give back equal the engine's.
+The gate values come from the cell itself: its ``gates(x_t, state)`` (the cell protocol: a cell
+that lists ``gate_names`` provides it), stepped along the cell's own ``forward``. A built-in LSTM or
+GRU cell without ``gates`` is read from the independent reference in ``micrornn.bptt`` instead.
 """
 from __future__ import annotations
 
@@ -11,70 +12,101 @@ from pathlib import Path
 
 import numpy as np
 
-SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}
-SATURATED = 0.05  # a sigmoid gate below this or above 1 - this counts as saturated
+from micrornn.bptt.gru import gru_layer_forward
+from micrornn.bptt.lstm import lstm_layer_forward
+from micrornn.engine.tensor import Tensor, no_grad
+from micrornn.viz.cells import as_entries, call_cell, kind_of, refuse, stack_parts, zero_state
+
+SATURATED = 0.05  # a gate in [0, 1] below this or above 1 - this counts as saturated
 
 
-def _sigmoid(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))  # the same function as 1 / (1 + e^-a), without overflow
+class GateActivity(dict):
+    """{(layer, gate): values (T, B, H)} plus {(layer, "h"): h_t (T, B, H)}; ``cell`` names the cell."""
+
+    def __init__(self, values, cell=""):
+        super().__init__(values)
+        self.cell = cell
 
 
-def _cell_gates(cell, inputs):
-    """Run one cell over inputs (T, B, I) floats or (T, B) indices; return ({gate: (T, B, H)}, h (T, B, H))."""
+def _one_hot(inputs, cell):
+    """Index inputs (T, B) as one-hot rows of the cell's input width; floats pass as they are."""
+    if inputs.dtype.kind not in "iu":
+        return inputs.astype(float, copy=False)
+    width = getattr(cell, "input_size", None)
+    if width is None:
+        raise refuse("gate_activity", cell, "has no input_size to one-hot index inputs with; pass float inputs")
+    return np.eye(int(width))[inputs]
+
+
+def _from_cell(cell, inputs):
+    """Step the cell's own forward and gates(x_t, state) over inputs (T, B, I)."""
+    names = tuple(cell.gate_names)
+    T, B = inputs.shape[:2]
+    gates, states = {name: [] for name in names}, []
+    with no_grad():
+        state = zero_state(cell, B, np.float64)
+        for t in range(T):
+            x_t = Tensor(inputs[t])
+            values = cell.gates(x_t, state)
+            missing = [n for n in names if not isinstance(values, dict) or n not in values]
+            if missing:
+                raise refuse("gate_activity", cell, f"gates() returned no {', '.join(missing)} "
+                                                    f"(its gate_names are {', '.join(names)})")
+            for name in names:
+                gates[name].append(np.asarray(values[name].data, dtype=float))
+            state = call_cell(cell, x_t, state, "gate_activity")
+            states.append(np.asarray(as_entries(state)[0].data, dtype=float))
+    return {name: np.stack(v) for name, v in gates.items()}, np.stack(states)
+
+
+def _from_reference(cell, kind, inputs):
+    """A built-in LSTM/GRU cell run by the hand-derived reference in micrornn.bptt (gate order i f g o / r z n)."""
     U, W, H = cell.U.data, cell.W.data, cell.hidden_size
-    b = np.zeros(W.shape[0]) if cell.b is None else cell.b.data
-    p = U.T[inputs] + b if inputs.dtype.kind in "iu" else inputs @ U.T + b  # x_t U^T + b, every step
-    T, B = p.shape[0], p.shape[1]
-    h, c = np.zeros((B, H)), np.zeros((B, H))
-    names = ("i", "f", "g", "o") if cell.cell_kind == "lstm" else ("r", "z", "n")
-    gates, states = {name: np.empty((T, B, H)) for name in names}, np.empty((T, B, H))
-    for t in range(T):
-        hW = h @ W.T
-        if cell.cell_kind == "lstm":  # i, f, o = σ(..), g = tanh(..); c' = f c + i g; h' = o tanh(c')
-            a = p[t] + hW
-            i, f, g, o = (_sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]),
-                          _sigmoid(a[:, 3 * H:]))
-            c = f * c + i * g
-            h = o * np.tanh(c)
-            values = (i, f, g, o)
-        else:  # r, z = σ(..); n = tanh(p_n + r (h W_n^T + b_hn)); h' = (1 - z) n + z h
-            b_hn = 0.0 if getattr(cell, "b_hn", None) is None else cell.b_hn.data
-            r, z = _sigmoid(p[t][:, :H] + hW[:, :H]), _sigmoid(p[t][:, H:2 * H] + hW[:, H:2 * H])
-            n = np.tanh(p[t][:, 2 * H:] + r * (hW[:, 2 * H:] + b_hn))
-            h = (1 - z) * n + z * h
-            values = (r, z, n)
-        for name, v in zip(names, values):
-            gates[name][t] = v
-        states[t] = h
-    return gates, states
+    b = None if cell.b is None else cell.b.data
+    if kind == "lstm":
+        hs, _, a = lstm_layer_forward(inputs, U, W, b, None, None)
+        names = ("i", "f", "g", "o")
+    else:
+        b_hn = getattr(cell, "b_hn", None)
+        hs, a, _ = gru_layer_forward(inputs, U, W, b, None if b_hn is None else b_hn.data, None)
+        names = ("r", "z", "n")
+    return {name: a[..., k * H:(k + 1) * H] for k, name in enumerate(names)}, hs
 
 
-def gate_activity(model, x) -> dict:
-    """{(layer, gate): values (T, B, H)} for every gate of every layer of an LSTM or GRU model
-    (from zero initial states), plus {(layer, "h"): h_t (T, B, H)}."""
-    rnn = getattr(model, "rnn", model)
-    kind = getattr(rnn, "cell_kind", None)
-    if kind not in SIGMOID_GATES:
-        raise ValueError(f"gate_activity: needs an LSTM or GRU model, got cell kind {kind!r}")
+def gate_activity(model, x) -> GateActivity:
+    """{(layer, gate): values (T, B, H)} for every gate of every layer of a model whose cells name their
+    gates (``gate_names`` and ``gates(x_t, state)``; the built-in LSTM and GRU too), from zero initial
+    states, plus {(layer, "h"): h_t (T, B, H)}. A cell without gates is refused in one line."""
+    rnn, _, cells = stack_parts(model)
     if getattr(rnn, "bidirectional", False):
         raise ValueError("gate_activity: bidirectional layers are not supported; use bidirectional=False")
     inputs = np.asarray(getattr(x, "data", x))
     if getattr(rnn, "batch_first", False):
         inputs = np.swapaxes(inputs, 0, 1)
     activity = {}
-    for layer, cell in enumerate(rnn.cells):
-        gates, inputs = _cell_gates(cell, inputs)
+    for layer, cell in enumerate(cells):
+        kind, names = kind_of(cell), tuple(getattr(cell, "gate_names", ()) or ())
+        inputs = _one_hot(inputs, cell)
+        if names and callable(getattr(cell, "gates", None)):
+            gates, inputs = _from_cell(cell, inputs)
+        elif kind in ("lstm", "gru"):
+            gates, inputs = _from_reference(cell, kind, inputs)
+        else:
+            raise refuse("gate_activity", cell, "names no gates: the gate view needs gate_names and "
+                                                "gates(x_t, state) -> {name: activation}")
         activity.update({(layer, name): v for name, v in gates.items()})
         activity[(layer, "h")] = inputs
-    return activity
+    cell = cells[0]
+    return GateActivity(activity, kind_of(cell).upper() if kind_of(cell) else type(cell).__name__)
 
 
 def gate_summary(activity, eps=SATURATED) -> dict:
-    """{(layer, gate): (mean value per step (T,), saturated fraction per step (T,))} for the sigmoid
-    gates: the fraction of units and sequences whose gate is below eps or above 1 - eps."""
+    """{(layer, gate): (mean value per step (T,), saturated fraction per step (T,))} for the gates that
+    open and close (every value in [0, 1], as a sigmoid gives; a tanh candidate such as the LSTM's g
+    is left out): the fraction of units and sequences whose gate is below eps or above 1 - eps."""
     summary = {}
     for (layer, name), v in activity.items():
-        if name in ("i", "f", "o", "r", "z"):
+        if name != "h" and v.size and v.min() >= 0.0 and v.max() <= 1.0:
             flat = v.reshape(v.shape[0], -1)
             summary[(layer, name)] = (flat.mean(axis=1), ((flat < eps) | (flat > 1 - eps)).mean(axis=1))
     return summary
@@ -108,8 +140,7 @@ def plot_gate_activity(activity, path, title=None, eps=SATURATED):
         ax.set_xlabel("time step t")
         ax.grid(True, alpha=0.3)
     mean_ax.legend(fontsize="small", ncol=2)
-    kind = "LSTM" if any(name == "f" for _, name in summary) else "GRU"
-    fig.suptitle(title or f"{kind} gates over time", fontsize=11)
+    fig.suptitle(title or f"{getattr(activity, 'cell', '') or 'cell'} gates over time", fontsize=11)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

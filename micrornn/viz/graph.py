@@ -33,7 +33,8 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
                forward=None) -> graphviz.Digraph:
     """Draw the graph that produced ``root`` (a Tensor, a Value, or a list of them).
 
-    names: a Module or a {name: parameter} dict, to label parameters by their dotted names.
+    names: a Module, a {name: parameter} dict or a {prefix: Module} dict, to label parameters by their
+    dotted names (a model whose recurrent layer and head are separate modules: {"rnn": rec, "head": head}).
     show_data / show_grad: add ||data|| / ||grad|| to each label (grad colours non-parameter nodes
     on a log scale, e.g. h_t after ``retain_hidden_grads`` and a backward).
     max_steps: draw only the first ceil(K/2) and last floor(K/2) time steps of each RNN layer; the
@@ -128,11 +129,22 @@ def draw_graph(root, names=None, *, show_data=False, show_grad=False, max_steps=
 # ---- graph analysis -------------------------------------------------------------------------
 
 def _param_names(names) -> dict:
-    """{id(parameter): dotted name} from a Module or a {name: parameter} dict."""
+    """{id(parameter): dotted name} from a Module, a {name: parameter} dict, or a {prefix: Module} dict
+    (``names={"rnn": rec, "head": head}`` names a Recurrent and a separate head: rnn.cell.W, head.weight)."""
     if names is None:
         return {}
-    pairs = names.named_parameters() if isinstance(names, Module) else names.items()
-    return {id(p): name for name, p in pairs}
+    if isinstance(names, Module):
+        return {id(p): name for name, p in names.named_parameters()}
+    if not isinstance(names, dict):
+        raise TypeError(f"draw_graph: names must be a Module or a dict of parameters or modules, got "
+                        f"{type(names).__name__}")
+    found = {}
+    for key, value in names.items():
+        if isinstance(value, Module):
+            found.update({id(p): f"{key}.{name}" for name, p in value.named_parameters()})
+        else:
+            found[id(value)] = key
+    return found
 
 
 def _folded_views(nodes, roots) -> dict:
@@ -281,8 +293,8 @@ def _label(n, param_names, show_data, show_grad) -> str:
             lines.append(f"grad {n.grad:.4g}")
         return NEWLINE.join(lines)
     name = param_names.get(id(n)) or n.name
-    if isinstance(n, Parameter):
-        lines = [name or "parameter"]
+    if isinstance(n, Parameter):  # a parameter the names= modules do not hold says so
+        lines = [name or ("parameter (not in names=)" if param_names else "parameter")]
     elif n.is_leaf:
         value = f"{n.data.item():.4g}" if n.data.size == 1 else "input"
         lines = [name or (value if not n.requires_grad else "leaf")]

@@ -16,6 +16,7 @@ import graphviz
 import numpy as np
 
 from micrornn.nn import SequenceModel
+from micrornn.viz.cells import kind_of, stack_parts
 from micrornn.viz.graph import draw_graph
 from micrornn.viz.render import GraphvizNotFoundError
 from micrornn.viz.trace import trace_backprop
@@ -67,31 +68,34 @@ def _focus_labels(trace, layers) -> list:
 def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0, focus_step=1, title=None) -> str:
     """The stepper page as a string. Without model/x/targets, builds ``demo_problem(steps, ...)``.
 
-    model: a one-layer unrolled SequenceModel (keep it small: every node's numbers are shown);
-    focus_step: the early h_t whose two incoming gradient paths are highlighted.
+    model: any small unrolled model (a SequenceModel, or a module around nn.Recurrent(cell) whose forward
+    returns per-step logits; keep it small, one layer best: every node's numbers are shown);
+    focus_step: for the vanilla cell, the early h_t whose two incoming gradient paths are highlighted.
     """
     if model is None:
         model, x, targets = demo_problem(steps, hidden_size, seed=seed)
     elif x is None or targets is None:
         raise ValueError("to_html: pass x and targets together with model")
-    if getattr(model.rnn, "cell_kind", "rnn") != "rnn":
-        raise ValueError(f"to_html: the stepper explains the vanilla RNN; got a {model.rnn.cell_kind.upper()} model "
-                         "(build it with cell='rnn')")
-    if getattr(model.rnn, "fused", False):
+    rnn, _, cells = stack_parts(model)
+    layers = int(getattr(rnn, "num_layers", 1) or 1)
+    if getattr(rnn, "fused", False):
         raise ValueError("to_html: a fused RNN records no per-step nodes; build the model with fused=False")
+    vanilla = kind_of(cells[0]) == "rnn"
     T = np.asarray(x).shape[0]
     if not 1 <= focus_step < T:
         raise ValueError(f"to_html: focus_step must be a step with a successor, 1..{T - 1}, got {focus_step} "
                          f"(a {T}-step sequence)")
     trace = trace_backprop(model, x, targets, focus=(0, focus_step))
+    if not vanilla:  # the two-path panel explains the vanilla cell's h_t
+        trace.focus = None
     if trace.focus is not None:
-        trace.focus["labels"] = _focus_labels(trace, model.rnn.num_layers)
+        trace.focus["labels"] = _focus_labels(trace, layers)
     graph = draw_graph(trace.extra["root"], names=model, fold_transposes=True)
     title = title or f"Backpropagation through time, one node at a time ({T} steps)"
     data = _rounded({"nodes": trace.nodes, "events": trace.events, "focus": trace.focus, "loss": trace.loss})
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     rows = "\n".join(
-        f'<tr data-node="{i}"><td>{html_text.escape(n["label"])}</td><td>{_where(n, model.rnn.num_layers)}</td><td class="matrix value"></td>'
+        f'<tr data-node="{i}"><td>{html_text.escape(n["label"])}</td><td>{_where(n, layers)}</td><td class="matrix value"></td>'
         f'<td class="matrix grad"></td></tr>'
         for i, n in _table_order(trace))
     page = (STATIC / "page.html").read_text(encoding="utf-8")
@@ -99,11 +103,22 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
                     "{{SVG}}": _svg(graph), "{{ROWS}}": rows, "{{TRACE}}": payload,
                     "{{LOSS}}": f"{trace.loss:.6g}", "{{STEPS}}": str(T),
                     "{{FOCUS}}": str(focus_step), "{{NEXT}}": str(focus_step + 1),
-                    "{{ACT}}": model.rnn.nonlinearity, "{{LAYERS}}": _layers_text(model.rnn.num_layers),
+                    "{{CELL}}": _cell_text(cells[0], vanilla), "{{LAYERS}}": _layers_text(layers),
                     "{{JS}}": (STATIC / "stepper.js").read_text(encoding="utf-8")}
     for key, value in replacements.items():
         page = page.replace(key, value)
     return page
+
+
+def _cell_text(cell, vanilla) -> str:
+    """What the page's introduction says the model is (HTML)."""
+    if vanilla:
+        act = cell.nonlinearity if isinstance(getattr(cell, "nonlinearity", None), str) else "act"
+        return (f"a small RNN, h<sub>t</sub> = {act}(x<sub>t</sub>U<sup>T</sup> + h<sub>t-1</sub>W<sup>T</sup> + b), "
+                "o<sub>t</sub> = h<sub>t</sub>V<sup>T</sup> + c,")
+    entries = ", ".join(f"{html_text.escape(n)}<sub>t</sub>" for n in getattr(cell, "state_names", ("h",)))
+    return (f"a small recurrent model with a {html_text.escape(type(cell).__name__)} cell (state {entries}) "
+            "and its read-out o<sub>t</sub>,")
 
 
 def _rounded(obj):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from micrornn.viz.cells import input_size_of, kind_of, refuse, stack_parts, step_edges
 from micrornn.viz.flow import gradient_flow, hidden_states
 
-GATE_BLOCKS = {"rnn": ("W",), "lstm": ("W_i", "W_f", "W_g", "W_o"), "gru": ("W_r", "W_z", "W_n")}
+GATE_BLOCKS = {"lstm": ("W_i", "W_f", "W_g", "W_o"), "gru": ("W_r", "W_z", "W_n")}
 
 
 def _rnn(model):
@@ -69,16 +70,34 @@ def jacobian_norms(model, x, h0=None, layer=None) -> dict:
 
 
 def recurrent_singular_values(model, layer=None) -> dict:
-    """{block name: singular values} of the recurrent weight of a layer (the top one by default):
-    W for the RNN, its gate blocks W_i, W_f, W_g, W_o (LSTM) or W_r, W_z, W_n (GRU)."""
+    """{name: singular values} of the weights that carry h_{t-1} into h_t in a layer (the top one by
+    default), read from one traced step of the cell: the built-in W split into its gate blocks
+    (W_i, W_f, W_g, W_o; W_r, W_z, W_n), a user cell's own recurrent matrices (split by its gate_names
+    when they stack one block per gate), and a recurrent vector u (IndRNN's h * u) as the diagonal
+    matrix it is, whose singular values are |u|."""
     rnn = _rnn(model)
-    cell = rnn.cells[_layer(rnn, layer)]
-    W, H = cell.W.data, cell.W.data.shape[1]
-    names = GATE_BLOCKS.get(getattr(cell, "cell_kind", "rnn"), ("W",))
-    if len(names) * H != W.shape[0]:
-        names = ("W",)
-        H = W.shape[0]
-    return {name: np.linalg.svd(W[k * H:(k + 1) * H], compute_uv=False) for k, name in enumerate(names)}
+    cell = stack_parts(model)[2][_layer(rnn, layer)]
+    params = dict(cell.named_parameters())
+    step = step_edges(cell, input_size_of(cell, getattr(rnn, "input_size", None) if _layer(rnn, layer) == 0 else
+                                          getattr(cell, "hidden_size", None)))
+    names = step.edges.get((("prev", 0), 0), [])
+    H = getattr(cell, "hidden_size", None)
+    out = {}
+    for name in names:
+        w = np.asarray(params[name].data, dtype=float)
+        if w.ndim == 1:
+            out[name] = np.sort(np.abs(w))[::-1]
+            continue
+        if w.ndim != 2:
+            continue
+        blocks = GATE_BLOCKS.get(kind_of(cell)) or tuple(f"{name}_{g}" for g in getattr(cell, "gate_names", ()) or ())
+        if H and len(blocks) > 1 and w.shape[0] == len(blocks) * H and w.shape[1] == H:
+            out.update({b: np.linalg.svd(w[k * H:(k + 1) * H], compute_uv=False) for k, b in enumerate(blocks)})
+        else:
+            out[name] = np.linalg.svd(w, compute_uv=False)
+    if not out:
+        raise refuse("recurrent_singular_values", cell, "has no weight that carries h_{t-1} into h_t")
+    return out
 
 
 def jacobian_view(model, x, targets, h0=None, layer=None, loss="last") -> dict:
@@ -92,7 +111,13 @@ def jacobian_view(model, x, targets, h0=None, layer=None, loss="last") -> dict:
     return {"jacobian": jacobian_norms(model, x, h0, layer),
             "grad": {t: v for (l, t), v in norms.items() if l == layer},
             "singular_values": recurrent_singular_values(model, layer),
-            "layer": layer, "loss": loss, "cell": getattr(rnn, "cell_kind", "rnn")}
+            "layer": layer, "loss": loss, "cell": _cell_name(stack_parts(model)[2][layer])}
+
+
+def _cell_name(cell) -> str:
+    """The plot title's name of a cell: RNN, LSTM, GRU, or the class name of a user's cell."""
+    kind = kind_of(cell)
+    return kind.upper() if kind else type(cell).__name__
 
 
 def plot_jacobian_view(view, path, title=None):
@@ -123,11 +148,11 @@ def plot_jacobian_view(view, path, title=None):
         sv.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
     sv.axhline(1.0, color="#444444", linestyle="--", linewidth=1)
     sv.set_xlabel("index (largest first)")
-    sv.set_title(f"singular values of W (layer {view['layer']})")
+    sv.set_title(f"recurrent weights' singular values (layer {view['layer']})", fontsize=10)
     sv.grid(True, alpha=0.3)
     if len(view["singular_values"]) > 1:
         sv.legend(fontsize="small")
-    fig.suptitle(title or f"{view['cell'].upper()}: what decides vanishing and exploding gradients", fontsize=11)
+    fig.suptitle(title or f"{view['cell']}: what decides vanishing and exploding gradients", fontsize=11)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

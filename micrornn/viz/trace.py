@@ -15,6 +15,7 @@ from micrornn.nn.module import Module, Parameter
 from micrornn.nn.rnn import StepScope
 from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
 from micrornn.engine.tensor import Tensor
+from micrornn.check.divergence import sequence_loss
 from micrornn.viz.flow import walk
 from micrornn.viz.graph import _folded_views
 
@@ -76,11 +77,12 @@ def _label(node, names) -> str:
 
 
 def trace_backprop(model: Module, x, targets, focus=(0, 1)) -> Trace:
-    """Run ``model.loss(x, targets)`` (summed cross-entropy) and record its forward and backward.
+    """Run the model's summed loss on (x, targets) (``model.loss``, else ``check.divergence.sequence_loss``) and
+    record its forward and backward.
 
     focus: (layer, step) of the early h_t whose two incoming gradient paths the page highlights.
     """
-    loss, _ = model.loss(x, targets)
+    loss = sequence_loss(model, x, targets)
     nodes = walk([loss])
     ids, names = node_ids(loss), {id(p): n for n, p in model.named_parameters()}
     folded = _folded_views(nodes, [loss])  # U^T, W^T, V^T are drawn as part of U, W, V

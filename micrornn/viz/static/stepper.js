@@ -85,6 +85,11 @@
   function gradCell(el, s, id) {
     const n = nodes[id];
     el.classList.remove("partial", "pending");
+    if (n.grad === null) {  // the engine gives this node no gradient at all: say so from the start
+      el.textContent = n.kind === "input" ? "no gradient: not a parameter" : "no gradient";
+      el.classList.add("pending");
+      return;
+    }
     if (!(id in s.grad)) { el.textContent = "not yet"; el.classList.add("pending"); return; }
     el.textContent = matrixText(s.grad[id], n.shape);
     if (!s.done.has(id)) el.classList.add("partial");
@@ -113,7 +118,7 @@
 
   function paintFocus(s) {
     const box = document.getElementById("paths");
-    if (!T.focus) { box.hidden = true; return; }
+    if (!T.focus) { box.hidden = true; document.getElementById("two-paths-text").hidden = true; return; }
     const f = T.focus, got = s.received[f.node] || [], terms = box.querySelector(".terms");
     terms.textContent = "";
     f.from.forEach((src, i) => {
@@ -171,7 +176,7 @@
   on("back", () => go(k - 1));
   on("next", () => go(k + 1));
   on("next-step", nextStep);
-  on("to-backward", () => go(firstBackward));
+  on("to-backward", () => go(firstBackward + 1));  // lands on the first backward step, already taken
   on("end", () => go(E));
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "ArrowRight") { ev.shiftKey ? nextStep() : go(k + 1); ev.preventDefault(); }
