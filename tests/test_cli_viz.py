@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,7 +83,8 @@ def test_missing_dot_program_keeps_the_dot_text(tmp_path, capsys, monkeypatch):
 
 def test_python_dash_m_subprocess(tmp_path):
     out = tmp_path / "folded.dot"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                              os.environ.get("PYTHONPATH")])))
     result = subprocess.run([sys.executable, "-m", "micrornn", "viz", "--view", "folded", "--layers", "2",
                              "-o", str(out)], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ from micrornn.viz.flow import PALETTE, HiddenGradNorms
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="the Graphviz 'dot' program is not installed here (.ci/run installs it)")
-README = Path(__file__).resolve().parents[1] / "README.md"
+PICTURES = Path(__file__).resolve().parents[1] / "docs" / "pictures.md"
 
 
 def model_and_data(T, layers=1, hidden=6, seed=0):
@@ -68,9 +68,8 @@ def test_colour_scale_covers_only_the_drawn_steps():
     assert ">1.0e-10</TD>" in source and ">1.0e-01</TD>" in source and "1.0e+06" not in source
 
 
-def test_readme_snippet_draws_what_it_computed(monkeypatch):
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Pictures of the unrolled network"):]
+def test_docs_snippet_draws_what_it_computed(monkeypatch):
+    section = PICTURES.read_text(encoding="utf-8")
     code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
     drawn = {}
     monkeypatch.setattr("micrornn.viz.render", lambda graph, path, **kw: drawn.setdefault(str(path), graph))

@@ -157,6 +157,27 @@ def execute_notebook(path):
     nb = nbformat.read(str(path), as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    return reproducible(nb)
+
+
+def reproducible(nb):
+    """Join the stream outputs the kernel happened to flush in pieces and drop the text/plain repr
+    beside a picture (it names a memory address), so executing a notebook twice gives the same file."""
+    for cell in nb.cells:
+        joined: list = []
+        for output in cell.get("outputs", []):
+            previous = joined[-1] if joined else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+                previous["text"] += output["text"]
+            else:
+                joined.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = joined
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if {"image/svg+xml", "image/png"} & set(data) and "text/plain" in data:
+                del data["text/plain"]
     return nb
 
 

@@ -1,0 +1,297 @@
+"""Regenerate every number and picture in README.md and docs/ with one command (from a source checkout):
+
+    python docs/regenerate.py              # the fast parts, about a minute
+    python docs/regenerate.py --slow       # also the measurements: benchmarks and training runs (hours)
+    python docs/regenerate.py --only bench # one generated block (see --list)
+    python docs/regenerate.py --list
+
+It rewrites three kinds of text:
+
+- the ```text block right after a ```python block: what that code prints. The blocks of a page run
+  in order in one namespace, in a temporary folder (tests/test_docs_blocks.py runs them the same way
+  and fails when a page shows other output than its code prints);
+- each region between `<!-- generated: NAME -->` and `<!-- end generated -->`: the output of the
+  command that JOBS names, followed by the machine and the date it was measured on. Regions whose
+  job is deterministic are checked by the tests as well; timings are measured only here;
+- the pictures and the executed tutorial notebook (`python -m micrornn.viz.docs`, the one source
+  of docs/*.png, docs/src/ and docs/bptt_stepper.html).
+
+Run it on a quiet machine: the slow jobs measure speed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import io
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```\n(?:\n*^```text\n(.*?)^```\n)?", re.S | re.M)
+REGION = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+STAMP = re.compile(r"^<small>Measured .*</small>\n", re.M)
+
+
+def pages() -> list[Path]:
+    """README.md and every docs/*.md page."""
+    return [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+# ---- the output of each python block ------------------------------------------------------------
+
+@dataclass
+class Block:
+    """One ```python block of a page, the output block after it (None if none), and what it printed."""
+    code: str
+    shown: str | None
+    printed: str | None = None   # None when skipped (needs torch and torch is missing)
+
+
+def needs_missing_module(code: str) -> str | None:
+    """The optional module a block imports that is not installed here (torch), else None."""
+    for name in ("torch", "jax"):
+        if re.search(rf"^\s*import {name}\b|^\s*from {name}\b", code, re.M) and importlib.util.find_spec(name) is None:
+            return name
+    return None
+
+
+def run_blocks(page: Path) -> list[Block]:
+    """Run the page's python blocks in order in one namespace, in a temporary folder; keep what each prints."""
+    from micrornn.engine import ops
+    blocks = [Block(m.group(1), m.group(2)) for m in PYTHON_BLOCK.finditer(page.read_text(encoding="utf-8"))]
+    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    before, cwd = dict(ops.PRIMITIVES), os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            for block in blocks:
+                if needs_missing_module(block.code):
+                    continue
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    exec(compile(block.code, str(page), "exec"), namespace)
+                block.printed = out.getvalue()
+        finally:  # a page may register a primitive of its own; other pages walk the table
+            os.chdir(cwd)
+            ops.PRIMITIVES.clear()
+            ops.PRIMITIVES.update(before)
+    return blocks
+
+
+def write_block_outputs(page: Path) -> bool:
+    """Rewrite the output block after each python block with what it printed; True if the page changed."""
+    printed = iter(run_blocks(page))
+    text = page.read_text(encoding="utf-8")
+
+    def replace(m: re.Match) -> str:
+        block = next(printed)
+        if m.group(2) is None or block.printed is None:
+            return m.group(0)
+        return f"```python\n{m.group(1)}```\n\n```text\n{block.printed}```\n"
+    new = PYTHON_BLOCK.sub(replace, text)
+    page.write_text(new, encoding="utf-8")
+    return new != text
+
+
+# ---- generated regions: the output of a command, stamped ----------------------------------------
+
+def machine() -> str:
+    """One line naming the machine: CPU, cores, OS, Python, NumPy and its BLAS."""
+    import numpy as np
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = names[0] if names else cpu
+    blas = ""
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_info
+        blas = ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+                         if i.get("user_api") == "blas")
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}{', ' + blas if blas else ''}")
+
+
+def stamp() -> str:
+    """The line under a generated region: machine and date."""
+    load = f", load {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    return f"<small>Measured {datetime.date.today().isoformat()} on {machine()}{load}.</small>\n"
+
+
+def run(command: list[str], shown: str | None = None, ok=(0,), cwd: Path | None = None) -> str:
+    """`$ command` and its output (stdout and stderr), run from a temporary folder unless cwd is given."""
+    program = [sys.executable, "-m", "micrornn", *command[1:]] if command[0] == "micrornn" else \
+        [sys.executable, *command[1:]] if command[0] == "python" else command
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               COLUMNS="200")
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(program, cwd=cwd or tmp, env=env, capture_output=True, text=True)
+    if done.returncode not in ok:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
+    return f"$ {shown or ' '.join(command)}\n{done.stdout}{done.stderr}"
+
+
+def example(name: str, *args: str) -> list[str]:
+    """The command line of examples/NAME.py."""
+    return ["python", str(REPO / "examples" / f"{name}.py"), *args]
+
+
+def text_block(*transcripts: str) -> str:
+    """Transcripts as one ```text block (long paths to this checkout shortened to the repo's)."""
+    body = "\n".join(t.rstrip("\n") for t in transcripts).replace(f"{REPO}/", "")
+    return f"```text\n{body}\n```\n"
+
+
+def default_training() -> str:
+    """The README's first command's training run, its loss curve and a sample from its checkpoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        first = run(["micrornn", "train", "--quiet"], cwd=Path(tmp))
+        shutil.copy(Path(tmp) / "runs" / "char_rnn_loss.png", DOCS / "loss_curve.png")
+        second = run(["micrornn", "sample", "--checkpoint", "runs/char_rnn.npz", "--prime", "MENENIUS:",
+                      "--length", "400", "--temperature", "0.8", "--seed", "1"], cwd=Path(tmp))
+    return text_block(first, second)
+
+
+def quality(preset: str) -> Callable[[], str]:
+    """The preset and its PyTorch twin, same model kind, size, recipe and wall time, in one process."""
+    return lambda: text_block(run(["python", str(REPO / "benchmarks" / "torch_same_time.py"), "--preset", preset],
+                                  shown=f"python benchmarks/torch_same_time.py --preset {preset}"))
+
+
+def gated_gradients_picture() -> None:
+    """docs/gated_gradients_T100.png, drawn by the gated-gradients example."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run(example("gated_gradients", "--out", str(Path(tmp) / "g.png")))
+        shutil.copy(Path(tmp) / "g.png", DOCS / "gated_gradients_T100.png")
+
+
+def headline() -> str:
+    """The README's headline numbers, read from the generated regions of the docs pages."""
+    regions = {name: body for page in pages() for _, name, body, _ in REGION.findall(page.read_text(encoding="utf-8"))}
+    train = regions["train-default"]
+    found = (re.search(r"done: ([\d,]+) steps.*?, ([\d.]+) s.*?validation ([\d.]+) nats/char \(([\d.]+) bits", train, re.S)
+             or re.search(r"^\| ([\d,]+) \| ([\d.]+) s \| [\d,]+ \| ([\d.]+) \| ([\d.]+) \|$", train, re.M))
+    steps, seconds, nats, bits = found.groups()
+    check = re.search(r"worst \|auto-analytic\| (\S+), .*auto~numeric (\S+),", regions["gradcheck-lstm"]).groups()
+    bench = regions["bench"]
+    fused = {size: re.search(rf"^rnn\s+float64\s+{size}\s+(?:\S+\s+){{6}}(\S+)", bench, re.M).group(1)
+             for size in ("small", "medium", "large")}
+    return (f"| what | measured |\n|---|---|\n"
+            f"| `micrornn train` (the defaults: 2x192 RNN on tinyshakespeare, {steps} steps) | "
+            f"{nats} nats/char ({bits} bits/char) on the validation split, in {seconds} s |\n"
+            f"| `micrornn gradcheck --cell lstm`: graph vs hand-derived BPTT | worst difference {check[0]} |\n"
+            f"| the same against central differences | worst {check[1]} of the tolerance |\n"
+            f"| one fused RNN training step against a hand-written NumPy step, float64 small/medium/large | "
+            f"{fused['small']} / {fused['medium']} / {fused['large']} |\n")
+
+
+@dataclass
+class Job:
+    """A generated region: how to make its text, whether it measures time (slow) and whether the
+    tests can check it (deterministic output)."""
+    make: Callable[[], str]
+    slow: bool = False
+    checked: bool = False
+    picture: Callable[[], None] | None = None   # a picture in docs/ the same program draws
+
+
+JOBS: dict[str, Job] = {
+    "gradcheck-rnn": Job(lambda: text_block(run(["micrornn", "gradcheck"])), checked=True),
+    "gradcheck-lstm": Job(lambda: text_block(run(["micrornn", "gradcheck", "--cell", "lstm"])), checked=True),
+    "gradcheck-broken": Job(lambda: text_block(run(["micrornn", "gradcheck", "--cell", "gru", "--bidirectional",
+                                                    "--layers", "1", "--break-gate", "n"], ok=(1,))), checked=True),
+    "two-paths": Job(lambda: text_block(run(example("two_paths"), shown="python examples/two_paths.py")),
+                     checked=True),
+    "vanishing": Job(lambda: text_block(run(example("vanishing_gradients"),
+                                            shown="python examples/vanishing_gradients.py")), checked=True),
+    "gated": Job(lambda: text_block(run(example("gated_gradients"), shown="python examples/gated_gradients.py")),
+                 checked=True, picture=gated_gradients_picture),
+    "binary-addition": Job(lambda: text_block(run(example("binary_addition"),
+                                                  shown="python examples/binary_addition.py"))),
+    "custom-cell": Job(lambda: text_block(run(example("custom_cell"), shown="python examples/custom_cell.py"))),
+    "sine-wave": Job(lambda: text_block(run(example("sine_wave"), shown="python examples/sine_wave.py"))),
+    "hessian": Job(lambda: text_block(
+        run(example("hessian_sharpness", "--lr", "0.5"), shown="python examples/hessian_sharpness.py --lr 0.5"),
+        run(example("hessian_sharpness", "--lr", "2.0", "--cells", "lstm"),
+            shown="python examples/hessian_sharpness.py --lr 2.0 --cells lstm")), slow=True),
+    "rtrl": Job(lambda: text_block(run(example("rtrl_vs_bptt"), shown="python examples/rtrl_vs_bptt.py")),
+                slow=True),
+    "bench": Job(lambda: text_block(run(["micrornn", "bench", "--quick", "--clock", "cpu", "--cells",
+                                         "rnn,lstm,gru"])), slow=True),
+    "scalar": Job(lambda: text_block(run(["python", str(REPO / "benchmarks" / "scalar_throughput.py")],
+                                         shown="python benchmarks/scalar_throughput.py")), slow=True),
+    "train-default": Job(default_training, slow=True),
+    "quality-rnn": Job(quality("rnn"), slow=True),
+    "quality-lstm": Job(quality("lstm"), slow=True),
+    "quality-gru": Job(quality("gru"), slow=True),
+    "quality-best": Job(lambda: text_block(run(["micrornn", "train", "--preset", "best", "--quiet"])), slow=True),
+    "headline": Job(headline, checked=True),   # last: it reads the regions above
+}
+
+
+def regions() -> dict[str, tuple[Path, str]]:
+    """{job name: (page, the region's text without its stamp)} for every generated region in the pages."""
+    found = {}
+    for page in pages():
+        for _, name, body, _ in REGION.findall(page.read_text(encoding="utf-8")):
+            found[name] = (page, STAMP.sub("", body))
+    return found
+
+
+def write_region(name: str) -> bool:
+    """Run one job and write its text and stamp into its region; True if found."""
+    made = None
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        if f"<!-- generated: {name} -->" not in text:
+            continue
+        made = made if made is not None else JOBS[name].make()
+        new = REGION.sub(lambda m: m.group(0) if m.group(2) != name else
+                         f"{m.group(1)}{made}{stamp() if not JOBS[name].checked else ''}{m.group(4)}", text)
+        page.write_text(new, encoding="utf-8")
+    if made is not None and JOBS[name].picture is not None:
+        JOBS[name].picture()
+    return made is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slow", action="store_true", help="also run the measurements (benchmarks, training: hours)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these generated regions (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the generated regions and exit")
+    parser.add_argument("--no-pictures", action="store_true", help="leave the pictures and the notebook alone")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, job in JOBS.items():
+            print(f"{name:18} {'slow' if job.slow else 'fast'}{', checked by the tests' if job.checked else ''}")
+        return 0
+    unknown = sorted(set(args.only or ()) - set(JOBS))
+    if unknown:
+        parser.error(f"unknown region(s) {', '.join(unknown)}; --list shows them")
+    names = args.only or [n for n, job in JOBS.items() if args.slow or not job.slow]
+    for name in names:
+        start = time.perf_counter()
+        found = write_region(name)
+        print(f"{name}: {'written' if found else 'no region in the pages'} ({time.perf_counter() - start:.1f} s)")
+    if not args.only:
+        for page in pages():
+            print(f"{page.relative_to(REPO)}: code output {'rewritten' if write_block_outputs(page) else 'unchanged'}")
+        if not args.no_pictures:
+            from micrornn.viz import docs as pictures
+            pictures.regenerate(DOCS, skip_training=True)   # the loss curve comes from train-default
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
