@@ -41,11 +41,13 @@ class TrainConfig:
     sample_length: int = 200
     sample_temperature: float = 0.8
     checkpoint_every: int = 0        # 0: save only at the end (and on Ctrl-C)
+    log_every: int = 1               # with a metrics log: a "train" record every this many steps
 
     def validated(self) -> "TrainConfig":
         """A copy with lr filled in; ValueError naming the first nonsensical field."""
         for name in ("hidden_size", "num_layers", "seq_len", "batch_size"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("log_every", self.log_every, 1)
         for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every", "warmup",
                      "val_chars", "patience"):
             _check_int(name, getattr(self, name), 0)
