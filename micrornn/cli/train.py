@@ -16,6 +16,7 @@ from micrornn.train.data import bundled_corpus_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, bits_per_char, plot_history
 from micrornn.train.console import safe_print
 from micrornn.train.lock import CheckpointLocked, checkpoint_lock
+from micrornn.train.metrics import MetricsLog
 from micrornn.train.trainer import CheckpointSaveError
 from micrornn.train.config import CELLS, PRESETS
 from micrornn.train.references import standing
@@ -94,6 +95,12 @@ def add_parser(subparsers):
     a("--patience", type=non_negative_int, metavar="N",
       help="early stopping: stop after N validations without a new best, 0 = never (default 0); each "
            "new best is saved to <checkpoint>_best.npz")
+    a("--log-every", type=positive_int, metavar="N", help="with --log/--tensorboard: a training record every N "
+      f"steps (default {d.log_every})")
+    a("--log", metavar="FILE.jsonl", help="write one JSON line per logged step (step, loss, lr, grad_norm, "
+      "chars_per_sec, seconds) and per validation; redraw it with `micrornn plot FILE.jsonl`")
+    a("--tensorboard", metavar="DIR", help="also write TensorBoard scalars to DIR (needs the optional extra: "
+      'pip install "micrornn[tensorboard]")')
     a("--quiet", action="store_true", help="no progress bar, samples or periodic messages")
     return p
 
@@ -220,6 +227,8 @@ def _train(args) -> int:
         _check_writable(checkpoint, "checkpoint")
         if plot is not None:
             _check_writable(plot, "plot")
+        if args.log:
+            _check_writable(Path(args.log), "log")
         if not locked:
             _lock(stack, checkpoint)
         return _run(args, trainer, checkpoint, plot)
@@ -233,6 +242,22 @@ def _lock(stack, checkpoint) -> None:
         raise UsageError(str(e)) from None
     except OSError as e:
         raise UsageError(f"cannot lock {checkpoint}: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _metrics_log(args, trainer):
+    """The MetricsLog of --log / --tensorboard (None without them); a resumed run appends to its log."""
+    if not args.log and not args.tensorboard:
+        yield None
+        return
+    try:
+        metrics = MetricsLog(args.log, args.tensorboard, append=args.resume, seconds_before=trainer.wall_seconds)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write the metrics log: {e.strerror or e}") from None
+    with metrics:
+        yield metrics
 
 
 def _run(args, trainer, checkpoint, plot) -> int:
@@ -249,8 +274,9 @@ def _run(args, trainer, checkpoint, plot) -> int:
             say("--steps 0: nothing to train, no checkpoint written")
         return 0
     try:
-        result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
-                             log=(lambda s: None) if args.quiet else None)
+        with _metrics_log(args, trainer) as metrics:
+            result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
+                                 log=(lambda s: None) if args.quiet else None, metrics=metrics)
     except CheckpointSaveError as e:
         say(f"error: {e}", file=sys.stderr)
         return 1

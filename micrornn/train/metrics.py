@@ -73,13 +73,13 @@ class MetricsLog:
 
 
 def _plain(value):
-    """A JSON-ready number: floats rounded to 6 significant digits, NaN and inf as None."""
+    """A JSON-ready number: floats exact (repr round-trips), NaN and inf as None."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
         return value
     value = float(value)
-    return float(f"{value:.6g}") if math.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 def read_log(path) -> dict:
