@@ -45,7 +45,8 @@ def read_safetensors(path) -> tuple[dict, dict]:
     library = _library()
     try:
         with library.safe_open(str(path), framework="np") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+            names = f.keys()  # a safe_open handle, not a dict
+            return {k: f.get_tensor(k) for k in names}, dict(f.metadata() or {})
     except FileNotFoundError:
         raise
     except Exception as e:  # the library raises its own SafetensorError for a damaged or foreign file

@@ -221,7 +221,7 @@ def fit(model, batches, optimizer=None, steps=None, *, loss_fn=None, clip=5.0, d
                               chars_per_sec=info.items_per_sec)
             bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             bar.update(1)
-            if any([bool(cb(info)) for cb in callbacks]):
+            if any([bool(cb(info)) for cb in callbacks]):  # every callback runs, then any True stops
                 stopped_by = "callback"
                 break
             if steps is not None and loop.updates >= steps:

@@ -20,7 +20,6 @@ plot_history in micrornn.train.plots; all are re-exported by the package (`from 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -47,7 +46,6 @@ from micrornn.train.interrupts import RunSignals
 from micrornn.train.schedule import learning_rate
 from micrornn.train.carried_state import reset_some_streams, state_arrays
 from micrornn.train.stopping import Budget, EarlyStopping
-from micrornn.train.metrics import MetricsLog
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "bits_per_char", "plot_history", "build_model"]
