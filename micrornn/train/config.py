@@ -106,16 +106,17 @@ class TrainConfig:
 # cosine decay follows the time used, so a slower machine gets fewer steps but still ends with a decayed
 # learning rate; `steps` is only an upper bound.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-PRESETS = {path.stem: None for path in sorted(PRESET_DIR.glob("*.toml"))}  # name -> settings, read when used
+PRESETS: dict[str, dict | None] = {path.stem: None for path in sorted(PRESET_DIR.glob("*.toml"))}  # read when used
 
 
 def preset_settings(name) -> dict:
     """The settings of preset ``name`` (its TOML file); ValueError for an unknown name."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
-    if PRESETS[name] is None:
-        PRESETS[name] = read_config(PRESET_DIR / f"{name}.toml")
-    return dict(PRESETS[name])
+    settings = PRESETS[name]
+    if settings is None:
+        settings = PRESETS[name] = read_config(PRESET_DIR / f"{name}.toml")
+    return dict(settings)
 
 
 def preset_config(name, **overrides) -> TrainConfig:

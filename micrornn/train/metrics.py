@@ -87,7 +87,7 @@ def read_log(path) -> dict:
 
     ValueError naming the line when a line is not a JSON object with ``kind`` and ``step``.
     """
-    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_chars": []}
+    history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_chars": []}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():

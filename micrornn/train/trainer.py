@@ -195,7 +195,8 @@ class Trainer:
         run = _Run(self, target, checkpoint, SafeLog(log or write), metrics)  # a closed pipe never stops training
         run.bar = self._progress_bar(target, progress)
         self._signals = signals = RunSignals()
-        failure, interrupted = None, False
+        failure: BaseException | None = None
+        interrupted = False
         with signals:
             try:
                 self._train_until_stopped(run, on_step)
