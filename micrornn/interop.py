@@ -18,7 +18,7 @@ import numpy as np
 
 from micrornn.engine.tensor import Tensor
 
-__all__ = ["torch_state_dict", "load_torch_state_dict"]
+__all__ = ["torch_state_dict", "load_torch_state_dict", "save_safetensors", "load_safetensors"]
 
 _CELL_KINDS = ("rnn", "lstm", "gru")
 
@@ -133,3 +133,19 @@ def load_torch_state_dict(module, state_dict) -> None:
             updates.append((head.bias, arrays["head.bias"]))
     for param, value in updates:
         param.data[...] = value  # cast to the parameter's dtype
+
+
+def save_safetensors(module, path, metadata=None) -> None:
+    """Write the module's parameters to a safetensors file in PyTorch's key layout (torch_state_dict),
+    loadable with ``safetensors.torch.load_file`` + ``load_state_dict``; needs the safetensors extra."""
+    from micrornn.safetensors_io import write_safetensors
+    write_safetensors(path, torch_state_dict(module), metadata)
+
+
+def load_safetensors(module, path) -> dict:
+    """Load a safetensors file in PyTorch's key layout into the module (all or nothing, as
+    load_torch_state_dict); returns the file's metadata."""
+    from micrornn.safetensors_io import read_safetensors
+    arrays, metadata = read_safetensors(path)
+    load_torch_state_dict(module, arrays)
+    return metadata

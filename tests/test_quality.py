@@ -9,7 +9,9 @@ from micrornn.nn import SequenceModel
 from micrornn.train import TrainConfig, Trainer, bits_per_char, evaluate
 from micrornn.train.config import PRESETS, preset_config
 from micrornn.train.references import REFERENCES, standing
-from micrornn.train.schedule import Budget, EarlyStopping, learning_rate, reset_some_streams
+from micrornn.train.carried_state import reset_some_streams
+from micrornn.train.schedule import learning_rate
+from micrornn.train.stopping import Budget, EarlyStopping
 from micrornn.train.trainer import best_checkpoint_path
 
 TEXT = ("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n"

@@ -9,7 +9,7 @@ import sys
 from micrornn import __version__
 
 # Each name is a module of this package with `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ["gradcheck", "viz", "bench", "train", "sample", "eval"]
+COMMANDS = ["gradcheck", "viz", "bench", "train", "sample", "eval", "plot", "export"]
 
 
 class UsageError(Exception):

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,22 +14,21 @@ from micrornn.train.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 from micrornn.train.data import bundled_corpus_path, load_text
-from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, bits_per_char, plot_history
+from micrornn.train import TrainConfig, Trainer, bits_per_char, plot_history
 from micrornn.train.console import safe_print
 from micrornn.train.lock import CheckpointLocked, checkpoint_lock
+from micrornn.train.metrics import MetricsLog
 from micrornn.train.trainer import CheckpointSaveError
-from micrornn.train.config import CELLS, PRESETS
+from micrornn.train.config import PRESETS, config_toml, option_name, preset_settings, read_config, write_config
 from micrornn.train.references import standing
 from micrornn.train.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
 DEFAULT_CHECKPOINT = Path("runs") / "char_rnn.npz"
-DEFAULTS = TrainConfig()
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def add_parser(subparsers):
     """Register the `train` sub-command."""
-    d = DEFAULTS
     p = subparsers.add_parser(
         "train", help="train a character-level language model (under 2 minutes by default)",
         description="Train a character-level RNN, LSTM or GRU on a UTF-8 text file with truncated BPTT and Adam, "
@@ -40,62 +40,71 @@ def add_parser(subparsers):
     a = p.add_argument
     a("--data", metavar="PATH", help="UTF-8 text file, or .gz of one, to train on (default: the bundled "
                                      "tinyshakespeare, 1,115,394 characters)")
-    a("--preset", choices=sorted(PRESETS), help="a configuration for a longer run, stopped at its time budget: rnn, lstm, gru "
-      "(15 minutes on 2 cores) or best (60 minutes); options given explicitly override it")
-    a("--cell", choices=CELLS, help=f"recurrent cell (default {d.cell})")
+    a("--preset", choices=sorted(PRESETS), help="a configuration for a longer run, stopped at its time budget: rnn, "
+      "lstm, gru (15 minutes on 2 cores) or best (60 minutes); a TOML file in micrornn/train/presets; --config "
+      "and options given explicitly override it")
+    a("--config", metavar="FILE.toml", help="read TrainConfig fields (and data) from a TOML file, such as the one "
+      "every run writes beside its checkpoint; options given explicitly override it")
+    a("--print-config", action="store_true", help="print the configuration as TOML and exit without training")
     a("--bidirectional", action="store_true", help="refused: a language model reads left to right")
-    a("--dropout", type=_probability, metavar="P", help=f"dropout between stacked layers (default {d.dropout:g})")
-    a("--hidden-size", type=positive_int, metavar="N", help=f"hidden units per layer (default {d.hidden_size})")
-    a("--layers", type=positive_int, metavar="N", dest="num_layers", help=f"stacked RNN layers (default {d.num_layers})")
-    a("--nonlinearity", choices=("tanh", "relu"), help=f"hidden activation (default {d.nonlinearity})")
-    a("--seq-len", type=positive_int, metavar="T", help=f"BPTT truncation length (default {d.seq_len})")
-    a("--batch-size", type=positive_int, metavar="B", help=f"parallel streams (default {d.batch_size})")
-    a("--steps", type=non_negative_int, metavar="N",
-      help=f"train until this many steps in total, resumed steps included (default {d.steps})")
-    a("--lr", type=positive_float, help="learning rate (default: adam 3e-3, adagrad 0.1, sgd 0.5)")
-    a("--lr-schedule", choices=("cosine", "constant"),
-      help=f"cosine: decay the lr to 0 at the last step; constant: keep it (default {d.lr_schedule})")
-    a("--optimizer", choices=sorted(OPTIMIZERS), help=f"default {d.optimizer}; sgd uses momentum 0.9")
-    a("--clip", type=non_negative_float, metavar="NORM",
-      help=f"max global gradient norm, 0 = no clipping (default {d.clip:g})")
-    a("--warmup", type=non_negative_int, metavar="N", help=f"linear lr warm-up steps (default {d.warmup})")
-    a("--state-reset", type=_probability, metavar="P",
-      help=f"each step, zero each stream's carried state with probability P (default {d.state_reset:g})")
-    a("--time-budget", type=non_negative_float, metavar="SECONDS",
-      help="stop training in time for the final validation to end within SECONDS of wall time; the "
-           "cosine decay follows the time used when it is ahead of the steps (default 0: no limit)")
     a("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
-      help=f"checkpoint file to write (and read with --resume) (default {DEFAULT_CHECKPOINT})")
+      help=f"checkpoint file to write (and read with --resume); the run's TOML goes beside it with .toml "
+           f"(default {DEFAULT_CHECKPOINT})")
     a("--resume", action="store_true", help="continue the run saved in --checkpoint")
     a("--overwrite", action="store_true", help="start a new run even if --checkpoint exists, replacing it")
-    a("--seed", type=non_negative_int, help=f"random seed (default {d.seed})")
-    a("--fused", action=argparse.BooleanOptionalAction, default=None,
-      help="run each layer as one fused primitive whose VJP is the hand-written BPTT (the default), or "
-           "with --no-fused as the unrolled graph (same model and loss, slower)")
-    a("--dtype", choices=("float32", "float64"), help=f"parameter dtype (default {d.dtype})")
     a("--threads", type=non_negative_int, default=DEFAULT_TRAIN_THREADS, metavar="N",
       help=f"BLAS threads, 0 = NumPy's own default (default {DEFAULT_TRAIN_THREADS}: small products "
            "run slower on more threads)")
     a("--plot", metavar="FILE", help="loss-curve image (default: the checkpoint path with _loss.png)")
     a("--no-plot", action="store_true", help="do not write the loss-curve image")
-    a("--val-every", type=non_negative_int, metavar="N",
-      help=f"validate every N steps, 0 = only at the end (default {d.val_every})")
-    a("--sample-every", type=non_negative_int, metavar="N",
-      help=f"print a sample every N steps, 0 = never (default {d.sample_every})")
-    a("--sample-length", type=non_negative_int, metavar="N",
-      help=f"characters per sample (default {d.sample_length}; the final sample is 2.5x longer)")
-    a("--temperature", type=non_negative_float, dest="sample_temperature", metavar="T",
-      help=f"sampling temperature, 0 = greedy (default {d.sample_temperature})")
-    a("--checkpoint-every", type=non_negative_int, metavar="N",
-      help="also save every N steps, 0 = only at the end and on Ctrl-C (default 0)")
-    a("--val-chars", type=non_negative_int, metavar="N",
-      help=f"periodic validations score the first N characters of the validation split, 0 = all; the "
-           f"final one always scores all of it (default {d.val_chars})")
-    a("--patience", type=non_negative_int, metavar="N",
-      help="early stopping: stop after N validations without a new best, 0 = never (default 0); each "
-           "new best is saved to <checkpoint>_best.npz")
+    a("--log", metavar="FILE.jsonl", help="write one JSON line per logged step (step, loss, lr, grad_norm, "
+      "chars_per_sec, seconds) and per validation; redraw it with `micrornn plot FILE.jsonl`")
+    a("--tensorboard", metavar="DIR", help="also write TensorBoard scalars to DIR (needs the optional extra: "
+      'pip install "micrornn[tensorboard]")')
     a("--quiet", action="store_true", help="no progress bar, samples or periodic messages")
+    add_config_options(p)
     return p
+
+
+def add_config_options(parser, config_class=TrainConfig) -> None:
+    """One option per field of the config dataclass, its type, choices and help taken from the field (an
+    option the parser already has is left as it is)."""
+    hints = typing.get_type_hints(config_class)
+    for f in fields(config_class):
+        flag = option_name(f.name)
+        if flag in parser._option_string_actions:
+            continue
+        kind = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+        meta = f.metadata
+        help_text = meta.get("help", f"TrainConfig.{f.name}").replace("%", "%%") + _default_text(f, kind)
+        kwargs = {"dest": f.name, "help": help_text, "default": None}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        else:
+            kwargs["type"] = _parser_for(kind, meta)
+            kwargs["metavar"] = meta.get("metavar", "X")
+        parser.add_argument(flag, **kwargs)
+
+
+def _parser_for(kind, meta):
+    """argparse type of a field: checked ints and floats, anything else as text."""
+    if kind is int:
+        return positive_int if meta.get("low", 0) >= 1 else non_negative_int
+    if kind is float:
+        return {"probability": _probability, "positive": positive_float}.get(meta.get("kind"), non_negative_float)
+    return str
+
+
+def _default_text(f, kind) -> str:
+    """ (default X) for the help, or nothing when the default is None (the help says what happens)."""
+    default = f.default
+    if default is None:
+        return ""
+    if kind is bool:
+        return f" (default {option_name(f.name) if default else '--no-' + option_name(f.name)[2:]})"
+    return f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
 
 
 def _probability(text):
@@ -107,14 +116,25 @@ def _probability(text):
 
 
 def _settings(args) -> dict:
-    """TrainConfig fields from the preset (if any) with the options given explicitly on top."""
+    """TrainConfig fields from the preset, then the --config file, then the options given explicitly."""
     if args.bidirectional:
         raise UsageError("--bidirectional: a character language model reads left to right, predicting each "
                          "character from the ones before it; a backward direction would see the character it must "
                          "predict")
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return {**PRESETS[args.preset], **given} if args.preset else given
+    from_file = {}
+    if args.config:
+        try:
+            from_file = read_config(args.config)
+        except FileNotFoundError:
+            raise UsageError(f"--config: file not found: {args.config}") from None
+        except (OSError, ValueError, ImportError) as e:
+            raise UsageError(f"--config: {e}") from None
+        data = from_file.pop("data", None)
+        if args.data is None and data is not None:
+            args.data = data
+    return {**(preset_settings(args.preset) if args.preset else {}), **from_file, **given}
 
 
 def _check_targets(args, checkpoint: Path, plot) -> None:
@@ -208,6 +228,8 @@ def _train(args) -> int:
     """Train, then print losses and a sample and write the checkpoint and the plot."""
     tune_allocator()  # reuse freed buffers instead of re-faulting fresh pages every step
     settings = _settings(args)
+    if args.print_config:
+        return _print_config(args, settings)
     checkpoint = Path(args.checkpoint)
     plot = None if args.no_plot else Path(args.plot) if args.plot else \
         checkpoint.with_name(checkpoint.stem + "_loss.png")
@@ -220,9 +242,36 @@ def _train(args) -> int:
         _check_writable(checkpoint, "checkpoint")
         if plot is not None:
             _check_writable(plot, "plot")
+        if args.log:
+            _check_writable(Path(args.log), "log")
         if not locked:
             _lock(stack, checkpoint)
+        _write_run_config(trainer, checkpoint)
         return _run(args, trainer, checkpoint, plot)
+
+
+def _print_config(args, settings) -> int:
+    """--print-config: the configuration these options describe, as TOML, and no training."""
+    try:
+        config = TrainConfig(**settings).validated()
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    data = None if args.data is None else str(Path(args.data).resolve())
+    safe_print(config_toml(config, data).rstrip("\n"))
+    return 0
+
+
+def run_config_path(checkpoint) -> Path:
+    """Where a run writes the TOML it ran with: the checkpoint's path with .toml."""
+    return Path(checkpoint).with_suffix(".toml")
+
+
+def _write_run_config(trainer, checkpoint) -> None:
+    """Write the run's configuration beside its checkpoint (UsageError when it cannot)."""
+    try:
+        write_config(run_config_path(checkpoint), trainer.config, trainer.source)
+    except OSError as e:
+        raise UsageError(f"cannot write {run_config_path(checkpoint)}: {e.strerror or e}") from None
 
 
 def _lock(stack, checkpoint) -> None:
@@ -233,6 +282,22 @@ def _lock(stack, checkpoint) -> None:
         raise UsageError(str(e)) from None
     except OSError as e:
         raise UsageError(f"cannot lock {checkpoint}: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _metrics_log(args, trainer):
+    """The MetricsLog of --log / --tensorboard (None without them); a resumed run appends to its log."""
+    if not args.log and not args.tensorboard:
+        yield None
+        return
+    try:
+        metrics = MetricsLog(args.log, args.tensorboard, append=args.resume, seconds_before=trainer.wall_seconds)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write the metrics log: {e.strerror or e}") from None
+    with metrics:
+        yield metrics
 
 
 def _run(args, trainer, checkpoint, plot) -> int:
@@ -249,8 +314,9 @@ def _run(args, trainer, checkpoint, plot) -> int:
             say("--steps 0: nothing to train, no checkpoint written")
         return 0
     try:
-        result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
-                             log=(lambda s: None) if args.quiet else None)
+        with _metrics_log(args, trainer) as metrics:
+            result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
+                                 log=(lambda s: None) if args.quiet else None, metrics=metrics)
     except CheckpointSaveError as e:
         say(f"error: {e}", file=sys.stderr)
         return 1

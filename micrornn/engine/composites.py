@@ -53,7 +53,7 @@ class TorchSpellings:
         """The values as one axis (NumPy's and PyTorch's flatten agree)."""
         return self.reshape(-1)
 
-    def clamp(self, min=None, max=None):  # noqa: A002  (PyTorch's keyword names)
+    def clamp(self, min=None, max=None):  # PyTorch's keyword names
         """Values limited to [min, max]: clip(min, max)."""
         return self.clip(min, max)
 

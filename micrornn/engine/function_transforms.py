@@ -145,17 +145,14 @@ def jacobian(fn, inputs, mode: str = "reverse"):
                 for i, g in enumerate(grad(out, leaves, grad_outputs=[seed], retain_graph=True)):
                     blocks[o][i][e] = g.data
     else:
-        blocks = None
+        single_out, outs = _outputs(fn(*[x.detach() for x in xs]))  # the output shapes
+        blocks = [[np.zeros(o.shape + x.shape, dtype=o.dtype) for x in xs] for o in outs]
         for i, x in enumerate(xs):
             for e in np.ndindex(*x.shape):
                 tangents = [np.zeros(t.shape, dtype=t.dtype) for t in xs]
                 tangents[i][e] = 1.0
-                result, tangent_out = jvp(fn, [t.detach() for t in xs], tangents)
-                single_out, outs = _outputs(result)
-                tangent_out = [tangent_out] if single_out else list(tangent_out)
-                if blocks is None:
-                    blocks = [[np.zeros(o.shape + t.shape, dtype=o.dtype) for t in xs] for o in outs]
-                for o, dout in enumerate(tangent_out):
+                _, tangent_out = jvp(fn, [t.detach() for t in xs], tangents)
+                for o, dout in enumerate([tangent_out] if single_out else tangent_out):
                     blocks[o][i][(Ellipsis,) + e] = dout.data
     return _nest([[_leaf(b) for b in row] for row in blocks], single_out, single_in)
 

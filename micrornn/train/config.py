@@ -1,8 +1,10 @@
 """TrainConfig: everything that defines a training run, its validation, and the named presets."""
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -12,40 +14,60 @@ LR_SCHEDULES = ("cosine", "constant")
 CELLS = ("rnn", "lstm", "gru")
 
 
+def option(default, help: str, **cli):
+    """A TrainConfig field with its command-line help beside it; ``cli`` may set ``flag`` (another option
+    name), ``metavar``, ``choices``, ``low`` (an int's minimum) or ``kind`` ("probability", "positive")."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (stored in its checkpoints)."""
-    cell: str = "rnn"                # "rnn" (tanh or relu), "lstm" or "gru"
-    hidden_size: int = 192
-    num_layers: int = 2
-    nonlinearity: str = "tanh"       # the vanilla cell's activation (gated cells have their own)
-    dropout: float = 0.0             # dropout between stacked layers, training only
-    seq_len: int = 32
-    batch_size: int = 32
-    steps: int = 5000
-    optimizer: str = "adam"
-    lr: float | None = None          # None: the optimizer's default (Adam 3e-3)
-    lr_schedule: str = "cosine"      # "cosine": lr * (1 + cos(pi * progress)) / 2; or "constant"
-    warmup: int = 100                # the lr rises linearly over this many first steps (0: none)
-    clip: float = 5.0                # max global gradient norm; 0 disables clipping
-    state_reset: float = 0.01        # each step, each stream's carried state is zeroed with this probability
-    time_budget: float = 0.0         # seconds of wall time, validation included, then stop (0: no limit)
-    seed: int = 0
-    fused: bool = True               # each layer one primitive (hand-written BPTT); False: the unrolled graph
-    dtype: str = "float32"
-    val_fraction: float = 0.1
-    val_every: int = 250             # 0: validate only at the end
-    val_chars: int = 20000           # periodic validations score this many characters (0: all); the final one all
-    patience: int = 0                # early stopping: stop after this many validations without a new best (0: off)
-    sample_every: int = 500          # 0: no samples during training
-    sample_length: int = 200
-    sample_temperature: float = 0.8
-    checkpoint_every: int = 0        # 0: save only at the end (and on Ctrl-C)
+    """Everything that defines a training run (stored in its checkpoints; `micrornn train` options and
+    --config TOML keys are generated from these fields)."""
+    cell: str = option("rnn", "recurrent cell", choices=CELLS)
+    hidden_size: int = option(192, "hidden units per layer", metavar="N", low=1)
+    num_layers: int = option(2, "stacked recurrent layers", flag="--layers", metavar="N", low=1)
+    nonlinearity: str = option("tanh", "the vanilla cell's activation (gated cells have their own)",
+                               choices=("tanh", "relu"))
+    dropout: float = option(0.0, "dropout between stacked layers, training only", metavar="P", kind="probability")
+    seq_len: int = option(32, "BPTT truncation length", metavar="T", low=1)
+    batch_size: int = option(32, "parallel streams", metavar="B", low=1)
+    steps: int = option(5000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
+    optimizer: str = option("adam", "the optimizer; sgd uses momentum 0.9", choices=tuple(sorted(OPTIMIZERS)))
+    lr: float | None = option(None, "learning rate (default: adam 3e-3, adagrad 0.1, sgd 0.5)", metavar="LR",
+                                kind="positive")
+    lr_schedule: str = option("cosine", "cosine: decay the lr to 0 at the last step; constant: keep it",
+                              choices=LR_SCHEDULES)
+    warmup: int = option(100, "linear lr warm-up over this many first steps (0: none)", metavar="N", low=0)
+    clip: float = option(5.0, "max global gradient norm, 0 = no clipping", metavar="NORM")
+    state_reset: float = option(0.01, "each step, zero each stream's carried state with probability P", metavar="P",
+                                kind="probability")
+    time_budget: float = option(0.0, "stop training in time for the final validation to end within SECONDS of wall "
+                                "time; the cosine decay follows the time used when it is ahead of the steps "
+                                "(0: no limit)", metavar="SECONDS")
+    seed: int = option(0, "random seed", metavar="N", low=0)
+    fused: bool = option(True, "run each layer as one fused primitive whose VJP is the hand-written BPTT, or with "
+                         "--no-fused as the unrolled graph (same model and loss, slower)")
+    dtype: str = option("float32", "parameter dtype", choices=("float32", "float64"))
+    val_fraction: float = option(0.1, "the share of the text held out for validation, in (0, 1)", metavar="F",
+                                 kind="positive")
+    val_every: int = option(250, "validate every N steps, 0 = only at the end", metavar="N", low=0)
+    val_chars: int = option(20000, "periodic validations score the first N characters of the validation split, "
+                            "0 = all; the final one always scores all of it", metavar="N", low=0)
+    patience: int = option(0, "early stopping: stop after N validations without a new best, 0 = never; each new "
+                           "best is saved to <checkpoint>_best.npz", metavar="N", low=0)
+    sample_every: int = option(500, "print a sample every N steps, 0 = never", metavar="N", low=0)
+    sample_length: int = option(200, "characters per sample (the final sample is 2.5x longer)", metavar="N", low=0)
+    sample_temperature: float = option(0.8, "sampling temperature, 0 = greedy", flag="--temperature", metavar="T")
+    checkpoint_every: int = option(0, "also save every N steps, 0 = only at the end and on Ctrl-C", metavar="N",
+                                   low=0)
+    log_every: int = option(1, "with --log/--tensorboard: a training record every N steps", metavar="N", low=1)
 
     def validated(self) -> "TrainConfig":
         """A copy with lr filled in; ValueError naming the first nonsensical field."""
         for name in ("hidden_size", "num_layers", "seq_len", "batch_size"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("log_every", self.log_every, 1)
         for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every", "warmup",
                      "val_chars", "patience"):
             _check_int(name, getattr(self, name), 0)
@@ -78,36 +100,103 @@ class TrainConfig:
                        state_reset=float(self.state_reset))
 
 
-# Named configurations for `micrornn train --preset NAME`, all on the bundled corpus with 32-character (the
-# GRU: 64) chunks of 32 streams, Adam with warm-up, float32 and the fused layers, chosen by measurement (see
-# the README's quality section). `time_budget` stops a run at its limit on any machine (the final
-# validation included) and the cosine decay follows the time used, so a slower machine gets fewer
-# steps but still ends with a decayed learning rate; `steps` is only an upper bound.
-_PRESET_COMMON = dict(seq_len=32, batch_size=32, fused=True, steps=1_000_000, val_every=500, val_chars=20000,
-                      sample_every=0)
-PRESETS = {
-    "rnn": dict(_PRESET_COMMON, cell="rnn", hidden_size=256, num_layers=2, lr=3e-3, time_budget=900.0),
-    "lstm": dict(_PRESET_COMMON, cell="lstm", hidden_size=256, num_layers=2, lr=5e-3, time_budget=900.0),
-    "gru": dict(_PRESET_COMMON, cell="gru", hidden_size=256, num_layers=2, seq_len=64, lr=3e-3, dropout=0.2,
-                time_budget=900.0),
-    "best": dict(_PRESET_COMMON, cell="gru", hidden_size=384, num_layers=2, lr=4e-3, dropout=0.2,
-                 val_every=1000, time_budget=3600.0),
-}
+# Named configurations for `micrornn train --preset NAME`: TOML files in micrornn/train/presets/ (copy one,
+# edit it, run it with --config), all on the bundled corpus, chosen by measurement (see the docs' quality
+# section). `time_budget` stops a run at its limit on any machine (the final validation included) and the
+# cosine decay follows the time used, so a slower machine gets fewer steps but still ends with a decayed
+# learning rate; `steps` is only an upper bound.
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS: dict[str, dict | None] = {path.stem: None for path in sorted(PRESET_DIR.glob("*.toml"))}  # read when used
+
+
+def preset_settings(name) -> dict:
+    """The settings of preset ``name`` (its TOML file); ValueError for an unknown name."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    settings = PRESETS[name]
+    if settings is None:
+        settings = PRESETS[name] = read_config(PRESET_DIR / f"{name}.toml")
+    return dict(settings)
 
 
 def preset_config(name, **overrides) -> TrainConfig:
     """The TrainConfig of preset `name` with `overrides` on top; ValueError for an unknown name."""
-    if name not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
-    return TrainConfig(**{**PRESETS[name], **overrides})
+    return TrainConfig(**{**preset_settings(name), **overrides})
 
 
-CLI_OPTIONS = {"num_layers": "--layers", "sample_temperature": "--temperature"}  # where the names differ
-
-
-def option_name(field) -> str:
+def option_name(name) -> str:
     """The `micrornn train` option that sets a TrainConfig field (num_layers -> --layers)."""
-    return CLI_OPTIONS.get(field, "--" + field.replace("_", "-"))
+    known = {f.name: f for f in fields(TrainConfig)}
+    flag = known[name].metadata.get("flag") if name in known else None
+    return flag or "--" + name.replace("_", "-")
+
+
+# ---- TOML: --config reads the fields, every run writes the ones it ran with ------------------------------
+
+RUN_KEYS = {"data": "the UTF-8 text file trained on (absent: the bundled tinyshakespeare)"}  # not TrainConfig fields
+
+
+def read_config(path) -> dict:
+    """The settings in a TOML file: TrainConfig fields (plus ``data``); ValueError naming a bad key or line."""
+    loads = _toml_reader()
+    try:
+        with open(path, "rb") as f:
+            settings = loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:  # tomllib.TOMLDecodeError is a ValueError
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    known = {f.name for f in fields(TrainConfig)} | set(RUN_KEYS)
+    for key, value in settings.items():
+        if key not in known:
+            raise ValueError(f"{path}: unknown setting {key!r} (the keys are TrainConfig's fields: "
+                             f"{', '.join(sorted(known))})")
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{path}: {key} must be a plain value, got a TOML {type(value).__name__}")
+    return settings
+
+
+def config_toml(config: TrainConfig, data=None, title="micrornn train configuration") -> str:
+    """The TOML text of a configuration (each field after a comment with its help), readable by --config."""
+    lines = [f"# {title}", "# run it again with: micrornn train --config THIS_FILE --checkpoint NEW.npz", ""]
+    if data is not None:
+        lines += [f"# {RUN_KEYS['data']}", f"data = {_toml_value(str(data))}", ""]
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        lines.append(f"# {f.metadata.get('help', f.name)}")
+        lines.append(f"{f.name} = {_toml_value(value)}" if value is not None else f"# {f.name} = (default)")
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path, config: TrainConfig, data=None) -> Path:
+    """Write config_toml atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(config_toml(config, data), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _toml_value(value) -> str:
+    """A Python value as TOML: booleans, integers, floats (exact repr), strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        text = repr(float(value))
+        return {"inf": "inf", "-inf": "-inf", "nan": "nan"}.get(text, text)
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string for ordinary text
+
+
+def _toml_reader():
+    """tomllib.loads (Python 3.11+), or tomli's on older Pythons."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ImportError("reading TOML needs Python 3.11+ or the tomli package (pip install tomli)") from None
+    return tomllib.loads
 
 
 def _check_int(name, value, low):

@@ -11,14 +11,15 @@ state the previous chunk ended in (detached: the gradient stops at the chunk bou
 does not), back-propagates the mean cross-entropy, clips the global gradient norm and takes an
 optimizer step. Checkpoints hold everything the next step depends on (parameters, optimizer
 buffers, step, carried hidden state, sampling RNG), so a resumed run is bit-for-bit the run that
-was never stopped. `update()` and `fit()` are the same step and loop for other tasks (examples).
+was never stopped. The step itself is train.loop's TruncatedBPTT, the same one `fit()` runs for any
+recurrent model; the Trainer adds what a character run needs around it (data streams, resets, validation,
+samples, checkpoints, Ctrl-C).
 
 TrainConfig lives in micrornn.train.config, the step and loop helpers in micrornn.train.loop and
 plot_history in micrornn.train.plots; all are re-exported by the package (`from micrornn.train import fit`).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -32,7 +33,8 @@ from micrornn.train.progress import progress_bar, write
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from micrornn.train.checkpoint_checks import (check_carried_state, check_model_sizes, check_training_meta)
 from micrornn.train.data import BatchStream, Vocab, compact_dtype, split_point, text_sha256
-from micrornn.train.loop import OPTIMIZERS, bits_per_char, evaluate, fit, make_optimizer, set_training, update
+from micrornn.train.loop import (OPTIMIZERS, TruncatedBPTT, bits_per_char, evaluate, fit, make_optimizer,
+                                 set_training, update)
 from micrornn.nn import SequenceModel
 from micrornn.engine.random import manual_seed
 from micrornn.train.plots import plot_history
@@ -41,7 +43,9 @@ from micrornn.train.config import TrainConfig, _check_int, option_name
 from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.train.console import SafeLog
 from micrornn.train.interrupts import RunSignals
-from micrornn.train.schedule import Budget, EarlyStopping, detach_state, learning_rate, reset_some_streams
+from micrornn.train.schedule import learning_rate
+from micrornn.train.carried_state import reset_some_streams, state_arrays
+from micrornn.train.stopping import Budget, EarlyStopping
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "bits_per_char", "plot_history", "build_model"]
@@ -98,7 +102,9 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.sample_rng = np.random.default_rng([config.seed, 1])
         self.step = 0
-        self.hidden = None  # (num_layers, batch_size, hidden_size) state carried to the next chunk (LSTM: (h, c))
+        # the generic truncated-BPTT step (train.loop); the carried state is kept as arrays for checkpoints
+        self.tbptt = TruncatedBPTT(self.model, self.optimizer, clip=config.clip, detach=state_arrays)
+        self.grad_norm = float("nan")  # of the last update, before clipping
         self.early = EarlyStopping(config.patience)
         self.wall_seconds = 0.0  # wall time of all runs, validation included (what time_budget limits)
         self.time_progress = 0.0  # fraction of the time budget used (drives the cosine when it leads)
@@ -106,29 +112,39 @@ class Trainer:
         self.seconds = 0.0  # training wall time summed over all runs, resumed ones included
 
     # ---- one step, evaluation, sampling ------------------------------------------------------
+    @property
+    def hidden(self):
+        """The (num_layers, batch_size, hidden_size) state carried to the next chunk (LSTM: (h, c)), as arrays."""
+        return self.tbptt.state
+
+    @hidden.setter
+    def hidden(self, state):
+        self.tbptt.state = state
+
     def train_step(self) -> float:
         """Train on the next chunk; return its loss (nats/char)."""
-        k = self.stream.position
+        k, carried = self.stream.position, self.hidden
         x, y = next(self.stream)
-        h0 = None if k % self.stream.steps_per_epoch == 0 else self.hidden  # new epoch: fresh state
-        h0 = reset_some_streams(h0, self.config.state_reset, self.config.seed, self.step)
+        h0 = None if k % self.stream.steps_per_epoch == 0 else carried  # new epoch: fresh state
+        self.hidden = reset_some_streams(h0, self.config.state_reset, self.config.seed, self.step)
         if self.config.dropout:  # dropout masks drawn from (seed, step): a resumed run draws the same ones
             manual_seed(int(np.random.SeedSequence([self.config.seed, 3, self.step]).generate_state(1)[0]))
         self.optimizer.lr = self.lr_at(self.step)
-        try:
-            loss, h_n = self.model.loss(x, y, h0, reduction="mean")
-            signals = getattr(self, "_signals", None)
-            with signals.shield() if signals else contextlib.nullcontext():  # all of the update, or none
-                update(loss, self.optimizer, self.config.clip)
-                self.hidden = detach_state(h_n)  # truncated BPTT: keep the state, cut the graph
-                self.step += 1
-                value = float(loss.item())
-                self.history["step"].append(self.step)
-                self.history["loss"].append(value)
+        signals = getattr(self, "_signals", None)
+        try:  # all of the update and its record, or none of it
+            value, _ = self.tbptt.step(x, y, guard=signals.shield() if signals else None, record=self._record_step)
         except BaseException:
             self.stream.seek(k)  # nothing was learned from this chunk: read it again next time
+            self.hidden = carried
             raise
         return value
+
+    def _record_step(self, loss, grad_norm) -> None:
+        """Count an update and keep its loss and gradient norm."""
+        self.step += 1
+        self.grad_norm = grad_norm
+        self.history["step"].append(self.step)
+        self.history["loss"].append(loss)
 
     def lr_at(self, step) -> float:
         """The learning rate of step `step` (0-based): warm-up, then cosine decay over the run, whose
@@ -159,102 +175,118 @@ class Trainer:
         return float(np.mean(losses)) if losses else float("nan")
 
     # ---- the loop ----------------------------------------------------------------------------
-    def run(self, steps=None, checkpoint=None, progress=True, log=None, on_step=None) -> RunResult:
+    def run(self, steps=None, checkpoint=None, progress=True, log=None, on_step=None, metrics=None) -> RunResult:
         """Train until the step count reaches `steps` (default config.steps), the time budget is
         used up (config.time_budget, keeping time for the final validation), early stopping
         (config.patience) or Ctrl-C.
 
         Validates every config.val_every steps (on the first config.val_chars characters of the
         validation split; with a checkpoint path, a new best is also saved to <name>_best.npz) and
-        at the end on all of it, prints a sample every
-        config.sample_every steps, saves to `checkpoint` (if given) every config.checkpoint_every
-        steps, at the end and on Ctrl-C. `log` receives each message (default: written above the
-        progress bar; pass `lambda s: None` for silence). `on_step(trainer)` runs after each step.
+        at the end on all of it, prints a sample every config.sample_every steps, saves to
+        `checkpoint` (if given) every config.checkpoint_every steps, at the end and on Ctrl-C. `log`
+        receives each message (default: written above the progress bar; pass `lambda s: None` for
+        silence). `on_step(trainer)` runs after each step. `metrics` (a MetricsLog) gets a "train"
+        record every config.log_every steps and a "val" record per validation.
         """
-        cfg, target = self.config, self.config.steps if steps is None else steps
+        target = self.config.steps if steps is None else steps
         _check_int("steps", target, 0)
         if checkpoint:  # a missing directory must not surface only after all the training
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        log = SafeLog(log or write)  # a closed pipe or an unencodable character never stops training
-        start_step, start, train_time = self.step, time.perf_counter(), 0.0
-        chars_per_step = cfg.seq_len * cfg.batch_size
-        interrupted, ema, stopped_by, val = False, None, "steps", None
-        budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
-        timed = bool(cfg.time_budget)  # the budget, not the step target, usually ends such a run: count seconds
-        seconds = round(cfg.time_budget)
-        bar = progress_bar(total=seconds if timed else target, disable=not progress,
-                           initial=min(round(self.wall_seconds), seconds) if timed else min(start_step, target), unit="s" if timed else "step", dynamic_ncols=True, leave=False)
-        signals, failure = RunSignals(), None
-        self._signals = signals
+        run = _Run(self, target, checkpoint, SafeLog(log or write), metrics)  # a closed pipe never stops training
+        run.bar = self._progress_bar(target, progress)
+        self._signals = signals = RunSignals()
+        failure: BaseException | None = None
+        interrupted = False
         with signals:
             try:
-                while self.step < target and not signals.requested:
-                    if budget.seconds:
-                        self.time_progress = budget.fraction(time.perf_counter() - start, reserve)
-                        if budget.exhausted(time.perf_counter() - start, reserve):
-                            stopped_by = "time budget"
-                            break
-                    t0 = time.perf_counter()
-                    loss = self.train_step()
-                    train_time += time.perf_counter() - t0
-                    ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-                    rate = (self.step - start_step) * chars_per_step / max(train_time, 1e-9)
-                    bar.set_postfix_str(f"{'step ' + str(self.step) + ', ' if timed else ''}loss {ema:.3f}, "
-                                        f"{rate:,.0f} chars/s", refresh=False)
-                    if timed:  # seconds of the budget used so far
-                        bar.update(min(round(budget.used_before + time.perf_counter() - start), seconds) - bar.n)
-                    else:
-                        bar.update(1)
-                    if cfg.val_every and self.step % cfg.val_every == 0 and self.step < target:
-                        t_val = time.perf_counter()
-                        with signals.stoppable():
-                            val = self._validate(cfg.val_chars or None)
-                        reserve = max(reserve, self._final_eval_seconds(time.perf_counter() - t_val))
-                        best = self.early.update(val, self.step)
-                        log(f"step {self.step}: train {self.recent_loss(cfg.val_every):.3f}, "
-                            f"val {val:.3f} nats/char ({bits_per_char(val):.3f} bits)"
-                            f"{' (new best)' if best else ''} ({rate:,.0f} chars/s)")
-                        if best and checkpoint:
-                            self._save_or_warn(best_checkpoint_path(checkpoint), log)
-                        if self.early.stop:
-                            stopped_by = "early stopping"
-                            log(f"early stopping: no new best in {cfg.patience} validations; the best, "
-                                f"{self.early.best:.3f} at step {self.early.best_step}, is in "
-                                f"{best_checkpoint_path(checkpoint) if checkpoint else '(no checkpoint path)'}")
-                            break
-                    if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < target:
-                        with signals.stoppable():
-                            text = self.sample(cfg.sample_length)
-                        log(f"--- sample at step {self.step} ---\n{text}\n---")
-                    if checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                        self._save_or_warn(checkpoint, log)
-                    if on_step is not None:
-                        on_step(self)
-                if not signals.requested:  # the final validation, on the whole split
-                    last = self.history["val_step"][-1:] == [self.step] and self.history["val_chars"][-1:] == [0]
-                    with signals.stoppable():
-                        val = self.history["val_loss"][-1] if last else self._validate()
+                self._train_until_stopped(run, on_step)
+                if not signals.requested:
+                    run.val = self._final_validation(run)
             except KeyboardInterrupt as e:
                 failure = e if signals.forced or not signals.installed else None
                 interrupted = True
             except BaseException as e:  # divergence, a failing callback, ...: save first, then report
                 failure = e
             finally:
-                self.seconds += train_time
-                bar.close()
+                self.seconds += run.train_time
+                run.bar.close()
             interrupted = interrupted or signals.requested
             if signals.forced and failure is None:  # a second Ctrl-C that arrived during an update
                 failure = KeyboardInterrupt()
             if interrupted:
-                val, stopped_by = None, "interrupt"
-            self.wall_seconds += time.perf_counter() - start
+                run.val, run.stopped_by = None, "interrupt"
+            self.wall_seconds += time.perf_counter() - run.start
             if checkpoint and self.step > 0:
                 self._save_final(checkpoint, failure)
         if failure is not None:
             raise failure
-        steps_run = self.step - start_step
-        return RunResult(self.step, interrupted, self.recent_loss(), val, time.perf_counter() - start,
-                         steps_run * chars_per_step / train_time if train_time > 0 else 0.0, stopped_by)
+        steps_run = self.step - run.start_step
+        return RunResult(self.step, interrupted, self.recent_loss(), run.val, time.perf_counter() - run.start,
+                         steps_run * run.chars_per_step / run.train_time if run.train_time > 0 else 0.0,
+                         run.stopped_by)
+
+    def _progress_bar(self, target, progress):
+        """A bar counting steps, or seconds of the time budget when there is one."""
+        timed, seconds = bool(self.config.time_budget), round(self.config.time_budget)
+        initial = min(round(self.wall_seconds), seconds) if timed else min(self.step, target)
+        return progress_bar(total=seconds if timed else target, disable=not progress, initial=initial,
+                            unit="s" if timed else "step", dynamic_ncols=True, leave=False)
+
+    def _train_until_stopped(self, run, on_step) -> None:
+        """Steps with their periodic validations, samples and saves, until something stops the run."""
+        while self.step < run.target and not self._signals.requested:
+            if run.out_of_time():
+                run.stopped_by = "time budget"
+                return
+            run.timed_step()
+            stop = self._periodic_work(run)
+            if on_step is not None and not stop:
+                on_step(self)
+            if stop:
+                return
+
+    def _periodic_work(self, run) -> bool:
+        """Validation, sample and checkpoint due at this step; True when early stopping ends the run."""
+        cfg, signals = self.config, self._signals
+        if run.metrics is not None and self.step % cfg.log_every == 0:
+            run.metrics.write("train", self.step, loss=self.history["loss"][-1], lr=self.optimizer.lr,
+                              grad_norm=self.grad_norm, chars_per_sec=run.rate())
+        if cfg.val_every and self.step % cfg.val_every == 0 and self.step < run.target:
+            if self._periodic_validation(run):
+                return True
+        if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < run.target:
+            with signals.stoppable():
+                text = self.sample(cfg.sample_length)
+            run.log(f"--- sample at step {self.step} ---\n{text}\n---")
+        if run.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            self._save_or_warn(run.checkpoint, run.log)
+        return False
+
+    def _periodic_validation(self, run) -> bool:
+        """Score a prefix of the validation split, save a new best; True when early stopping says stop."""
+        cfg, checkpoint = self.config, run.checkpoint
+        t_val = time.perf_counter()
+        with self._signals.stoppable():
+            run.val = self._validate(cfg.val_chars or None, run.metrics)
+        run.reserve = max(run.reserve, self._final_eval_seconds(time.perf_counter() - t_val))
+        best = self.early.update(run.val, self.step)
+        run.log(f"step {self.step}: train {self.recent_loss(cfg.val_every):.3f}, val {run.val:.3f} nats/char "
+                f"({bits_per_char(run.val):.3f} bits){' (new best)' if best else ''} ({run.rate():,.0f} chars/s)")
+        if best and checkpoint:
+            self._save_or_warn(best_checkpoint_path(checkpoint), run.log)
+        if not self.early.stop:
+            return False
+        run.stopped_by = "early stopping"
+        run.log(f"early stopping: no new best in {cfg.patience} validations; the best, {self.early.best:.3f} at "
+                f"step {self.early.best_step}, is in "
+                f"{best_checkpoint_path(checkpoint) if checkpoint else '(no checkpoint path)'}")
+        return True
+
+    def _final_validation(self, run) -> float:
+        """The validation on the whole split that ends a run (reused when this step already had one)."""
+        last = self.history["val_step"][-1:] == [self.step] and self.history["val_chars"][-1:] == [0]
+        with self._signals.stoppable():
+            return self.history["val_loss"][-1] if last else self._validate(None, run.metrics)
 
     def _save_or_warn(self, path, log) -> None:
         """A save during the run: a failure is reported in one line and training goes on."""
@@ -290,13 +322,16 @@ class Trainer:
                 continue
         return None
 
-    def _validate(self, max_chars=None) -> float:
+    def _validate(self, max_chars=None, metrics=None) -> float:
         """Score the validation split (its first max_chars predictions; None: all) and record it."""
         val = self.evaluate(max_chars=max_chars)
         scored = 0 if max_chars is None or max_chars >= len(self.val_ids) - 1 else int(max_chars)
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val)
         self.history["val_chars"].append(scored)  # 0: the whole split
+        if metrics is not None:
+            metrics.write("val", self.step, val_loss=val, val_bits=bits_per_char(val), val_chars=scored,
+                          train_loss=self.recent_loss(self.config.val_every or LAST_STEPS))
         return val
 
     def _final_eval_seconds(self, measured=None) -> float:
@@ -397,8 +432,46 @@ class Trainer:
         return trainer
 
 
+class _Run:
+    """The clock and counters of one Trainer.run call."""
+
+    def __init__(self, trainer, target, checkpoint, log, metrics):
+        self.trainer, self.target, self.checkpoint, self.log, self.metrics = trainer, target, checkpoint, log, metrics
+        self.start_step, self.start, self.train_time, self.ema = trainer.step, time.perf_counter(), 0.0, None
+        self.stopped_by, self.val, self.bar = "steps", None, None
+        self.chars_per_step = trainer.config.seq_len * trainer.config.batch_size
+        self.budget = Budget(trainer.config.time_budget, trainer.wall_seconds)
+        self.reserve = trainer._final_eval_seconds()
+
+    def out_of_time(self) -> bool:
+        """Update the trainer's time progress; True when the budget leaves only the final validation."""
+        if not self.budget.seconds:
+            return False
+        self.trainer.time_progress = self.budget.fraction(time.perf_counter() - self.start, self.reserve)
+        return self.budget.exhausted(time.perf_counter() - self.start, self.reserve)
+
+    def rate(self) -> float:
+        """Training characters per second of this run (steps only)."""
+        return (self.trainer.step - self.start_step) * self.chars_per_step / max(self.train_time, 1e-9)
+
+    def timed_step(self) -> None:
+        """One training step, timed, with the progress bar moved on."""
+        t0 = time.perf_counter()
+        loss = self.trainer.train_step()
+        self.train_time += time.perf_counter() - t0
+        self.ema = loss if self.ema is None else 0.95 * self.ema + 0.05 * loss
+        timed = bool(self.budget.seconds)
+        self.bar.set_postfix_str(f"{'step ' + str(self.trainer.step) + ', ' if timed else ''}loss {self.ema:.3f}, "
+                                 f"{self.rate():,.0f} chars/s", refresh=False)
+        if timed:  # seconds of the budget used so far
+            used = round(self.budget.used_before + time.perf_counter() - self.start)
+            self.bar.update(min(used, round(self.budget.seconds)) - self.bar.n)
+        else:
+            self.bar.update(1)
+
+
 RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
-                      "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars"}
+                      "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars", "log_every"}
 
 
 def build_model(config, vocab_size) -> SequenceModel:
