@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.engine.backward import _RELEASED, _Grads, check_unchanged, state, topological_order
+from micrornn.engine.backward import ArrayGrads, topological_order, walk
 from micrornn.engine.ops import sum_to
-from micrornn.engine.tensor import Tensor, _leaf, as_tensor
+from micrornn.engine.tensor import Tensor, _leaf, as_tensor, scope
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None) -> tuple:
@@ -33,8 +33,14 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     seeds = _seeds(outputs, grad_outputs, create_graph)
     retain = create_graph if retain_graph is None else bool(retain_graph)
     order, relevant = _relevant_order(outputs, inputs)
-    run = _backward_graph if create_graph else _backward_arrays
-    found = run(order, relevant, list(zip(outputs, seeds)), set(inputs), retain)
+    wanted, found = set(inputs), {}
+
+    def take(node, g, owned):
+        if node in wanted:  # an ndarray is copied unless it is a leaf's buffer this backward owns
+            as_is = create_graph or (owned and node._op is None and g.flags.writeable)
+            found[node] = g if as_is else np.array(g)
+    grads = TensorGrads() if create_graph else ArrayGrads()
+    walk(order, list(zip(outputs, seeds)), grads, take, wanted, relevant, retain)
     return tuple(_result(found.get(t), t, create_graph) for t in inputs)
 
 
@@ -68,76 +74,37 @@ def hvp(fn, inputs, v) -> tuple:
     return value.detach(), (products[0] if single else products)
 
 
-# ---- the two backward loops ---------------------------------------------------------------------
+# ---- gradients as Tensors: what the walker holds with create_graph=True ---------------------------
 
-def _backward_arrays(order, relevant, seeds, wanted, retain) -> dict:
-    """First-order backward with the ndarray VJPs; returns {wanted node: gradient array}."""
-    grads, found = _Grads(), {}
-    for out, seed in seeds:
-        grads.add(out, seed, fresh=True)
-    for node in order:
-        g, owned = grads.pop(node)
-        if g is None:
-            continue
-        if node in wanted:  # a copy unless it is a leaf's buffer this backward owns
-            found[node] = g if owned and node._op is None and g.flags.writeable else np.array(g)
-        if node._op is None:
-            continue
-        needs, prim = node._needs, node._op
-        if node._guard is not None:
-            check_unchanged(node)
-        parent_grads = prim.vjp(g, node._saved, needs)
-        if state.anomaly:
-            state.check_backward(node, parent_grads)
-        if not retain:
-            node._saved = _RELEASED
-        fresh = prim.fresh
-        for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
-            if needs[i] and pg is not None and parent in relevant:
-                grads.add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
-    return found
+class TensorGrads:
+    """create_graph gradients: Tensors added with Tensor ops, sent through each primitive's ``dvjp``
+    (its VJP written with Tensor ops), so every step of the backward is itself a graph node."""
 
+    def __init__(self):
+        self.grads = {}
 
-def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
-    """Backward through the primitives' ``dvjp`` rules, recorded as a graph; {wanted node: Tensor}."""
-    grads, found = {}, {}
-    for out, seed in seeds:
-        _accumulate(grads, out, seed)
-    previous = state.scope
-    try:
-        for node in order:
-            g = grads.pop(node, None)
-            if g is None:
-                continue
-            if node in wanted:
-                found[node] = g
-            if node.name and g.name is None and g._op is not None:
-                g.name = f"∂L/∂{node.name}"  # e.g. ∂L/∂h3 in a drawing of the backward graph
-            if node._op is None:
-                continue
-            rule = node._op.dvjp
-            if rule is None:
-                raise NotImplementedError(
-                    f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
-                    "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
-            if node._guard is not None:
-                check_unchanged(node)
-            state.scope = node._scope  # the backward of step t is drawn in step t's cluster
-            parent_grads = rule(g, node, node._parents, node._saved, node._needs)
-            for parent, pg, need in zip(node._parents, parent_grads, node._needs):
-                if need and pg is not None and parent in relevant:
-                    _accumulate(grads, parent, sum_to(pg, parent.shape))
-            if not retain:
-                node._saved = _RELEASED
-    finally:
-        state.scope = previous
-    return found
+    def add(self, node, g, fresh=False) -> None:
+        """grads[node] += g (summed back to node's shape), as a graph node once there are two."""
+        g = sum_to(g, node.shape)
+        current = self.grads.get(node)
+        self.grads[node] = g if current is None else current + g
 
+    def pop(self, node):
+        """The node's total gradient (or None), named after it (e.g. ∂L/∂h3 in a drawing)."""
+        g = self.grads.pop(node, None)
+        if g is not None and node.name and g.name is None and g._op is not None:
+            g.name = f"∂L/∂{node.name}"
+        return g, False
 
-def _accumulate(grads: dict, node, g) -> None:
-    """grads[node] += g, as a graph node when a gradient is already there."""
-    current = grads.get(node)
-    grads[node] = g if current is None else current + g
+    def vjp(self, node, g) -> tuple:
+        """The primitive's dvjp, recorded in the forward node's scope (step t's cluster for step t)."""
+        rule = node._op.dvjp
+        if rule is None:
+            raise NotImplementedError(
+                f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
+                "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
+        with scope(node._scope):
+            return rule(g, node, node._parents, node._saved, node._needs)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
