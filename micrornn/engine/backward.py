@@ -293,6 +293,9 @@ def _propagate(root, seed, order, retain_graph) -> None:
     walk(order, [(root, seed)], ArrayGrads(), store_grad, retain_graph=retain_graph)
 
 
+_grad_lock = threading.Lock()
+
+
 def store_grad(node, g, owned) -> None:
     """Accumulate g into node.grad, copying a buffer the engine does not own."""
     if g.shape != node.data.shape:
@@ -300,7 +303,8 @@ def store_grad(node, g, owned) -> None:
         owned = False
     if g.dtype != node.data.dtype:
         g, owned = g.astype(node.data.dtype), True
-    if node.grad is None:
-        node.grad = g if owned and g.flags.writeable else np.array(g)
-    else:
-        node.grad = np.asarray(node.grad + g)  # stays an ndarray for 0-d tensors
+    with _grad_lock:  # threads back-propagating into shared parameters: one read-modify-write at a time
+        if node.grad is None:
+            node.grad = g if owned and g.flags.writeable else np.array(g)
+        else:
+            node.grad = np.asarray(node.grad + g)  # stays an ndarray for 0-d tensors

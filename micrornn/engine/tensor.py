@@ -329,11 +329,23 @@ def _lift(value, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     if like.data.dtype.kind == "f":
-        if isinstance(value, (int, float, list, np.generic)):
+        if isinstance(value, (int, float)) or (isinstance(value, np.generic) and value.dtype.kind in "fiub"):
             return _leaf(np.asarray(value, dtype=like.data.dtype))
         if isinstance(value, np.ndarray) and value.dtype.kind in "iub":
             return _leaf(value.astype(like.data.dtype))
-    return _leaf(np.asarray(value))
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":  # a string, None, a complex number, an object
+        raise TypeError(f"a Tensor cannot be combined with {type(value).__name__} {_short(value)} (dtype "
+                        f"{array.dtype}): use numbers, real arrays or Tensors")
+    if like.data.dtype.kind == "f" and isinstance(value, list):
+        return _leaf(array.astype(like.data.dtype))
+    return _leaf(array)
+
+
+def _short(value) -> str:
+    """repr of a value for a message, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:

@@ -52,7 +52,8 @@ def hvp(fn, inputs, v) -> tuple:
     model's parameters); the others are replaced by leaf copies that do.
     """
     single = isinstance(inputs, Tensor)
-    xs = [x if x.requires_grad else _leaf(x.data, True) for x in map(as_tensor, _sequence(inputs, "inputs"))]
+    xs = [x if x.requires_grad else _leaf(_float_data(x, k), True)
+          for k, x in enumerate(map(as_tensor, _sequence(inputs, "inputs")))]
     vs = [as_tensor(t).data for t in ([v] if single else list(v))]
     if len(vs) != len(xs) or any(a.shape != x.shape for a, x in zip(vs, xs)):
         raise ValueError(f"hvp: v must match the inputs' shapes {[x.shape for x in xs]}, "
@@ -109,6 +110,16 @@ class TensorGrads:
 
 # ---- helpers ------------------------------------------------------------------------------------
 
+def _float_data(x: Tensor, k: int) -> np.ndarray:
+    """x's data as floats: integers are promoted to float64 (H v of an integer input is not an
+    integer), anything else that is not floating point is refused."""
+    if x.dtype.kind == "f":
+        return x.data
+    if x.dtype.kind in "iu":
+        return x.data.astype(np.float64)
+    raise TypeError(f"hvp: input {k} has dtype {x.dtype}; second derivatives need float (or integer) inputs")
+
+
 def _sequence(items, what) -> list:
     """A Tensor or a sequence of Tensors as a non-empty list of Tensors."""
     items = [items] if isinstance(items, Tensor) else list(items)
@@ -139,8 +150,14 @@ def _seeds(outputs, grad_outputs, create_graph) -> list:
                 raise ValueError(f"grad: output {k} has shape {out.shape}; a non-scalar output needs "
                                  "grad_outputs of the same shape, e.g. grad_outputs=[np.ones(out.shape)]")
             seed = np.ones_like(out.data)
+        kind = (seed.data if isinstance(seed, Tensor) else np.asarray(seed)).dtype.kind
+        if kind not in "fiub":
+            raise TypeError(f"grad: grad_outputs[{k}] has dtype {np.asarray(getattr(seed, 'data', seed)).dtype}; "
+                            f"a seed must hold real numbers (it is cast to output {k}'s dtype {out.dtype})")
         if not isinstance(seed, Tensor):
             seed = np.array(seed, dtype=out.dtype)
+        elif seed.dtype != out.dtype:  # a cotangent lives in its output's dtype, as in backward(grad)
+            seed = seed.astype(out.dtype) if create_graph else np.array(seed.data, dtype=out.dtype)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_outputs[{k}] has shape {seed.shape} but output {k} has shape {out.shape}")
         if create_graph:
