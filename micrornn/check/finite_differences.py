@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from micrornn.engine.guard import writable_data
 from micrornn.engine.transforms import grad
 from micrornn.engine.tensor import Tensor, no_grad
 
@@ -36,7 +37,7 @@ def _flat_view(t: Tensor, who: str) -> np.ndarray:
     if not t.data.flags.c_contiguous:
         raise ValueError(f"{who}: input data must be contiguous (shape {t.shape}); pass a copy, "
                          "e.g. Tensor(np.ascontiguousarray(a))")
-    return t.data.reshape(-1)
+    return writable_data(t).reshape(-1)  # a copy first when a live graph holds it read-only
 
 
 def numerical_grad(fn, inputs, eps=1e-6) -> list:
@@ -139,6 +140,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
         analytic = [g.data.astype(np.float64) for g in grad(sum(directional[1:], directional[0]), wanted)]
     else:  # the gradient does not depend on the inputs: every second derivative is 0
         analytic = [np.zeros(t.shape) for t in wanted]
+    del out, grads, directional  # their graphs hold the inputs read-only; the differences perturb them
     for k, (t, a) in enumerate(zip(wanted, analytic)):
         n = _numerical_directional(fn, inputs, wanted, u, vs, t, eps)
         bad = _disagree(a, n, atol, rtol)

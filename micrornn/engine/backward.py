@@ -29,40 +29,6 @@ class _State(threading.local):
 state = _State()
 
 
-def fingerprint(array) -> int:
-    """A checksum of an array's bits: changes when any element changes (a permutation aside)."""
-    flat = array.reshape(-1)  # a view when contiguous, else a copy
-    bits = flat.view(f"u{flat.itemsize}")  # the float bits as unsigned integers of the same width
-    return int(np.add.reduce(bits, dtype=bits.dtype))  # summed with wrap-around: one fast pass
-
-
-def leaf_fingerprints(inputs):
-    """(index, fingerprint) of each input that is a leaf requiring grad (a parameter), or None.
-
-    A graph keeps references to its inputs' arrays; a parameter changed in place before backward
-    (by an optimizer step, or by writing to `.data` / `.numpy()`) would silently mix old and new
-    values, so backward compares these fingerprints again (`check_unchanged`).
-    """
-    found = None
-    for i, t in enumerate(inputs):
-        if t._op is None and t.requires_grad:
-            found = (found or ()) + ((i, fingerprint(t.data)),)
-    return found
-
-
-def check_unchanged(node) -> None:
-    """Raise if a parameter the node's op used was modified in place since the forward."""
-    for i, recorded in node._guard:
-        parent = node._parents[i]
-        if fingerprint(parent.data) != recorded:
-            who = f"'{parent.name}'" if parent.name else "a leaf tensor"
-            raise RuntimeError(
-                f"backward: {who} of shape {parent.shape} was modified in place after the graph used it in "
-                f"'{node._op.name}' (input {i}); its gradient would mix old and new values. Call backward "
-                "before changing it (an optimizer step, or writing to .data / .numpy()), or run the "
-                "forward again")
-
-
 _gc_lock = threading.Lock()
 _gc_pauses = {"depth": 0, "restore": False}
 GC_PAUSE_NODES = 2000  # graphs at least this big run with the cyclic collector paused
@@ -244,7 +210,7 @@ def walk(order, seeds, grads, take, keep=frozenset(), relevant=None, retain_grap
     ndarrays, a Tensor version for create_graph); take(node, g, owned) receives the total gradient
     of every leaf, of every node marked by ``retain_grad`` and of every node in ``keep``; relevant:
     when given, only these nodes receive gradients. Without retain_graph each op's saved arrays
-    are freed once its gradient has been sent on.
+    are freed once its gradient has been sent on, and writeable again (``engine.guard``).
     """
     add, pop, send = grads.add, grads.pop, grads.vjp
     for node, seed in seeds:
@@ -252,17 +218,17 @@ def walk(order, seeds, grads, take, keep=frozenset(), relevant=None, retain_grap
     for node in order:
         g, owned = pop(node)
         if g is None:
+            if not retain_graph and node._op is not None:
+                node._saved, node._guard = RELEASED, None
             continue
         op = node._op
         if op is None or node._retain or node in keep:
             take(node, g, owned)
             if op is None:
                 continue
-        if node._guard is not None:
-            check_unchanged(node)
         parent_grads = send(node, g)
-        if not retain_graph:
-            node._saved = RELEASED
+        if not retain_graph:  # dropping the guard makes the saved arrays writeable again (guard.Hold)
+            node._saved, node._guard = RELEASED, None
         fresh, needs = op.fresh, node._needs
         for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
             if pg is not None and needs[i] and (relevant is None or parent in relevant):

@@ -8,7 +8,8 @@ import numpy as np
 
 from micrornn.engine import ops
 from micrornn.engine.composites import CompositeMethods, _with_axes, normalize_axis as _axis
-from micrornn.engine.backward import backward as _backward, leaf_fingerprints, state
+from micrornn.engine.backward import backward as _backward, state
+from micrornn.engine.guard import hold, writable_data
 
 _FLOAT_KINDS = "f"
 _creation_numbers = itertools.count()  # parents are always numbered before their outputs
@@ -140,7 +141,8 @@ class Tensor(CompositeMethods):
             raise RuntimeError(f"t {symbol} x: an in-place update of a leaf that requires grad (shape {self.shape}) "
                                "cannot be recorded; update parameters inside micrornn.no_grad(), "
                                "or write p = p - x for a new tensor in the graph")
-        ufunc(self.data, _lift(other, self).data, out=self.data)
+        data = writable_data(self)  # a copy when a live graph saved it: that graph keeps its values
+        ufunc(data, _lift(other, self).data, out=data)
         return self
 
     def __iadd__(self, other): return self._in_place(other, np.add, "+=")
@@ -366,10 +368,8 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     if True in needs and state.grad_enabled:
         out.requires_grad = True
         out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
-        for t in inputs:  # a parameter edited in place before backward is caught there
-            if t._op is None and t.requires_grad:
-                out._guard = leaf_fingerprints(inputs)
-                break
+        if saved is not None:  # read-only while the graph lives: an in-place edit fails at the write
+            out._guard = hold(out, inputs, saved)
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:

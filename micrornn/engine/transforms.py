@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.engine.backward import ArrayGrads, topological_order, walk
+from micrornn.engine.backward import ArrayGrads, state, topological_order, walk
 from micrornn.engine.ops import sum_to
 from micrornn.engine.tensor import Tensor, _leaf, as_tensor, scope
 
@@ -82,13 +82,14 @@ class TensorGrads:
     (its VJP written with Tensor ops), so every step of the backward is itself a graph node."""
 
     def __init__(self):
-        self.grads = {}
+        self.grads, self.scope = {}, state.scope  # the scope of the op being differentiated
 
     def add(self, node, g, fresh=False) -> None:
         """grads[node] += g (summed back to node's shape), as a graph node once there are two."""
-        g = sum_to(g, node.shape)
-        current = self.grads.get(node)
-        self.grads[node] = g if current is None else current + g
+        with scope(self.scope):  # the sums are part of that op's backward (its time step)
+            g = sum_to(g, node.shape)
+            current = self.grads.get(node)
+            self.grads[node] = g if current is None else current + g
 
     def pop(self, node):
         """The node's total gradient (or None), named after it (e.g. ∂L/∂h3 in a drawing)."""
@@ -104,6 +105,7 @@ class TensorGrads:
             raise NotImplementedError(
                 f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
                 "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
+        self.scope = node._scope
         with scope(node._scope):
             return rule(g, node, node._parents, node._saved, node._needs)
 
