@@ -51,12 +51,16 @@ class Hold:
 def hold(out, inputs, saved) -> Hold | None:
     """Make the ndarrays in ``saved`` (an op's saved value or tuple) read-only for node ``out``."""
     kind = type(saved)
-    items = (saved,) if kind is np.ndarray else saved if kind is tuple else ()
-    taken = []
+    if kind is np.ndarray:
+        arrays = (saved,)
+    elif kind is tuple:
+        arrays = [a for a in saved if type(a) is np.ndarray]
+        if not arrays:  # shapes, axes, indices: nothing to hold
+            return None
+    else:
+        return None
     with _lock:
-        for a in items:
-            if type(a) is np.ndarray and _take(a, out, inputs):
-                taken.append(a)
+        taken = [a for a in arrays if _take(a, out, inputs)]
     return Hold(taken) if taken else None
 
 
