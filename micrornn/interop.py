@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from micrornn.engine.guard import writable_data
 from micrornn.engine.tensor import Tensor
 
 __all__ = ["torch_state_dict", "load_torch_state_dict", "save_safetensors", "load_safetensors"]
@@ -132,7 +133,7 @@ def load_torch_state_dict(module, state_dict) -> None:
         if head.bias is not None:
             updates.append((head.bias, arrays["head.bias"]))
     for param, value in updates:
-        param.data[...] = value  # cast to the parameter's dtype
+        writable_data(param)[...] = value  # cast to the parameter's dtype; a live graph keeps its values
 
 
 def save_safetensors(module, path, metadata=None) -> None:

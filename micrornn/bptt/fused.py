@@ -22,7 +22,7 @@ from micrornn.engine.backward import state
 from micrornn.bptt import gru, lstm, vanilla
 from micrornn.bptt.shared import softmax_cross_entropy_inplace
 from micrornn.engine.ops import defprimitive
-from micrornn.engine.tensor import _leaf, apply
+from micrornn.engine.tensor import _leaf, apply, scope
 
 
 def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh"):
@@ -61,12 +61,11 @@ def rnn_layer_dvjp(g, out, xs, saved, needs):
     nonlinearity, (T, B, H), layer_scope = saved[-1], out.shape, out.scope
     deltas, carry = [None] * T, None  # carry = delta_{t+1} W, what reaches h_t from step t+1
     for t in range(T - 1, -1, -1):
-        state.scope = _at_step(layer_scope, t + 1)
-        h = out[t]
-        slope = 1 - h * h if nonlinearity == "tanh" else (h.data > 0).astype(h.dtype)  # act'(pre_t)
-        deltas[t] = (g[t] if carry is None else g[t] + carry) * slope
-        carry = deltas[t] @ W
-    state.scope = layer_scope
+        with scope(_at_step(layer_scope, t + 1)):
+            h = out[t]
+            slope = 1 - h * h if nonlinearity == "tanh" else (h.data > 0).astype(h.dtype)  # act'(pre_t)
+            deltas[t] = (g[t] if carry is None else g[t] + carry) * slope
+            carry = deltas[t] @ W
     flat = apply(ops.STACK, *deltas, axis=0).reshape(T * B, H)
     dx = (flat @ U).reshape(x.shape) if needs[0] else None  # dL/dx_t = delta_t U
     dU = flat.T @ _input_rows(x, U) if needs[1] else None  # dL/dU = sum_t delta_t^T x_t
@@ -140,10 +139,9 @@ def _replayed_vjp(step, g, out, xs, needs):
     states, outputs = xs[-1] if step is _gru_step else (xs[-2], xs[-1]), []
     projected = xs[0] @ xs[1].T + xs[3]  # every step's input projection x_t U^T + b at once
     for t in range(out.shape[0]):
-        state.scope = _at_step(layer_scope, t + 1)
-        states, output = step(projected[t], states, *xs[2:])
+        with scope(_at_step(layer_scope, t + 1)):
+            states, output = step(projected[t], states, *xs[2:])
         outputs.append(output)
-    state.scope = layer_scope
     found = iter(grad(apply(ops.STACK, *outputs, axis=0), wanted, grad_outputs=[g], create_graph=True))
     return tuple(next(found) if need else None for need in needs)
 

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from micrornn.engine.guard import writable_data
 from micrornn.engine.transforms import grad
 from micrornn.engine.tensor import Tensor, no_grad
 
@@ -19,14 +20,33 @@ def _scalar_of(fn, inputs) -> float:
     return float(np.sum(out.data if isinstance(out, Tensor) else out))
 
 
+def _check_step(eps, atol=0.0, rtol=0.0, who="gradcheck") -> None:
+    """Refuse a step that is not a finite positive number, and negative or NaN tolerances."""
+    for name, value, positive in (("eps", eps, True), ("atol", atol, False), ("rtol", rtol, False)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{who}: {name} must be a number, got {type(value).__name__}") from None
+        if not np.isfinite(number) or number < 0 or (positive and number == 0):
+            need = "a finite number > 0" if positive else "a finite number >= 0"
+            raise ValueError(f"{who}: {name} must be {need}, got {value!r}")
+
+
+def _flat_view(t: Tensor, who: str) -> np.ndarray:
+    """t's data as a flat view, so that writing an element perturbs t itself."""
+    if not t.data.flags.c_contiguous:
+        raise ValueError(f"{who}: input data must be contiguous (shape {t.shape}); pass a copy, "
+                         "e.g. Tensor(np.ascontiguousarray(a))")
+    return writable_data(t).reshape(-1)  # a copy first when a live graph holds it read-only
+
+
 def numerical_grad(fn, inputs, eps=1e-6) -> list:
     """Central differences (f(x+eps) - f(x-eps)) / 2eps of sum(fn(*inputs)) for each input tensor."""
+    _check_step(eps, who="numerical_grad")
     grads = []
     with no_grad():
         for t in inputs:
-            flat = t.data.reshape(-1)  # a view: perturbs t.data in place
-            if not np.shares_memory(flat, t.data):
-                raise ValueError("numerical_grad: input data must be contiguous")
+            flat = _flat_view(t, "numerical_grad")  # a view: perturbs t.data in place
             grad = np.zeros(t.data.size, dtype=np.float64)
             for i in range(flat.size):
                 original = flat[i]
@@ -73,13 +93,14 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True) 
     """Compare autograd and central differences with |a - n| <= atol + rtol*|n| for every element."""
     inputs = list(inputs)
     _check_dtypes(inputs)
+    _check_step(eps, atol, rtol)
     cotangent, analytic = autograd_grads(fn, inputs)
     projected = lambda *xs: fn(*xs) * cotangent  # noqa: E731  (checks every output, not just the sum)
     numeric = numerical_grad(projected, [t for t in inputs], eps)
     for k, (t, a, n) in enumerate(zip(inputs, analytic, numeric)):
         if not t.requires_grad:
             continue
-        bad = np.abs(a - n) > atol + rtol * np.abs(n)
+        bad = _disagree(a, n, atol, rtol)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             name = f" '{t.name}'" if t.name else ""
@@ -105,6 +126,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
     <grad, v>, element by element, with |a - n| <= atol + rtol*|n|."""
     inputs = list(inputs)
     _check_dtypes(inputs)
+    _check_step(eps, atol, rtol, "gradgradcheck")
     wanted = [t for t in inputs if t.requires_grad]
     if not wanted:
         raise ValueError("gradgradcheck: no input requires grad")
@@ -118,9 +140,10 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
         analytic = [g.data.astype(np.float64) for g in grad(sum(directional[1:], directional[0]), wanted)]
     else:  # the gradient does not depend on the inputs: every second derivative is 0
         analytic = [np.zeros(t.shape) for t in wanted]
+    del out, grads, directional  # their graphs hold the inputs read-only; the differences perturb them
     for k, (t, a) in enumerate(zip(wanted, analytic)):
         n = _numerical_directional(fn, inputs, wanted, u, vs, t, eps)
-        bad = np.abs(a - n) > atol + rtol * np.abs(n)
+        bad = _disagree(a, n, atol, rtol)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             name = f" '{t.name}'" if t.name else ""
@@ -136,9 +159,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
 
 def _numerical_directional(fn, inputs, wanted, u, vs, t, eps) -> np.ndarray:
     """d<grad, v>/dt by central differences, perturbing t's data in place element by element."""
-    flat = t.data.reshape(-1)
-    if not np.shares_memory(flat, t.data):
-        raise ValueError("gradgradcheck: input data must be contiguous")
+    flat = _flat_view(t, "gradgradcheck")
     result = np.zeros(t.data.size)
     for i in range(flat.size):
         original = flat[i]
@@ -149,6 +170,11 @@ def _numerical_directional(fn, inputs, wanted, u, vs, t, eps) -> np.ndarray:
         flat[i] = original
         result[i] = (plus - minus) / (2 * eps)
     return result.reshape(t.shape)
+
+
+def _disagree(a, n, atol, rtol) -> np.ndarray:
+    """Where |a - n| <= atol + rtol*|n| fails; a NaN on either side always fails."""
+    return ~(np.abs(a - n) <= atol + rtol * np.abs(n))
 
 
 def max_error(a, b) -> float:

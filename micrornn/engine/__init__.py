@@ -6,6 +6,7 @@ It imports nothing else from micrornn; every other package builds on it.
     tensor.py          Tensor, ``apply`` (runs a primitive and records it), stack/concatenate/where
     composites.py      Tensor methods built from primitives, with no backward of their own
     backward.py        the walker: topological order, gradient accumulation, engine state
+    guard.py           saved arrays are read-only while their graph lives (the in-place guard)
     transforms.py      grad (any order) and hvp          forward.py   jvp (forward mode)
     function_transforms.py  value_and_grad, jacobian, hessian, vmap (built on grad, jvp, hvp)
     numpy_protocol.py  NumPy ufuncs and functions on Tensors

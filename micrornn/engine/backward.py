@@ -9,7 +9,7 @@ import numpy as np
 
 from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
 
-_RELEASED = object()  # marks a node whose saved arrays were freed by a backward
+RELEASED = object()  # a node's ``_saved`` once a backward without retain_graph freed it
 
 
 class _State(threading.local):
@@ -27,40 +27,6 @@ class _State(threading.local):
 
 
 state = _State()
-
-
-def fingerprint(array) -> int:
-    """A checksum of an array's bits: changes when any element changes (a permutation aside)."""
-    flat = array.reshape(-1)  # a view when contiguous, else a copy
-    bits = flat.view(f"u{flat.itemsize}")  # the float bits as unsigned integers of the same width
-    return int(np.add.reduce(bits, dtype=bits.dtype))  # summed with wrap-around: one fast pass
-
-
-def leaf_fingerprints(inputs):
-    """(index, fingerprint) of each input that is a leaf requiring grad (a parameter), or None.
-
-    A graph keeps references to its inputs' arrays; a parameter changed in place before backward
-    (by an optimizer step, or by writing to `.data` / `.numpy()`) would silently mix old and new
-    values, so backward compares these fingerprints again (`check_unchanged`).
-    """
-    found = None
-    for i, t in enumerate(inputs):
-        if t._op is None and t.requires_grad:
-            found = (found or ()) + ((i, fingerprint(t.data)),)
-    return found
-
-
-def check_unchanged(node) -> None:
-    """Raise if a parameter the node's op used was modified in place since the forward."""
-    for i, recorded in node._guard:
-        parent = node._parents[i]
-        if fingerprint(parent.data) != recorded:
-            who = f"'{parent.name}'" if parent.name else "a leaf tensor"
-            raise RuntimeError(
-                f"backward: {who} of shape {parent.shape} was modified in place after the graph used it in "
-                f"'{node._op.name}' (input {i}); its gradient would mix old and new values. Call backward "
-                "before changing it (an optimizer step, or writing to .data / .numpy()), or run the "
-                "forward again")
 
 
 _gc_lock = threading.Lock()
@@ -105,7 +71,7 @@ def topological_order(root) -> list:
         node = stack.pop()
         if node._op is None:
             continue
-        if node._saved is _RELEASED:
+        if node._saved is RELEASED:
             raise RuntimeError(
                 f"backward: the graph through '{node._op.name}' (output shape {node.shape}) was already "
                 "back-propagated and its saved arrays freed; pass retain_graph=True to the first backward "
@@ -125,18 +91,26 @@ def _creation_number(node) -> int:
 _FOLD_ROWS = 1024  # weight-gradient products are batched until they hold this many rows
 
 
-class _Grads:
-    """Per-node gradient buffers for one backward; adds in place only into buffers it owns.
+class ArrayGrads:
+    """First-order gradients as ndarrays: each node's buffer, and its primitive's ndarray VJP.
 
-    A buffer is owned when the engine allocated it in this backward (a sum it formed, a scatter
-    buffer, or a VJP result its primitive declares fresh); anything else (the seed, a view, the g
-    that `add` hands to both inputs) is copied before it is ever modified.
+    The buffers add in place only into arrays they own: one the engine allocated in this backward
+    (a sum it formed, a scatter buffer, or a VJP result its primitive declares fresh); anything else
+    (the seed, a view, the g that `add` hands to both inputs) is copied before it is ever modified.
     """
 
-    __slots__ = ("dense", "owned", "pending", "pending_rows")
+    __slots__ = ("dense", "owned", "pending", "pending_rows", "anomaly")
 
     def __init__(self):
         self.dense, self.owned, self.pending, self.pending_rows = {}, set(), {}, {}
+        self.anomaly = state.anomaly
+
+    def vjp(self, node, g) -> tuple:
+        """One gradient per input of ``node`` (None where not needed) from its output gradient g."""
+        parent_grads = node._op.vjp(g, node._saved, node._needs)
+        if self.anomaly:
+            state.check_backward(node, parent_grads)
+        return parent_grads
 
     def add(self, node, g, fresh=False) -> None:
         """Accumulate gradient ``g`` (ndarray, IndexGrad or ProductGrad) into node's buffer."""
@@ -200,7 +174,10 @@ class _Grads:
         """The node's total gradient (or None), and whether this backward owns the array."""
         if node in self.pending:
             self._fold(node)
-        return self.dense.pop(node, None), node in self.owned
+        g = self.dense.pop(node, None)
+        if self.anomaly and g is not None:  # each share was checked when made; their sum may still overflow
+            state.check_backward(node, (), g)
+        return g, node in self.owned
 
 
 def _address(array) -> int:
@@ -225,6 +202,39 @@ def _joined_rows(arrays) -> np.ndarray:
     return np.concatenate(arrays)
 
 
+def walk(order, seeds, grads, take, keep=frozenset(), relevant=None, retain_graph=False) -> None:
+    """The one backward traversal, shared by ``backward``, ``grad`` (any order) and the viz replay.
+
+    order: the nodes, each before its inputs (``topological_order``); seeds: (node, gradient) pairs
+    to start from; grads: how gradients are held, added and sent through an op (``ArrayGrads`` for
+    ndarrays, a Tensor version for create_graph); take(node, g, owned) receives the total gradient
+    of every leaf, of every node marked by ``retain_grad`` and of every node in ``keep``; relevant:
+    when given, only these nodes receive gradients. Without retain_graph each op's saved arrays
+    are freed once its gradient has been sent on, and writeable again (``engine.guard``).
+    """
+    add, pop, send = grads.add, grads.pop, grads.vjp
+    for node, seed in seeds:
+        add(node, seed, True)
+    for node in order:
+        g, owned = pop(node)
+        if g is None:
+            if not retain_graph and node._op is not None:
+                node._saved, node._guard = RELEASED, None
+            continue
+        op = node._op
+        if op is None or node._retain or node in keep:
+            take(node, g, owned)
+            if op is None:
+                continue
+        parent_grads = send(node, g)
+        if not retain_graph:  # dropping the guard makes the saved arrays writeable again (guard.Hold)
+            node._saved, node._guard = RELEASED, None
+        fresh, needs = op.fresh, node._needs
+        for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
+            if pg is not None and needs[i] and (relevant is None or parent in relevant):
+                add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
+
+
 def backward(root, grad=None, retain_graph=False) -> None:
     """Propagate d(root) back through the graph; leaves (and retained nodes) accumulate ``.grad``."""
     if not root.requires_grad:
@@ -245,47 +255,22 @@ def backward(root, grad=None, retain_graph=False) -> None:
 
 
 def _propagate(root, seed, order, retain_graph) -> None:
-    """The backward loop: pop each node's total gradient, store it or pass it on through the VJP."""
-    grads = _Grads()
-    dense, owned_set, pending = grads.dense, grads.owned, grads.pending
-    dense[root] = seed
-    owned_set.add(root)
-    anomaly = state.anomaly
-    for node in order:
-        if pending and node in pending:
-            grads._fold(node)
-        g = dense.pop(node, None)
-        if g is None:
-            continue
-        owned = node in owned_set
-        if anomaly:  # each share was checked when made; their sum may still overflow
-            state.check_backward(node, (), g)
-        if node._op is None or node._retain:
-            _store_grad(node, g, owned)
-            if node._op is None:
-                continue
-        parents, needs, prim = node._parents, node._needs, node._op
-        if node._guard is not None:
-            check_unchanged(node)
-        parent_grads = prim.vjp(g, node._saved, needs)
-        if anomaly:
-            state.check_backward(node, parent_grads)
-        if not retain_graph:
-            node._saved = _RELEASED
-        fresh = prim.fresh
-        for i, (parent, pg) in enumerate(zip(parents, parent_grads)):
-            if needs[i] and pg is not None:
-                grads.add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
+    """The walk of ``backward``: ndarray gradients, stored into ``.grad`` of leaves and retained nodes."""
+    walk(order, [(root, seed)], ArrayGrads(), store_grad, retain_graph=retain_graph)
 
 
-def _store_grad(node, g, owned) -> None:
-    """Accumulate into node.grad, copying a buffer the engine does not own."""
+_grad_lock = threading.Lock()
+
+
+def store_grad(node, g, owned) -> None:
+    """Accumulate g into node.grad, copying a buffer the engine does not own."""
     if g.shape != node.data.shape:
         g = np.broadcast_to(g, node.data.shape)
         owned = False
     if g.dtype != node.data.dtype:
         g, owned = g.astype(node.data.dtype), True
-    if node.grad is None:
-        node.grad = g if owned and g.flags.writeable else np.array(g)
-    else:
-        node.grad = np.asarray(node.grad + g)  # stays an ndarray for 0-d tensors
+    with _grad_lock:  # threads back-propagating into shared parameters: one read-modify-write at a time
+        if node.grad is None:
+            node.grad = g if owned and g.flags.writeable else np.array(g)
+        else:
+            node.grad = np.asarray(node.grad + g)  # stays an ndarray for 0-d tensors

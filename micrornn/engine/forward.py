@@ -69,6 +69,8 @@ def jvp(fn, inputs, tangents) -> tuple:
             raise ValueError(f"jvp: tangent {k} has shape {t.shape} but input {k} has shape {x.shape}")
         if x.dtype.kind != "f":
             raise TypeError(f"jvp: input {k} has dtype {x.dtype}; tangents need floating-point inputs")
+        if t.dtype.kind not in "fiub":  # a complex tangent would lose its imaginary part in the cast
+            raise TypeError(f"jvp: tangent {k} has dtype {t.dtype}; tangents must be real numbers")
         if record.get(x) is not None:
             raise ValueError(f"jvp: input {k} appears twice in inputs")
         record.set(x, t.astype(x.dtype, copy=False))

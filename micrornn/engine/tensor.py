@@ -8,7 +8,8 @@ import numpy as np
 
 from micrornn.engine import ops
 from micrornn.engine.composites import CompositeMethods, _with_axes, normalize_axis as _axis
-from micrornn.engine.backward import backward as _backward, leaf_fingerprints, state
+from micrornn.engine.backward import backward as _backward, state
+from micrornn.engine.guard import hold, writable_data
 
 _FLOAT_KINDS = "f"
 _creation_numbers = itertools.count()  # parents are always numbered before their outputs
@@ -139,7 +140,8 @@ class Tensor(CompositeMethods):
             raise RuntimeError(f"t {symbol} x: an in-place update of a leaf that requires grad (shape {self.shape}) "
                                "cannot be recorded; update parameters inside micrornn.no_grad(), "
                                "or write p = p - x for a new tensor in the graph")
-        ufunc(self.data, _lift(other, self).data, out=self.data)
+        data = writable_data(self)  # a copy when a live graph saved it: that graph keeps its values
+        ufunc(data, _lift(other, self).data, out=data)
         return self
 
     def __iadd__(self, other): return self._in_place(other, np.add, "+=")
@@ -328,11 +330,23 @@ def _lift(value, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     if like.data.dtype.kind == "f":
-        if isinstance(value, (int, float, list, np.generic)):
+        if isinstance(value, (int, float)) or (isinstance(value, np.generic) and value.dtype.kind in "fiub"):
             return _leaf(np.asarray(value, dtype=like.data.dtype))
         if isinstance(value, np.ndarray) and value.dtype.kind in "iub":
             return _leaf(value.astype(like.data.dtype))
-    return _leaf(np.asarray(value))
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":  # a string, None, a complex number, an object
+        raise TypeError(f"a Tensor cannot be combined with {type(value).__name__} {_short(value)} (dtype "
+                        f"{array.dtype}): use numbers, real arrays or Tensors")
+    if like.data.dtype.kind == "f" and isinstance(value, list):
+        return _leaf(array.astype(like.data.dtype))
+    return _leaf(array)
+
+
+def _short(value) -> str:
+    """repr of a value for a message, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
@@ -353,10 +367,8 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     if True in needs and state.grad_enabled:
         out.requires_grad = True
         out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
-        for t in inputs:  # a parameter edited in place before backward is caught there
-            if t._op is None and t.requires_grad:
-                out._guard = leaf_fingerprints(inputs)
-                break
+        if saved is not None:  # read-only while the graph lives: an in-place edit fails at the write
+            out._guard = hold(out, inputs, saved)
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:
@@ -458,14 +470,22 @@ def is_grad_enabled() -> bool:
     return state.grad_enabled
 
 
-@contextlib.contextmanager
-def scope(label):
-    """Tag every tensor created inside with ``label`` (the RNN uses it for layer and time step)."""
-    previous, state.scope = state.scope, label
-    try:
-        yield
-    finally:
-        state.scope = previous
+class scope:
+    """Tag every tensor created inside ``with scope(label):`` with label (the RNN's layer and step).
+
+    A class rather than a generator: the unrolled RNN enters one per time step, and this costs a
+    tenth of a generator-based context manager."""
+
+    __slots__ = ("label", "previous")
+
+    def __init__(self, label):
+        self.label = label
+
+    def __enter__(self) -> None:
+        self.previous, state.scope = state.scope, self.label
+
+    def __exit__(self, *exc) -> None:
+        state.scope = self.previous
 
 
 Tensor.apply = staticmethod(apply)  # lets the primitive table record Tensor ops without importing this module

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.engine.backward import _RELEASED, _Grads, check_unchanged, state, topological_order
+from micrornn.engine.backward import ArrayGrads, state, topological_order, walk
 from micrornn.engine.ops import add_gradient, formed
-from micrornn.engine.tensor import Tensor, _leaf, as_tensor
+from micrornn.engine.tensor import Tensor, _leaf, as_tensor, scope
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None) -> tuple:
@@ -33,8 +33,14 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     seeds = _seeds(outputs, grad_outputs, create_graph)
     retain = create_graph if retain_graph is None else bool(retain_graph)
     order, relevant = _relevant_order(outputs, inputs)
-    run = _backward_graph if create_graph else _backward_arrays
-    found = run(order, relevant, list(zip(outputs, seeds)), set(inputs), retain)
+    wanted, found = set(inputs), {}
+
+    def take(node, g, owned):
+        if node in wanted:  # an ndarray is copied unless it is a leaf's buffer this backward owns
+            as_is = create_graph or (owned and node._op is None and g.flags.writeable)
+            found[node] = g if as_is else np.array(g)
+    grads = TensorGrads() if create_graph else ArrayGrads()
+    walk(order, list(zip(outputs, seeds)), grads, take, wanted, relevant, retain)
     return tuple(_result(found.get(t), t, create_graph) for t in inputs)
 
 
@@ -46,7 +52,8 @@ def hvp(fn, inputs, v) -> tuple:
     model's parameters); the others are replaced by leaf copies that do.
     """
     single = isinstance(inputs, Tensor)
-    xs = [x if x.requires_grad else _leaf(x.data, True) for x in map(as_tensor, _sequence(inputs, "inputs"))]
+    xs = [x if x.requires_grad else _leaf(_float_data(x, k), True)
+          for k, x in enumerate(map(as_tensor, _sequence(inputs, "inputs")))]
     vs = [as_tensor(t).data for t in ([v] if single else list(v))]
     if len(vs) != len(xs) or any(a.shape != x.shape for a, x in zip(vs, xs)):
         raise ValueError(f"hvp: v must match the inputs' shapes {[x.shape for x in xs]}, "
@@ -68,79 +75,51 @@ def hvp(fn, inputs, v) -> tuple:
     return value.detach(), (products[0] if single else products)
 
 
-# ---- the two backward loops ---------------------------------------------------------------------
+# ---- gradients as Tensors: what the walker holds with create_graph=True ---------------------------
 
-def _backward_arrays(order, relevant, seeds, wanted, retain) -> dict:
-    """First-order backward with the ndarray VJPs; returns {wanted node: gradient array}."""
-    grads, found = _Grads(), {}
-    for out, seed in seeds:
-        grads.add(out, seed, fresh=True)
-    for node in order:
-        g, owned = grads.pop(node)
-        if g is None:
-            continue
-        if node in wanted:  # a copy unless it is a leaf's buffer this backward owns
-            found[node] = g if owned and node._op is None and g.flags.writeable else np.array(g)
-        if node._op is None:
-            continue
-        needs, prim = node._needs, node._op
-        if node._guard is not None:
-            check_unchanged(node)
-        parent_grads = prim.vjp(g, node._saved, needs)
-        if state.anomaly:
-            state.check_backward(node, parent_grads)
-        if not retain:
-            node._saved = _RELEASED
-        fresh = prim.fresh
-        for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
-            if needs[i] and pg is not None and parent in relevant:
-                grads.add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
-    return found
+class TensorGrads:
+    """create_graph gradients: Tensors added with Tensor ops, sent through each primitive's ``dvjp``
+    (its VJP written with Tensor ops), so every step of the backward is itself a graph node."""
 
+    def __init__(self):
+        self.grads, self.scope = {}, state.scope  # the scope of the op being differentiated
 
-def _backward_graph(order, relevant, seeds, wanted, retain) -> dict:
-    """Backward through the primitives' ``dvjp`` rules, recorded as a graph; {wanted node: Tensor}."""
-    grads, found = {}, {}
-    for out, seed in seeds:
-        _accumulate(grads, out, seed)
-    previous = state.scope
-    try:
-        for node in order:
-            g = formed(grads.pop(node, None))
-            if g is None:
-                continue
-            if node in wanted:
-                found[node] = g
-            if node.name and g.name is None and g._op is not None:
-                g.name = f"∂L/∂{node.name}"  # e.g. ∂L/∂h3 in a drawing of the backward graph
-            if node._op is None:
-                continue
-            rule = node._op.dvjp
-            if rule is None:
-                raise NotImplementedError(
-                    f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
-                    "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
-            if node._guard is not None:
-                check_unchanged(node)
-            state.scope = node._scope  # the backward of step t is drawn in step t's cluster
-            parent_grads = rule(g, node, node._parents, node._saved, node._needs)
-            for parent, pg, need in zip(node._parents, parent_grads, node._needs):
-                if need and pg is not None and parent in relevant:
-                    grads[parent] = add_gradient(grads.get(parent), pg, parent.shape)
-            if not retain:
-                node._saved = _RELEASED
-    finally:
-        state.scope = previous
-    return found
+    def add(self, node, g, fresh=False) -> None:
+        """grads[node] += g (summed back to node's shape), as a graph node once there are two."""
+        with scope(self.scope):  # the sums are part of that op's backward (its time step)
+            self.grads[node] = add_gradient(self.grads.get(node), g, node.shape)  # index pieces joined in pop
 
+    def pop(self, node):
+        """The node's total gradient (or None), named after it (e.g. ∂L/∂h3 in a drawing)."""
+        with scope(self.scope):
+            g = formed(self.grads.pop(node, None))  # one scatter_add node for all of a node's index pieces
+        if g is not None and node.name and g.name is None and g._op is not None:
+            g.name = f"∂L/∂{node.name}"
+        return g, False
 
-def _accumulate(grads: dict, node, g) -> None:
-    """grads[node] += g, as a graph node when a gradient is already there."""
-    current = grads.get(node)
-    grads[node] = g if current is None else current + g
+    def vjp(self, node, g) -> tuple:
+        """The primitive's dvjp, recorded in the forward node's scope (step t's cluster for step t)."""
+        rule = node._op.dvjp
+        if rule is None:
+            raise NotImplementedError(
+                f"grad(create_graph=True): primitive '{node._op.name}' has no differentiable VJP; register "
+                "one with defprimitive(..., dvjp=...) (its VJP written with Tensor ops)")
+        self.scope = node._scope
+        with scope(node._scope):
+            return rule(g, node, node._parents, node._saved, node._needs)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+def _float_data(x: Tensor, k: int) -> np.ndarray:
+    """x's data as floats: integers are promoted to float64 (H v of an integer input is not an
+    integer), anything else that is not floating point is refused."""
+    if x.dtype.kind == "f":
+        return x.data
+    if x.dtype.kind in "iu":
+        return x.data.astype(np.float64)
+    raise TypeError(f"hvp: input {k} has dtype {x.dtype}; second derivatives need float (or integer) inputs")
+
 
 def _sequence(items, what) -> list:
     """A Tensor or a sequence of Tensors as a non-empty list of Tensors."""
@@ -172,8 +151,14 @@ def _seeds(outputs, grad_outputs, create_graph) -> list:
                 raise ValueError(f"grad: output {k} has shape {out.shape}; a non-scalar output needs "
                                  "grad_outputs of the same shape, e.g. grad_outputs=[np.ones(out.shape)]")
             seed = np.ones_like(out.data)
+        kind = (seed.data if isinstance(seed, Tensor) else np.asarray(seed)).dtype.kind
+        if kind not in "fiub":
+            raise TypeError(f"grad: grad_outputs[{k}] has dtype {np.asarray(getattr(seed, 'data', seed)).dtype}; "
+                            f"a seed must hold real numbers (it is cast to output {k}'s dtype {out.dtype})")
         if not isinstance(seed, Tensor):
             seed = np.array(seed, dtype=out.dtype)
+        elif seed.dtype != out.dtype:  # a cotangent lives in its output's dtype, as in backward(grad)
+            seed = seed.astype(out.dtype) if create_graph else np.array(seed.data, dtype=out.dtype)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_outputs[{k}] has shape {seed.shape} but output {k} has shape {out.shape}")
         if create_graph:

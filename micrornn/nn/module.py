@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from micrornn.engine.guard import writable_data
 from micrornn.engine.tensor import Tensor
 
 
@@ -113,7 +114,7 @@ class Module:
             raise ValueError("load_state_dict: " + "; ".join(problems) + " (nothing was loaded)")
         for k, a in arrays.items():
             if k in params:
-                params[k].data[...] = a
+                writable_data(params[k])[...] = a  # a live graph keeps the values it saved
 
     def astype(self, dtype) -> "Module":
         """Convert every parameter to the float ``dtype`` in place (gradients dropped); returns self.

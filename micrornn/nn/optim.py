@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from micrornn.engine.guard import writable_data
+
 __all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "clip_grad_norm_", "clip_grad_value_"]
 
 
@@ -118,7 +120,7 @@ class Optimizer:
         self.step_count += 1
         for p, delta, state, new_state in planned:
             state.update(new_state)
-            np.subtract(p.data, delta, out=p.data)
+            np.subtract(p.data, delta, out=writable_data(p))  # a live graph keeps the values it saved
 
     def _update(self, grad, state):
         """Return the amount to subtract from the parameter; update `state` in place."""

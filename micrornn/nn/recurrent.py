@@ -14,9 +14,9 @@ from collections import namedtuple
 import numpy as np
 
 from micrornn.engine import ops
-from micrornn.engine.backward import gc_paused, state as engine
+from micrornn.engine.backward import gc_paused
 from micrornn.nn.module import Module
-from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, stack
+from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, scope, stack
 
 
 class StepScope(namedtuple("StepScope", "layer step direction", defaults=(0,))):
@@ -74,9 +74,7 @@ def _unroll(cell, x, state, layer, reverse):
     T, B = x.shape[0], x.shape[1]
     direction = 1 if reverse else 0
     fast = _is_fast(cell)
-    previous = engine.scope
-    try:
-        engine.scope = StepScope(layer, None, direction)
+    with scope(StepScope(layer, None, direction)):
         inputs = cell.project(x) if fast else x
         dtype = inputs.dtype if inputs.dtype.kind == "f" else np.float64
         if state is None and (not fast or T == 1):
@@ -86,25 +84,21 @@ def _unroll(cell, x, state, layer, reverse):
             step, W_T = cell.step, cell.W.T  # one transpose node per layer, not one per step
             buffer = np.empty((T, B, cell.hidden_size), dtype=dtype)
             for t in order:
-                engine.scope = StepScope(layer, t + 1, direction)
-                state = step(inputs[t], state, W_T, buffer[t])
+                with scope(StepScope(layer, t + 1, direction)):
+                    state = step(inputs[t], state, W_T, buffer[t])
                 h = outputs[t] = state if type(state) is not tuple else state[0]
                 h.name = f"h{t + 1}"
                 if h is not state:
                     state[1].name = f"c{t + 1}"
-            engine.scope = StepScope(layer, None, direction)
             return apply(ops.STACK, *outputs, axis=0, out=buffer), state  # no copy: the h_t are its rows
         for t in order:
-            engine.scope = StepScope(layer, t + 1, direction)
-            state = cell(inputs[t], state)
+            with scope(StepScope(layer, t + 1, direction)):
+                state = cell(inputs[t], state)
             h = outputs[t] = state[0] if isinstance(state, (tuple, list)) else state
             h.name = f"h{t + 1}"
             if h is not state and len(state) > 1 and isinstance(state[1], Tensor):
                 state[1].name = f"c{t + 1}"
-        engine.scope = StepScope(layer, None, direction)
         return stack(outputs), state
-    finally:
-        engine.scope = previous
 
 
 class Recurrent(Module):

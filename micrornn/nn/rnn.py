@@ -13,14 +13,13 @@ import numpy as np
 from micrornn.nn import functional as F
 
 from micrornn.bptt import fused as fused_ops
-from micrornn.engine.backward import state as engine
 from micrornn.nn.cells import (NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
 from micrornn.nn.module import Module
 from micrornn.nn.recurrent import StepScope, unroll
 from micrornn.engine.random import default_rng
-from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, stack
+from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, scope, stack
 
 __all__ = ["RNN", "LSTM", "GRU", "SequenceModel", "RNNCell", "LSTMCell", "GRUCell", "StepScope",
            "NONLINEARITIES", "CELL_KINDS"]
@@ -79,8 +78,7 @@ class _Layers(Module):
     def _direction_fused(self, layer, direction, cell, x, init):
         """One layer in one direction as a single primitive whose VJP is the analytic BPTT.
         The reverse direction runs the same primitive on the time-reversed input."""
-        previous, engine.scope = engine.scope, StepScope(layer, None, direction)
-        try:
+        with scope(StepScope(layer, None, direction)):
             if x.dtype.kind in "iu" and not self._fused_takes_indices:  # dense one-hot rows for these
                 x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
             if direction == 1:
@@ -88,8 +86,6 @@ class _Layers(Module):
             T, B = x.shape[0], x.shape[1]
             outputs, final = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)))
             return (outputs[::-1] if direction == 1 else outputs), final
-        finally:
-            engine.scope = previous
 
     def _dropout_between_layers(self, x):
         """Dropout on a layer's output before the next layer, in training mode only."""

@@ -1,9 +1,9 @@
 """Record backpropagation one node at a time: every value, every gradient sent along every edge.
 
 The HTML stepper (``viz.html``) plays this record back. The forward values are the engine's own
-arrays; the backward replays the engine's order (newest node first) and calls each primitive's VJP
-once, so each edge's contribution is known; the totals are then checked against the engine's own
-``backward`` before anything is shown.
+arrays; the backward is the engine's own walker (``engine.backward.walk``) with gradient buffers
+that also write down what each op sends along each edge; each node's total is then checked
+against the sum of what was sent to it before anything is shown.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from micrornn.nn.module import Module, Parameter
 from micrornn.nn.rnn import StepScope
+from micrornn.engine.backward import ArrayGrads, store_grad, topological_order, walk as walk_backward
 from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
 from micrornn.engine.tensor import Tensor
 from micrornn.check.divergence import sequence_loss
@@ -99,55 +100,65 @@ def trace_backprop(model: Module, x, targets, focus=(0, 1)) -> Trace:
 
     events = [{"phase": "forward", "node": ids[id(n)], "group": _group("forward", *_where(n)), "sends": []}
               for n in ops]
-    totals = {id(loss): np.ones(loss.shape)}
-    for n in sorted((m for m in nodes if not m.is_leaf), key=_creation, reverse=True):
-        g = totals.get(id(n))
-        if g is None:
-            continue
+    totals, sent = _walk_recorded(loss)
+    for n, edges in sent:
+        if id(n) in folded:
+            continue  # the parameter's gradient is shown through the view's users below
         sends = []
-        for parent, pg, need in zip(n.parents, n._op.vjp(g, n._saved, n._needs), n._needs):
-            if not need or pg is None:
-                continue
-            contribution = _as_array(pg, parent.shape)
-            totals[id(parent)] = totals.get(id(parent), 0) + contribution
-            if id(n) in folded:
-                continue  # the parameter's gradient is shown through the view's users below
+        for parent, contribution in edges:
             target = folded.get(id(parent))
             shown = contribution.T if target is not None else contribution  # d/dP of P^T is (d/dP^T)^T
             sends.append({"to": ids[id(target if target is not None else parent)], "value": shown.tolist()})
-        if id(n) not in folded:
-            events.append({"phase": "backward", "node": ids[id(n)], "group": _group("backward", *_where(n)),
-                           "sends": sends})
-
-    engine = _check_against_engine(loss, nodes, totals)
+        events.append({"phase": "backward", "node": ids[id(n)], "group": _group("backward", *_where(n)),
+                       "sends": sends})
     for n in nodes:
-        if id(n) not in folded and id(n) in engine:
-            info[ids[id(n)]]["grad"] = engine[id(n)].tolist()
+        if id(n) not in folded and id(n) in totals:
+            info[ids[id(n)]]["grad"] = totals[id(n)].tolist()
     return Trace(info, events, _focus(nodes, ids, focus), float(loss.item()), ids[id(loss)], {"root": loss})
 
 
-def _check_against_engine(loss, nodes, totals) -> dict:
-    """Run the engine's own backward, insist that the replayed totals agree with it, and return
-    {id(node): the engine's gradient}.
+class _RecordedGrads(ArrayGrads):
+    """The engine's gradient buffers, also writing down every (sender, [(parent, dense share)])."""
 
-    Gradients the leaves already held are put aside for the run and added back afterwards, so the
-    leaves end up as after any other backward (accumulated)."""
-    earlier = {id(n): n.grad for n in nodes if n.is_leaf}
-    for n in nodes:
-        if n.is_leaf:
-            n.grad = None
-        else:
-            n.retain_grad()
-    loss.backward()
-    engine = {id(n): np.asarray(n.grad, dtype=float) for n in nodes if n.grad is not None}
-    for n in nodes:
-        if n.is_leaf and earlier[id(n)] is not None:
-            n.grad = earlier[id(n)] + n.grad
-    for n in nodes:
-        if id(n) in engine and not np.allclose(totals.get(id(n), 0.0), engine[id(n)], rtol=1e-10, atol=1e-12):
-            raise RuntimeError(f"trace_backprop: the replayed gradient of {n.op_name or 'a leaf'} {n.shape} "
-                               "differs from the engine's")
-    return engine
+    __slots__ = ("sent",)
+
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+
+    def vjp(self, node, g):
+        self.sent.append((node, []))  # the shares that follow are this node's
+        return super().vjp(node, g)
+
+    def add(self, node, g, fresh=False):
+        if self.sent:
+            self.sent[-1][1].append((node, _as_array(g, node.shape)))
+        super().add(node, g, fresh)
+
+
+def _walk_recorded(loss):
+    """Back-propagate from loss with the engine's walker, recording each edge's share; return
+    ({id(node): its total gradient}, [(node, [(parent, share)])] in backward order).
+
+    Leaves accumulate ``.grad`` as after any backward. Each total is checked against the sum of
+    the shares sent to it, so the page never shows numbers the shares do not add up to."""
+    order, grads, totals = topological_order(loss), _RecordedGrads(), {}
+
+    def take(node, g, owned):
+        totals[id(node)] = np.array(g, dtype=float)
+        if node._op is None:
+            store_grad(node, g, False)
+    walk_backward(order, [(loss, np.ones_like(loss.data))], grads, take, keep=set(order))
+    received = {}
+    for _, edges in grads.sent:
+        for parent, share in edges:
+            received[id(parent)] = received.get(id(parent), 0.0) + share
+    for n in order:
+        if n is not loss and id(n) in totals and not np.allclose(received.get(id(n), 0.0), totals[id(n)],
+                                                                rtol=1e-10, atol=1e-12):
+            raise RuntimeError(f"trace_backprop: the shares sent to {n.op_name or 'a leaf'} {n.shape} do not "
+                               "add up to its gradient")
+    return totals, grads.sent
 
 
 def _focus(nodes, ids, focus) -> dict | None:
