@@ -21,6 +21,7 @@ import numpy as np
 from micrornn import bptt
 from micrornn.check.finite_differences import numerical_grad
 from micrornn.nn import SequenceModel
+from micrornn.nn.cells import CELLS
 from micrornn.engine.tensor import Tensor
 
 AGREE_RTOL, AGREE_ATOL = 1e-10, 1e-12  # autograd vs analytic: |a - r| <= 1e-10 * max|r| + 1e-12
@@ -64,9 +65,8 @@ def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6
     shape = ((2 if bidirectional else 1) * layers, batch, hidden_size)
     h0 = None
     if with_h0:
-        h0 = rng.uniform(-0.5, 0.5, size=shape)
-        if cell == "lstm":
-            h0 = (h0, rng.uniform(-0.5, 0.5, size=shape))
+        h0 = tuple(rng.uniform(-0.5, 0.5, size=shape) for _ in CELLS[cell].state_names)
+        h0 = h0[0] if len(h0) == 1 else h0
     return model, x, targets, h0
 
 

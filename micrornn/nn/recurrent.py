@@ -30,12 +30,12 @@ class StepScope(namedtuple("StepScope", "layer step direction", defaults=(0,))):
         return f"StepScope(layer={self.layer}, step={self.step}{reverse})"
 
 
-def detach_state(state):
-    """The state cut from the graph (a Tensor, or a tuple of them): truncated BPTT's boundary."""
+def detach_state_tensors(state):
+    """The state cut from the graph, as Tensors (a Tensor, or a tuple of them): truncated BPTT's boundary."""
     if state is None:
         return None
     if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
+        return type(state)(detach_state_tensors(s) for s in state)
     return as_tensor(state).detach()
 
 

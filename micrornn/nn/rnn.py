@@ -14,7 +14,7 @@ from micrornn.nn import functional as F
 
 from micrornn.bptt import fused as fused_ops
 from micrornn.engine.backward import state as engine
-from micrornn.nn.cells import (NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
+from micrornn.nn.cells import (CELLS, NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
 from micrornn.nn.module import Module
@@ -25,7 +25,7 @@ from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate,
 __all__ = ["RNN", "LSTM", "GRU", "SequenceModel", "RNNCell", "LSTMCell", "GRUCell", "StepScope",
            "NONLINEARITIES", "CELL_KINDS"]
 
-CELL_KINDS = ("rnn", "lstm", "gru")
+CELL_KINDS = tuple(CELLS)  # the built-in kinds, from the registry
 
 
 class _Layers(Module):
@@ -139,7 +139,7 @@ def _fused_primitive(name):
 class RNN(_Layers):
     """Stacked RNN layers: rnn(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
 
-    cell_kind = "rnn"
+    cell_kind = RNNCell.kind
     _fused_takes_indices = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
@@ -170,7 +170,7 @@ class RNN(_Layers):
 class LSTM(_Layers):
     """Stacked LSTM layers: lstm(x, state=None) -> (output (T, B, D*H), (h_n, c_n)), each (D*L, B, H)."""
 
-    cell_kind = "lstm"
+    cell_kind = LSTMCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
                  dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
@@ -201,7 +201,7 @@ class LSTM(_Layers):
 class GRU(_Layers):
     """Stacked GRU layers: gru(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
 
-    cell_kind = "gru"
+    cell_kind = GRUCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
                  dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):

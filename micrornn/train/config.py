@@ -6,10 +6,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from micrornn.nn.cells import CELLS as CELL_REGISTRY
 from micrornn.train.loop import OPTIMIZERS
 
 LR_SCHEDULES = ("cosine", "constant")
-CELLS = ("rnn", "lstm", "gru")
+CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
 
 
 @dataclass

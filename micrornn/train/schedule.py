@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-__all__ = ["learning_rate", "reset_some_streams", "detach_state", "Budget", "EarlyStopping"]
+__all__ = ["learning_rate", "reset_some_streams", "detach_state_arrays", "Budget", "EarlyStopping"]
 
 
 def learning_rate(base_lr, step, progress, warmup=0, schedule="cosine") -> float:
@@ -29,7 +29,7 @@ def _map_state(state, fn):
     return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
 
 
-def detach_state(h_n):
+def detach_state_arrays(h_n):
     """The final state of a chunk as plain arrays (an ndarray, or a tuple of them for the LSTM)."""
     return _map_state(h_n, lambda t: t.detach().data)
 

@@ -41,7 +41,7 @@ from micrornn.train.config import TrainConfig, _check_int, option_name
 from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.train.console import SafeLog
 from micrornn.train.interrupts import RunSignals
-from micrornn.train.schedule import Budget, EarlyStopping, detach_state, learning_rate, reset_some_streams
+from micrornn.train.schedule import Budget, EarlyStopping, detach_state_arrays, learning_rate, reset_some_streams
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "bits_per_char", "plot_history", "build_model"]
@@ -120,7 +120,7 @@ class Trainer:
             signals = getattr(self, "_signals", None)
             with signals.shield() if signals else contextlib.nullcontext():  # all of the update, or none
                 update(loss, self.optimizer, self.config.clip)
-                self.hidden = detach_state(h_n)  # truncated BPTT: keep the state, cut the graph
+                self.hidden = detach_state_arrays(h_n)  # truncated BPTT: keep the state, cut the graph
                 self.step += 1
                 value = float(loss.item())
                 self.history["step"].append(self.step)
