@@ -28,7 +28,9 @@ from micrornn.train.data import BatchStream, Vocab, load_bundled_corpus, train_v
 from micrornn.train.threads import blas_threads
 from micrornn.train import TrainConfig, Trainer, bits_per_char
 from micrornn.train.config import PRESETS
-from micrornn.train.schedule import Budget, learning_rate, reset_some_streams
+from micrornn.train.carried_state import reset_some_streams
+from micrornn.train.schedule import learning_rate
+from micrornn.train.stopping import Budget
 
 
 def options():

@@ -18,10 +18,14 @@ import numpy as np
 
 from micrornn.engine.guard import writable_data
 from micrornn.engine.tensor import Tensor
+from micrornn.nn.cells import CELLS
 
 __all__ = ["torch_state_dict", "load_torch_state_dict", "save_safetensors", "load_safetensors"]
 
-_CELL_KINDS = ("rnn", "lstm", "gru")
+
+def _has_torch_layout(cell) -> bool:
+    """A built-in cell of the registry (PyTorch has a layout for those only)."""
+    return CELLS.get(getattr(cell, "kind", None)) is type(cell)
 
 
 def _cells(module) -> list:
@@ -33,11 +37,11 @@ def _cells(module) -> list:
         found = [("", f"_l{l}" + ("_reverse" if d else ""), cells[l])
                  for l in range(module.num_layers) for d, cells in enumerate(directions)]
         for _, _, cell in found:
-            if getattr(cell, "cell_kind", None) not in _CELL_KINDS or not hasattr(cell, "U"):
+            if not _has_torch_layout(cell):
                 raise TypeError(f"interop: PyTorch has no layout for a {type(cell).__name__}; "
                                 "only RNN, LSTM and GRU cells have one")
         return found
-    if getattr(module, "cell_kind", None) in _CELL_KINDS and hasattr(module, "U"):
+    if _has_torch_layout(module):
         return [("", "", module)]
     raise TypeError(f"interop: expected a SequenceModel, an RNN/LSTM/GRU layer or an RNN/LSTM/GRU cell, "
                     f"got {type(module).__name__}")
@@ -59,7 +63,7 @@ def _export_cell(cell, grad) -> dict:
         return out
     b, H = _value(cell.b, "b", grad), cell.hidden_size
     out["bias_ih"] = b
-    if cell.cell_kind == "gru":
+    if cell.kind == "gru":
         b_hn = _value(cell.b_hn, "b_hn", grad)
         # r, z: dL/db_hh = dL/db_ih = dL/db (they enter as a sum); n: b_hh's n block is b_hn
         head = b[:2 * H].copy() if grad else np.zeros(2 * H, dtype=b.dtype)
@@ -101,7 +105,7 @@ def _import_cell(cell, arrays) -> list:
     if cell.b is None:
         return pairs
     b_ih, b_hh = arrays["bias_ih"], arrays["bias_hh"]
-    if cell.cell_kind == "gru":  # b_r, b_z = b_ih + b_hh; b_n = b_in; b_hn = b_hh's n block
+    if cell.kind == "gru":  # b_r, b_z = b_ih + b_hh; b_n = b_in; b_hn = b_hh's n block
         b = b_ih + np.concatenate([b_hh[:2 * H], np.zeros(H, dtype=b_hh.dtype)])
         return pairs + [(cell.b, b), (cell.b_hn, b_hh[2 * H:])]
     return pairs + [(cell.b, b_ih + b_hh)]

@@ -8,7 +8,7 @@ import pytest
 import micrornn as mr
 from micrornn import nn
 from micrornn.check.finite_differences import gradcheck
-from micrornn.nn import GRU, GRUCell, LSTMCell, Module, Parameter, Recurrent, StepScope, detach_state
+from micrornn.nn import GRU, GRUCell, LSTMCell, Module, Parameter, Recurrent, StepScope, detach_state_tensors
 from micrornn.viz import draw_unrolled, hidden_grad_norms
 from micrornn.viz.flow import retain_hidden_grads, walk
 
@@ -114,17 +114,17 @@ def test_anomaly_message_names_the_step_of_a_user_cell():
             Recurrent(LogCell())(mr.Tensor(x))
 
 
-def test_truncated_bptt_with_detach_state():
+def test_truncated_bptt_with_detach_state_tensors():
     rng = np.random.default_rng(4)
     rec = Recurrent(LSTMCell(2, 3, rng=rng))
     x = mr.Tensor(rng.standard_normal((4, 1, 2)))
     _, state = rec(x)
-    carried = detach_state(state)
+    carried = detach_state_tensors(state)
     assert isinstance(carried, tuple) and all(t.is_leaf and not t.requires_grad for t in carried)
     out, _ = rec(x, carried)
     first_chunk = {id(t) for t in state}
     assert not any(id(n) in first_chunk for n in walk([out]))  # the graph stops at the boundary
-    assert detach_state(None) is None
+    assert detach_state_tensors(None) is None
 
 
 def test_draw_unrolled_accepts_recurrent_and_gated_layers():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from micrornn.nn.cells import CELLS as CELL_REGISTRY
+
 CLASSES = 65  # one-hot input classes and output classes
 SIZES = {"small": (25, 1, 100), "medium": (32, 32, 128), "large": (64, 64, 512)}  # (T, B, H)
 DTYPES = ("float64", "float32")
@@ -11,7 +13,7 @@ THREAD_MODES = {"1": ("1",), "default": ("default",), "both": ("1", "default")}
 ROUNDS = {"small": 200, "medium": 60, "large": 12}  # timed rounds per size (default run)
 QUICK_ROUNDS = {"small": 20, "medium": 5, "large": 2}
 QUICK_PROMISE = "about two minutes on 2 cores (113 s measured at load 2), longer on a busy machine"
-CELLS = ("rnn", "lstm", "gru")
+CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
 TARGETS = {"bptt": {"small": 1.05, "medium": 1.05, "large": 1.05},
            "unrolled": {"small": 2.0, "medium": 1.25, "large": 1.15},
            "fused": {"small": 1.1, "medium": 1.1, "large": 1.1}}

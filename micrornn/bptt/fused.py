@@ -10,6 +10,9 @@ RNN_LAYER(x, U, W, b, h0) -> (T, B, H); LSTM_LAYER(x, U, W, b, h0, c0) -> (T, B,
 states are always tensors here (a layer without bias passes zeros). RNN_LAYER also takes index
 inputs x (T, B) for one-hot rows.
 
+Every layer takes ``mask=`` (T, B) booleans (None: every step is real): a False step keeps the
+state (h_t = h_{t-1}), the way ``lengths`` pads a batch; the bptt routines honour it both ways.
+
 LINEAR_CROSS_ENTROPY(h, V[, c], targets=, reduction=) is the head and the loss of a sequence model
 in one node: the softmax cross-entropy of h V^T + c against integer targets, summed or averaged.
 """
@@ -20,23 +23,23 @@ import numpy as np
 from micrornn.engine import ops
 from micrornn.engine.backward import state
 from micrornn.bptt import gru, lstm, vanilla
-from micrornn.bptt.shared import softmax_cross_entropy_inplace
+from micrornn.bptt.shared import _skipped, softmax_cross_entropy_inplace
 from micrornn.engine.ops import defprimitive
-from micrornn.engine.tensor import _leaf, apply, scope
+from micrornn.engine.tensor import Tensor, _leaf, apply, scope, where
 
 
-def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh"):
+def rnn_layer_fwd(x, U, W, b, h0, nonlinearity="tanh", mask=None):
     # x: floats (T, B, I), or indices (T, B) read as one-hot rows (one gather of [U^T + b] rows);
     # a zero h0, the usual start, adds nothing: the products with it are skipped both ways
-    hs = vanilla.layer_forward(x, U, W, b, h0 if h0.any() else None, nonlinearity)  # nn.RNN checked the shapes
-    return hs, (x, hs, h0, U, W, nonlinearity)
+    hs = vanilla.layer_forward(x, U, W, b, h0 if h0.any() else None, nonlinearity, mask)  # nn.RNN checked shapes
+    return hs, (x, hs, h0, U, W, nonlinearity, mask)
 
 
 def rnn_layer_vjp(g, saved, needs):
     # BPTT: delta_t = act'(h_t) * (g_t + delta_{t+1} W); dU = sum delta^T x, dW = sum delta^T h_{t-1}, ...
-    x, hs, h0, U, W, nonlinearity = saved
+    x, hs, h0, U, W, nonlinearity, mask = saved
     dx, dU, dW, db, dh0 = vanilla.layer_backward(g, x, hs, h0 if h0.any() else None, U, W, nonlinearity,
-                                                 need_dx=needs[0] or state.anomaly, need_dh0=needs[4])
+                                                 need_dx=needs[0] or state.anomaly, need_dh0=needs[4], mask=mask)
     # (detect_anomaly locates a bad time step in dx, so it gets one even when nobody else asks)
     return dx, dU, dW, db, dh0
 
@@ -58,7 +61,9 @@ def _at_step(scope, step):
 def rnn_layer_dvjp(g, out, xs, saved, needs):
     # the same BPTT on Tensors: delta_t = act'(h_t) * (g_t + delta_{t+1} W), then the weight sums
     x, U, W, b, h0 = xs
-    nonlinearity, (T, B, H), layer_scope = saved[-1], out.shape, out.scope
+    nonlinearity, mask, (T, B, H), layer_scope = saved[-2], saved[-1], out.shape, out.scope
+    if mask is not None:  # padded steps: the steps replayed with the state kept, then differentiated
+        return _replayed_vjp(_rnn_step(nonlinearity), g, out, xs, needs, mask)
     deltas, carry = [None] * T, None  # carry = delta_{t+1} W, what reaches h_t from step t+1
     for t in range(T - 1, -1, -1):
         with scope(_at_step(layer_scope, t + 1)):
@@ -80,7 +85,7 @@ def rnn_layer_dvjp(g, out, xs, saved, needs):
 def rnn_layer_jvp(ts, saved, out):
     # RTRL: dh_t = act'(pre_t) * (dx_t U^T + x_t dU^T + db + dh_{t-1} W^T + h_{t-1} dW^T)
     tx, tU, tW, tb, th = ts
-    x, hs, h0, U, W, nonlinearity = saved
+    x, hs, h0, U, W, nonlinearity, mask = saved
     T, B, H = hs.shape
     flat_x = _input_rows(x, U)
     drive = np.zeros((T * B, H), dtype=hs.dtype)  # the input terms of every step at once
@@ -99,82 +104,94 @@ def rnn_layer_jvp(ts, saved, out):
             d = d + th @ W.T
         if tW is not None:
             d = d + h_prev @ tW.T
-        th = tangents[t] = slope[t] * d
+        new = slope[t] * d
+        th = tangents[t] = new if _skipped(mask, t) is None else _kept(mask[t], new, th)
         h_prev = hs[t]
     return tangents
+
+
+def _kept(keep, new, old):
+    """new on the real rows of a step, old (None: zeros) on its padded ones: a padded step keeps the state."""
+    return np.where(keep[:, None], new, 0 if old is None else old)
 
 
 RNN_LAYER = defprimitive("rnn_layer", rnn_layer_fwd, rnn_layer_vjp, fresh=True, dvjp=rnn_layer_dvjp,
                         jvp=rnn_layer_jvp)
 
 
-def lstm_layer_fwd(x, U, W, b, h0, c0):
-    hs, cs, gates = lstm.lstm_layer_forward(x, U, W, b, h0, c0)
-    return np.concatenate([hs, cs], axis=2), (x, hs, cs, gates, h0, c0, U, W)
+def lstm_layer_fwd(x, U, W, b, h0, c0, mask=None):
+    hs, cs, gates = lstm.lstm_layer_forward(x, U, W, b, h0, c0, mask)
+    return np.concatenate([hs, cs], axis=2), (x, hs, cs, gates, h0, c0, U, W, mask)
 
 
 def lstm_layer_vjp(g, saved, needs):
     # gh_t = g_h,t + da_{t+1} W;  gc_t = g_c,t + gh_t o tanh'(c_t) + gc_{t+1} f_{t+1};  dU = sum da^T x, ...
-    x, hs, cs, gates, h0, c0, U, W = saved
+    x, hs, cs, gates, h0, c0, U, W, mask = saved
     H = hs.shape[2]
-    return lstm.lstm_layer_backward(g[..., :H], g[..., H:], x, hs, cs, gates, h0, c0, U, W)
+    return lstm.lstm_layer_backward(g[..., :H], g[..., H:], x, hs, cs, gates, h0, c0, U, W, mask=mask)
 
 
-def gru_layer_fwd(x, U, W, b, b_hn, h0):
-    hs, gates, hns = gru.gru_layer_forward(x, U, W, b, b_hn, h0)
-    return hs, (x, hs, gates, hns, h0, U, W)
+def gru_layer_fwd(x, U, W, b, b_hn, h0, mask=None):
+    hs, gates, hns = gru.gru_layer_forward(x, U, W, b, b_hn, h0, mask)
+    return hs, (x, hs, gates, hns, h0, U, W, mask)
 
 
 def gru_layer_vjp(g, saved, needs):
     # gh_{t-1} = g_{t-1} + [dar, daz, dan*r] W + gh_t z;  dU = sum [dar, daz, dan]^T x, ...
-    x, hs, gates, hns, h0, U, W = saved
-    return gru.gru_layer_backward(g, x, hs, gates, hns, h0, U, W)
+    x, hs, gates, hns, h0, U, W, mask = saved
+    return gru.gru_layer_backward(g, x, hs, gates, hns, h0, U, W, mask=mask)
 
 
-def _replayed_vjp(step, g, out, xs, needs):
+def _replayed_vjp(step, g, out, xs, needs, mask=None):
     """A create_graph VJP for a fused layer: run the same steps again through primitives (each in
-    its time step's scope), then differentiate that graph with create_graph=True."""
+    its time step's scope; a padded step keeps the state), then differentiate that graph with
+    create_graph=True. ``step(ax, states, *xs[2:]) -> (states, output row)`` uses bptt's equations."""
     from micrornn.engine.transforms import grad  # higher sits above the primitive table
     layer_scope, wanted = out.scope, [x for x, need in zip(xs, needs) if need]
-    states, outputs = xs[-1] if step is _gru_step else (xs[-2], xs[-1]), []
-    projected = xs[0] @ xs[1].T + xs[3]  # every step's input projection x_t U^T + b at once
+    states, outputs = (xs[-2], xs[-1]) if step is _lstm_step else xs[-1], []
+    projected = _input_rows(xs[0], xs[1]) @ xs[1].T + xs[3]  # every step's x_t U^T + b at once
+    projected = projected.reshape(out.shape[0], out.shape[1], -1)
     for t in range(out.shape[0]):
         with scope(_at_step(layer_scope, t + 1)):
-            states, output = step(projected[t], states, *xs[2:])
+            new, output = step(projected[t], states, *xs[2:])
+            if _skipped(mask, t) is not None:
+                keep = _leaf(mask[t][:, None])
+                new = tuple(where(keep, n, o) for n, o in zip(new, states)) if step is _lstm_step else where(keep, new, states)
+                output = apply(ops.CONCATENATE, *new, axis=1) if step is _lstm_step else new
+        states = new
         outputs.append(output)
     found = iter(grad(apply(ops.STACK, *outputs, axis=0), wanted, grad_outputs=[g], create_graph=True))
     return tuple(next(found) if need else None for need in needs)
 
 
+def _rnn_step(nonlinearity):
+    """One vanilla step through primitives, bptt's equation: (h, h) from ax = x_t U^T + b."""
+    def step(ax, h, W, b, h0):
+        h = vanilla.step_equations(ax + h @ W.T, nonlinearity, Tensor.tanh, Tensor.relu)
+        return h, h
+    return step
+
+
 def _lstm_step(ax, states, W, b, h0, c0):
-    """One LSTM step through primitives: ((h, c), [h c]) from ax = x_t U^T + b."""
-    h, c = states
-    H = h.shape[-1]
-    a = ax + h @ W.T
-    i, f, g, o = a[:, :H].sigmoid(), a[:, H:2 * H].sigmoid(), a[:, 2 * H:3 * H].tanh(), a[:, 3 * H:].sigmoid()
-    c = f * c + i * g
-    h = o * c.tanh()
+    """One LSTM step through primitives, bptt's equations: ((h, c), [h c]) from ax = x_t U^T + b."""
+    h, c = lstm.step_equations(ax + states[0] @ W.T, states[1], Tensor.sigmoid, Tensor.tanh)
     return (h, c), apply(ops.CONCATENATE, h, c, axis=1)
 
 
 def _gru_step(ax, h, W, b, b_hn, h0):
-    """One GRU step through primitives: (h, h) from ax = x_t U^T + b."""
-    H = h.shape[-1]
-    ah = h @ W.T
-    r, z = (ax[:, :H] + ah[:, :H]).sigmoid(), (ax[:, H:2 * H] + ah[:, H:2 * H]).sigmoid()
-    n = (ax[:, 2 * H:] + r * (ah[:, 2 * H:] + b_hn)).tanh()
-    h = n + z * (h - n)  # (1 - z) n + z h_{t-1}
+    """One GRU step through primitives, bptt's equations: (h, h) from ax = x_t U^T + b."""
+    h = gru.step_equations(ax, h @ W.T, h, b_hn, Tensor.sigmoid, Tensor.tanh)
     return h, h
 
 
 def lstm_layer_dvjp(g, out, xs, saved, needs):
     # the LSTM steps replayed through primitives and differentiated (see _replayed_vjp)
-    return _replayed_vjp(_lstm_step, g, out, xs, needs)
+    return _replayed_vjp(_lstm_step, g, out, xs, needs, saved[-1])
 
 
 def gru_layer_dvjp(g, out, xs, saved, needs):
     # the GRU steps replayed through primitives and differentiated (see _replayed_vjp)
-    return _replayed_vjp(_gru_step, g, out, xs, needs)
+    return _replayed_vjp(_gru_step, g, out, xs, needs, saved[-1])
 
 
 def _input_tangent(tx, tU, tb, x, U, width):
@@ -204,7 +221,7 @@ def lstm_layer_jvp(ts, saved, out):
     # da = dx U^T + x dU^T + db + dh W^T + h dW^T; di = i(1-i) da_i, ...; dc = df c + f dc + di g + i dg;
     # dh = do tanh(c) + o (1 - tanh(c)^2) dc
     tx, tU, tW, tb, th, tc = ts
-    x, hs, cs, gates, h0, c0, U, W = saved
+    x, hs, cs, gates, h0, c0, U, W, mask = saved
     T, B, H = hs.shape
     drive, slopes = _input_tangent(tx, tU, tb, x, U, 4 * H), lstm.gate_slopes(gates)
     tangents, h_prev, c_prev = np.empty_like(out), h0, c0
@@ -212,9 +229,12 @@ def lstm_layer_jvp(ts, saved, out):
         da = slopes[t] * _plus(drive[t], _recurrent_tangent(th, tW, h_prev, W))
         i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
         di, df, dg, do = (da[:, k * H:(k + 1) * H] for k in range(4))
-        tc = _plus(df * c_prev + di * g + i * dg, None if tc is None else f * tc)
+        new_c = _plus(df * c_prev + di * g + i * dg, None if tc is None else f * tc)
         tanh_c = np.tanh(cs[t])
-        th = do * tanh_c + o * (1 - tanh_c * tanh_c) * tc
+        new_h = do * tanh_c + o * (1 - tanh_c * tanh_c) * new_c
+        if _skipped(mask, t) is not None:
+            new_h, new_c = _kept(mask[t], new_h, th), _kept(mask[t], new_c, tc)
+        th, tc = new_h, new_c
         tangents[t, :, :H], tangents[t, :, H:] = th, tc
         h_prev, c_prev = hs[t], cs[t]
     return tangents
@@ -224,7 +244,7 @@ def gru_layer_jvp(ts, saved, out):
     # dr = r(1-r)(dax_r + dah_r), dz likewise; dn = (1-n^2)(dax_n + dr hn + r (dah_n + db_hn));
     # dh = (1 - z) dn + z dh_{t-1} + dz (h_{t-1} - n)
     tx, tU, tW, tb, tb_hn, th = ts
-    x, hs, gates, hns, h0, U, W = saved
+    x, hs, gates, hns, h0, U, W, mask = saved
     T, B, H = hs.shape
     drive, tangents, h_prev = _input_tangent(tx, tU, tb, x, U, 3 * H), np.empty_like(hs), h0
     for t in range(T):
@@ -235,8 +255,8 @@ def gru_layer_jvp(ts, saved, out):
         dz = z * (1 - z) * (drive[t, :, H:2 * H] + dah[:, H:2 * H])
         dhn = _plus(dah[:, 2 * H:], tb_hn)
         dn = (1 - n * n) * (drive[t, :, 2 * H:] + dr * hns[t] + r * dhn)
-        th = _plus((1 - z) * dn + dz * (h_prev - n), None if th is None else z * th)
-        tangents[t] = th
+        new = _plus((1 - z) * dn + dz * (h_prev - n), None if th is None else z * th)
+        th = tangents[t] = new if _skipped(mask, t) is None else _kept(mask[t], new, th)
         h_prev = hs[t]
     return tangents
 

@@ -24,11 +24,14 @@ What flows BACK in time goes through the recurrent weights W with dh_pre = [dar,
 
     gh_{t-1} = dhs_{t-1} + dh_pre W + gh_t * z
     dW = sum_t dh_pre^T h_{t-1},   db_hn = sum_t sum_batch dhn
+
+With a mask (T, B) (False from a sequence's length on), a masked step keeps the state
+h_t = h_{t-1}: its deltas are 0 and gh_t passes to h_{t-1} unchanged.
 """
 
 import numpy as np
 
-from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _sigmoid
+from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _sigmoid, _skipped
 
 GATES = ("r", "z", "n")
 
@@ -52,6 +55,15 @@ def _check_args(x, U, W, b, b_hn, h0):
     return T, B, I, H
 
 
+def step_equations(ax, ah, h_prev, b_hn, sigmoid, tanh):
+    """One step written once for any array type (ndarrays, or engine Tensors for the fused layer's
+    replay): h_t from ax = x_t U^T + b, ah = h_{t-1} W^T (B, 3H each), h_{t-1} and b_hn."""
+    H = ah.shape[-1] // 3
+    r, z = sigmoid(ax[:, :H] + ah[:, :H]), sigmoid(ax[:, H:2 * H] + ah[:, H:2 * H])
+    n = tanh(ax[:, 2 * H:] + r * (ah[:, 2 * H:] + b_hn))  # n = tanh(ax_n + r * hn)
+    return n + z * (h_prev - n)  # h_t = (1 - z) * n + z * h_{t-1}
+
+
 def gate_slopes(gates):
     """d(activation)/d(pre-activation) of every gate, from the activations: sig' = s(1-s), tanh' = 1-n^2."""
     H = gates.shape[-1] // 3
@@ -61,8 +73,9 @@ def gate_slopes(gates):
     return slopes
 
 
-def gru_layer_forward(x, U, W, b, b_hn, h0):
-    """Run one GRU layer over x (T, B, I): (hs, gates, hn), each step's h, activated r z n, and hn."""
+def gru_layer_forward(x, U, W, b, b_hn, h0, mask=None):
+    """Run one GRU layer over x (T, B, I): (hs, gates, hn), each step's h, activated r z n, and hn;
+    mask (T, B) False where a step is padding (the state is kept)."""
     x, U, W, b, b_hn, h0 = _arrays(x, U, W, b, b_hn, h0)
     T, B, I, H = _check_args(x, U, W, b, b_hn, h0)
     dtype = _float_dtype(x, U, W, b, b_hn, h0)
@@ -87,11 +100,14 @@ def gru_layer_forward(x, U, W, b, b_hn, h0):
         np.tanh(n, out=n)  # n = tanh(ax_n + r * hn)
         np.multiply(z, h_prev - n, out=hs[t])
         hs[t] += n  # h_t = (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n)
+        skip = _skipped(mask, t)
+        if skip is not None:  # a padded step keeps the state
+            hs[t][skip] = h_prev[skip]
         h_prev = hs[t]
     return hs, gates, hns
 
 
-def gru_layer_backward(dhs, x, hs, gates, hns, h0, U, W, return_hidden=False):
+def gru_layer_backward(dhs, x, hs, gates, hns, h0, U, W, return_hidden=False, mask=None):
     """BPTT through one GRU layer: (dx, dU, dW, db, db_hn, dh0), plus (gh, da) if return_hidden.
 
     gh (T, B, H) is the total dL/dh_t; da (T, B, 3H) is dL/d(pre-activation) of gates r z n.
@@ -125,8 +141,14 @@ def gru_layer_backward(dhs, x, hs, gates, hns, h0, U, W, return_hidden=False):
         d[:, :2 * H] *= slopes[:, :2 * H]  # dar, daz through the sigmoids
         d_rec[t, :, :2 * H] = d[:, :2 * H]
         np.multiply(d[:, 2 * H:], r, out=d_rec[t, :, 2 * H:])  # dhn = dan * r
+        skip = _skipped(mask, t)
+        if skip is not None:  # a padded step: h_t = h_{t-1}, so gh_t goes back unchanged
+            passed = gh[skip]
+            d[skip], d_rec[t][skip] = 0, 0
         np.matmul(d_rec[t], W, out=carry)  # back in time through W ...
         carry += np.multiply(gh, z, out=direct)  # ... and directly along h_t = ... + z * h_{t-1}
+        if skip is not None:
+            carry[skip] = passed
 
     flat_in, flat_rec = d_in.reshape(-1, 3 * H), d_rec.reshape(-1, 3 * H)
     dU = flat_in.T @ x.reshape(-1, I)  # dU = sum_t dx_pre^T x_t

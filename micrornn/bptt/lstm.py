@@ -26,11 +26,14 @@ From them the gate gradients (post-activation, then through each gate's slope):
 and the weights: da_t flows DOWN the layer through the input weights (dL/dx_t = da_t U, which is
 the dhs of the layer below) and BACK in time through the recurrent weights (da_t W into gh_{t-1});
 dU = sum_t da_t^T x_t, dW = sum_t da_t^T h_{t-1}, db = sum_t sum_batch da_t.
+
+With a mask (T, B) (False from a sequence's length on), a masked step keeps the state
+(h_t, c_t) = (h_{t-1}, c_{t-1}): its da is 0 and gh_t, gc_t pass to step t-1 unchanged.
 """
 
 import numpy as np
 
-from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _sigmoid
+from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _sigmoid, _skipped
 
 GATES = ("i", "f", "g", "o")
 
@@ -53,6 +56,15 @@ def _check_args(x, U, W, b, h0, c0):
     return T, B, I, H
 
 
+def step_equations(a, c_prev, sigmoid, tanh):
+    """One step written once for any array type (ndarrays, or engine Tensors for the fused layer's
+    replay): (h_t, c_t) from the pre-activations a (B, 4H) and c_{t-1}."""
+    H = a.shape[-1] // 4
+    i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+    c = f * c_prev + i * g  # c_t = f * c_{t-1} + i * g
+    return o * tanh(c), c  # h_t = o * tanh(c_t)
+
+
 def gate_slopes(gates):
     """d(activation)/d(pre-activation) of every gate, from the activations: sig' = s(1-s), tanh' = 1-g^2."""
     H = gates.shape[-1] // 4
@@ -62,8 +74,9 @@ def gate_slopes(gates):
     return slopes
 
 
-def lstm_layer_forward(x, U, W, b, h0, c0):
-    """Run one LSTM layer over x (T, B, I): (hs, cs, gates), each step's h, c and activated i f g o."""
+def lstm_layer_forward(x, U, W, b, h0, c0, mask=None):
+    """Run one LSTM layer over x (T, B, I): (hs, cs, gates), each step's h, c and activated i f g o;
+    mask (T, B) False where a step is padding (the state is kept)."""
     x, U, W, b, h0, c0 = _arrays(x, U, W, b, h0, c0)
     T, B, I, H = _check_args(x, U, W, b, h0, c0)
     dtype = _float_dtype(x, U, W, b, h0, c0)
@@ -88,11 +101,14 @@ def lstm_layer_forward(x, U, W, b, h0, c0):
         c += i * g  # c_t = f * c_{t-1} + i * g
         np.tanh(c, out=hs[t])
         hs[t] *= o  # h_t = o * tanh(c_t)
+        skip = _skipped(mask, t)
+        if skip is not None:  # a padded step keeps the state
+            hs[t][skip], c[skip] = h_prev[skip], c_prev[skip]
         h_prev, c_prev = hs[t], c
     return hs, cs, gates
 
 
-def lstm_layer_backward(dhs, dcs, x, hs, cs, gates, h0, c0, U, W, return_hidden=False):
+def lstm_layer_backward(dhs, dcs, x, hs, cs, gates, h0, c0, U, W, return_hidden=False, mask=None):
     """BPTT through one LSTM layer: (dx, dU, dW, db, dh0, dc0), plus (gh, gc, da) if return_hidden.
 
     dhs, dcs (T, B, H): dL/dh_t and dL/dc_t from outside the layer (dcs may be None: zeros);
@@ -122,6 +138,10 @@ def lstm_layer_backward(dhs, dcs, x, hs, cs, gates, h0, c0, U, W, return_hidden=
         i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
         c_prev, tanh_c = cs[t - 1] if t > 0 else c0, tanh_cs[t]
         gh = np.add(dhs[t], carry_h, out=gh_all[t] if return_hidden else gh_now)  # gh_t: above + through W
+        skip = _skipped(mask, t)
+        if skip is not None:  # a padded step: what reaches h_t, c_t goes to h_{t-1}, c_{t-1} unchanged
+            passed_h = gh[skip]
+            passed_c = carry_c[skip] if dcs is None else carry_c[skip] + dcs[t][skip]
         gc = np.multiply(tanh_c, tanh_c, out=gc_all[t] if return_hidden else gc_now)
         np.subtract(1, gc, out=gc)
         gc *= o
@@ -135,8 +155,12 @@ def lstm_layer_backward(dhs, dcs, x, hs, cs, gates, h0, c0, U, W, return_hidden=
         np.multiply(gc, i, out=d[:, 2 * H:3 * H])  # dL/dg = gc * i
         np.multiply(gh, tanh_c, out=d[:, 3 * H:])  # dL/do = gh * tanh(c_t)
         d *= gate_slopes(gates[t])  # through each gate's activation: da_t
+        if skip is not None:
+            d[skip], gc[skip] = 0, passed_c
         np.matmul(d, W, out=carry_h)  # back in time through W
         np.multiply(gc, f, out=carry_c)  # back in time along the cell line, through f alone
+        if skip is not None:
+            carry_h[skip], carry_c[skip] = passed_h, passed_c
 
     flat = da.reshape(-1, 4 * H)
     dU = flat.T @ x.reshape(-1, I)  # dU = sum_t da_t^T x_t

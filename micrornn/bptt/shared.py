@@ -47,6 +47,40 @@ def _check_head(V, c, H):
         _check_shape("head.bias", c, (V.shape[0],))
 
 
+def _skipped(mask, t):
+    """The rows of step t that are padding (a boolean index), or None when every row is a real step."""
+    if mask is None or mask[t].all():
+        return None
+    return ~mask[t]
+
+
+def check_lengths(lengths, T: int, B: int) -> np.ndarray:
+    """lengths as ints (B,) with 1 <= length <= T; ValueError naming the problem otherwise."""
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+        raise ValueError(f"lengths: expected integers, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({B},) (one length per sequence), got {arr.shape}")
+    arr = arr.astype(np.int64)
+    if B and (arr.min() < 1 or arr.max() > T):
+        raise ValueError(f"lengths: expected values in 1..{T} (the time axis), got values in {arr.min()}..{arr.max()}")
+    return arr
+
+
+def length_mask(lengths, T: int) -> np.ndarray:
+    """(T, B) booleans: True where step t < length (a real step), False on padding."""
+    return np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+
+
+def reverse_index(lengths, T: int):
+    """(rows (T, B), cols (1, B)) so that x[rows, cols] reverses each sequence within its length
+    (step t reads step length-1-t) and leaves the padding where it is; applied twice it is the identity."""
+    lengths = np.asarray(lengths)
+    t = np.arange(T)[:, None]
+    rows = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    return rows, np.arange(len(lengths))[None, :]
+
+
 def _sigmoid(a, out):
     """Logistic sigmoid of a into out, stable for large |a|: 1/(1+e^-a) = (1 + tanh(a/2)) / 2."""
     np.multiply(a, 0.5, out=out)
@@ -85,25 +119,34 @@ def softmax_cross_entropy_inplace(logits, targets):
     return float(loss), probs
 
 
-def _check_targets(targets, T, B, num_classes):
-    """Validate integer targets (T, B) with values in [0, num_classes)."""
+def _check_targets(targets, T, B, num_classes, mask=None):
+    """Validate integer targets (T, B) with values in [0, num_classes) (where mask is True)."""
     _check_shape("targets", targets, (T, B))
     if not np.issubdtype(targets.dtype, np.integer):
         raise ValueError(f"targets: expected an integer array, got dtype {targets.dtype}")
+    targets = targets if mask is None else targets[mask]
     if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(f"targets: expected class indices in [0, {num_classes}), "
                          f"got values in [{targets.min()}, {targets.max()}]")
 
 
-def head_loss_and_grads(top, V, c, targets):
-    """Loss of the head over the top layer's output top (T, B, F): (loss, {head grads}, dL/dtop)."""
-    flat = top.reshape(-1, top.shape[2])
+def head_loss_and_grads(top, V, c, targets, mask=None):
+    """Loss of the head over the top layer's output top (T, B, F): (loss, {head grads}, dL/dtop).
+    With a mask (T, B) only the rows where it is True enter the loss (the others get dL/dtop = 0)."""
+    flat, targets = top.reshape(-1, top.shape[2]), targets.reshape(-1)
+    if mask is not None:
+        rows = mask.reshape(-1)
+        flat, targets = flat[rows], targets[rows]
     logits = flat @ V.T.astype(flat.dtype, copy=False)
     if c is not None:
         logits += c
-    loss, d_logits = softmax_cross_entropy_inplace(logits, targets.reshape(-1))
+    loss, d_logits = softmax_cross_entropy_inplace(logits, targets)
     grads = {"head.weight": d_logits.T @ flat}  # dL/dV = sum_t dO_t^T h_t
     if c is not None:
         grads["head.bias"] = d_logits.sum(axis=0)  # dL/dc = sum_t sum_batch dO_t
-    d_top = (d_logits @ V).reshape(top.shape)  # dL/dh_t from the head = dO_t V
+    d_flat = d_logits @ V  # dL/dh_t from the head = dO_t V
+    if mask is None:
+        return loss, grads, d_flat.reshape(top.shape)
+    d_top = np.zeros(top.shape, dtype=d_flat.dtype)
+    d_top.reshape(-1, top.shape[2])[rows] = d_flat
     return loss, grads, d_top

@@ -11,12 +11,14 @@ Math, batch-major per step (rows are batch items), layer l, step t:
 Backward, with g_t = dL/dh_t in total (from above AND from step t+1):
 
     g_t = dhs_t + delta_{t+1} W              delta_t = act'(h_t) * g_t
+
+With a mask (T, B) (False from a sequence's length on), a masked step keeps the state:
+h_t = h_{t-1}, so its delta is 0 and g_t passes to h_{t-1} unchanged.
 """
 
 import numpy as np
 
-from micrornn.bptt.shared import (_arrays, _as, _check_head, _check_shape, _check_targets, _float_dtype,
-                                   head_loss_and_grads)
+from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _skipped
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -79,18 +81,24 @@ def _act_derivative(hs, nonlinearity):
     return hs > 0  # relu'(pre) = [h > 0]
 
 
-def rnn_layer_forward(x, U, W, b, h0, nonlinearity="tanh"):
+def step_equations(pre, nonlinearity, tanh, relu):
+    """One step written once for any array type (ndarrays, or engine Tensors for the fused layer's
+    replay): h_t = act(pre_t), pre_t = x_t U^T + h_{t-1} W^T + b."""
+    return tanh(pre) if nonlinearity == "tanh" else relu(pre)
+
+
+def rnn_layer_forward(x, U, W, b, h0, nonlinearity="tanh", mask=None):
     """States h_1..h_T (T, B, H) of one RNN layer over x (T, B, I), or over indices x (T, B)
-    standing for one-hot rows; h0 None means zeros."""
+    standing for one-hot rows; h0 None means zeros; mask (T, B) False where a step is padding."""
     _check_nonlinearity(nonlinearity)
     x, U, W, b, h0 = _arrays(x, U, W, b, h0)
     _check_layer_args(x, U, W, b, h0)
     dtype = _float_dtype(U, W, b, h0) if _is_indices(x) else _float_dtype(x, U, W, b, h0)
     return layer_forward(x if _is_indices(x) else _as(x, dtype), *(_as(a, dtype) for a in (U, W, b, h0)),
-                         nonlinearity)
+                         nonlinearity, mask)
 
 
-def layer_forward(x, U, W, b, h0, nonlinearity):
+def layer_forward(x, U, W, b, h0, nonlinearity, mask=None):
     """rnn_layer_forward without the checks: arrays of one float dtype (x may be indices)."""
     T, B = x.shape[:2]
     H = U.shape[0]
@@ -113,10 +121,13 @@ def layer_forward(x, U, W, b, h0, nonlinearity):
         np.matmul(hs[t - 1], W_T, out=recur)
         np.add(hs[t], recur, out=hs[t])
         activate(hs[t], out=hs[t])
+        skip = _skipped(mask, t)
+        if skip is not None:
+            hs[t][skip] = hs[t - 1][skip]  # a padded step keeps the state
     return hs
 
 
-def rnn_layer_backward(dhs, x, hs, h0, U, W, nonlinearity="tanh", return_dh=False):
+def rnn_layer_backward(dhs, x, hs, h0, U, W, nonlinearity="tanh", return_dh=False, mask=None):
     """BPTT through one layer: (dx, dU, dW, db, dh0), plus total dL/dh_t (T, B, H) if return_dh.
 
     For index inputs x (T, B), dx is None (indices have no gradient)."""
@@ -129,13 +140,13 @@ def rnn_layer_backward(dhs, x, hs, h0, U, W, nonlinearity="tanh", return_dh=Fals
     if not _is_indices(x):
         x = _as(x, dtype)
     dhs, hs, h0, U, W = (_as(a, dtype) for a in (dhs, hs, h0, U, W))
-    return layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh)
+    return layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh, mask=mask)
 
 
-def layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh=False, need_dx=True, need_dh0=True):
+def layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh=False, need_dx=True, need_dh0=True, mask=None):
     """rnn_layer_backward without the checks; dx (and dh0) are None when not needed."""
     T, B, H = hs.shape
-    deltas, dh0, dh_total = _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0)
+    deltas, dh0, dh_total = _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0, mask)
     flat = deltas.reshape(-1, H)
     if _is_indices(x):
         dU = flat.T @ _one_hot_rows(x, U.shape[1], flat.dtype)  # dL/dU = sum_t delta_t^T onehot(x_t)
@@ -150,7 +161,7 @@ def layer_backward(dhs, x, hs, h0, U, W, nonlinearity, return_dh=False, need_dx=
     return dx, dU, dW, db, dh0
 
 
-def _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0=True):
+def _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0=True, mask=None):
     """Run delta_t = act'(h_t) * (dhs_t + delta_{t+1} W) back in time; return (deltas, dh0, dh).
 
     The deltas are written over act'(h_t), which each step reads once."""
@@ -169,8 +180,14 @@ def _delta_recursion(dhs, hs, W, nonlinearity, return_dh, need_dh0=True):
             grad_h = dh_total[t] if return_dh else carry
             np.add(dhs[t], carry, out=grad_h)  # g_t = dL/dh_t (from above) + delta_{t+1} W
         np.multiply(grad_h, deltas[t], out=deltas[t])  # delta_t = act'(h_t) * g_t
+        skip = _skipped(mask, t)
+        if skip is not None:  # h_t = h_{t-1} on a padded step: delta 0, g_t goes to h_{t-1} as it is
+            passed = grad_h[skip]
+            deltas[t][skip] = 0
         if t or need_dh0:
             np.matmul(deltas[t], W, out=carry)  # dL/dh_{t-1} through W = delta_t W
+            if skip is not None:
+                carry[skip] = passed
     return deltas, (carry if need_dh0 else None), dh_total  # carry = delta_1 W = dL/dh0
 
 
@@ -181,93 +198,3 @@ def _recurrent_weight_grad(deltas, hs, h0):
     if h0 is not None and len(deltas):
         dW += deltas[0].T @ h0  # step 1 sees h_0
     return dW
-
-
-# ----------------------------------------------------------------------------- model level
-
-def _read_model(model):
-    """Pull (U, W, b, nonlinearity) per layer and (V, c) out of a SequenceModel as ndarrays."""
-    layers = []
-    for cell in model.rnn.cells:
-        b = None if cell.b is None else np.asarray(cell.b.data)
-        layers.append((np.asarray(cell.U.data), np.asarray(cell.W.data), b, cell.nonlinearity))
-    c = None if model.head.bias is None else np.asarray(model.head.bias.data)
-    return layers, np.asarray(model.head.weight.data), c
-
-
-def _forward_layers(layers, x, h0):
-    """Check and run every layer; return the list of input sequences and the list of state sequences."""
-    inputs, states = [], []
-    for l, (U, W, b, nonlinearity) in enumerate(layers):
-        _check_nonlinearity(nonlinearity)
-        if l > 0:  # layer 0's input size is checked against x below
-            _check_shape(f"rnn.cells.{l}.U", U, ("H", x.shape[2]) if U.ndim == 2 else ("H", "I"))
-        _check_layer_args(x, U, W, b, None, prefix=f"rnn.cells.{l}.")
-        dtype = _float_dtype(U, W, b, h0) if _is_indices(x) else _float_dtype(x, U, W, b, h0)
-        x_in = x if _is_indices(x) else _as(x, dtype)
-        hs = layer_forward(x_in, *(_as(a, dtype) for a in (U, W, b, None if h0 is None else h0[l])), nonlinearity)
-        inputs.append(x_in)
-        states.append(hs)
-        x = hs
-    return inputs, states
-
-
-def loss_and_grads(model, x, targets, h0=None, return_hidden_grads=False):
-    """Summed cross-entropy and analytic gradients keyed like model.named_parameters().
-
-    x is ALWAYS time-major: floats (T, B, I), or integer indices (T, B) standing for one-hot rows,
-    whatever model.rnn.batch_first says; targets are int (T, B); h0 is None (zeros) or
-    (num_layers, B, H). With return_hidden_grads=True a third item is returned: per layer, the
-    total dL/dh_t (T, B, H) reaching each state from above and from t+1. Gradients have the
-    dtype of their parameter.
-    """
-    layers, V, c = _read_model(model)
-    if not layers:
-        raise ValueError("model.rnn.cells: expected at least one cell, got none")
-    x, targets = np.asarray(x), np.asarray(targets)
-    _check_shape("x", x, ("T", "B") if _is_indices(x) else ("T", "B", "I"))
-    T, B = x.shape[:2]
-    if h0 is not None:
-        h0 = np.asarray(h0)
-        _check_shape("h0", h0, (len(layers), B, layers[0][0].shape[0]))
-
-    _check_head(V, c, layers[-1][0].shape[0])
-    _check_targets(targets, T, B, V.shape[0])
-
-    inputs, states = _forward_layers(layers, x, h0)
-    loss, grads, dhs = head_loss_and_grads(states[-1], V, c, targets)
-    hidden_grads = _backward_layers(layers, inputs, states, h0, dhs, grads, return_hidden_grads)
-
-    grads = _match_param_dtypes(grads, layers, V, c)
-    if return_hidden_grads:
-        return loss, grads, hidden_grads
-    return loss, grads
-
-
-def _backward_layers(layers, inputs, states, h0, dhs, grads, return_dh):
-    """BPTT down the stack from the top, filling grads; return per-layer total dL/dh_t or None."""
-    hidden_grads = [None] * len(layers)
-    for l in range(len(layers) - 1, -1, -1):
-        U, W, b, nonlinearity = layers[l]
-        hs = states[l]
-        h0_l = None if h0 is None else h0[l].astype(hs.dtype, copy=False)
-        out = layer_backward(dhs.astype(hs.dtype, copy=False), inputs[l], hs, h0_l, U.astype(hs.dtype, copy=False),
-                             W.astype(hs.dtype, copy=False), nonlinearity, return_dh=return_dh,
-                             need_dx=l > 0, need_dh0=False)  # nobody asks for the input's or h0's gradient
-        dhs, dU, dW, db = out[:4]  # this layer's dx is dL/dhs of layer l-1
-        grads[f"rnn.cells.{l}.U"], grads[f"rnn.cells.{l}.W"] = dU, dW
-        if b is not None:
-            grads[f"rnn.cells.{l}.b"] = db
-        if return_dh:
-            hidden_grads[l] = out[5]
-    return hidden_grads if return_dh else None
-
-
-def _match_param_dtypes(grads, layers, V, c):
-    """Cast each gradient to its parameter's float dtype, ordered like named_parameters()."""
-    params = {}
-    for l, (U, W, b, _) in enumerate(layers):
-        params.update({f"rnn.cells.{l}.U": U, f"rnn.cells.{l}.W": W, f"rnn.cells.{l}.b": b})
-    params.update({"head.weight": V, "head.bias": c})
-    return {name: grads[name].astype(p.dtype if p.dtype.kind == "f" else np.float64, copy=False)
-            for name, p in params.items() if p is not None}

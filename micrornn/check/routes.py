@@ -21,6 +21,7 @@ import numpy as np
 from micrornn import bptt
 from micrornn.check.finite_differences import numerical_grad
 from micrornn.nn import SequenceModel
+from micrornn.nn.cells import CELLS
 from micrornn.engine.tensor import Tensor
 
 AGREE_RTOL, AGREE_ATOL = 1e-10, 1e-12  # autograd vs analytic: |a - r| <= 1e-10 * max|r| + 1e-12
@@ -64,9 +65,8 @@ def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6
     shape = ((2 if bidirectional else 1) * layers, batch, hidden_size)
     h0 = None
     if with_h0:
-        h0 = rng.uniform(-0.5, 0.5, size=shape)
-        if cell == "lstm":
-            h0 = (h0, rng.uniform(-0.5, 0.5, size=shape))
+        h0 = tuple(rng.uniform(-0.5, 0.5, size=shape) for _ in CELLS[cell].state_names)
+        h0 = h0[0] if len(h0) == 1 else h0
     return model, x, targets, h0
 
 
@@ -79,11 +79,11 @@ def _state_tensor(h0):
     return Tensor(h0)
 
 
-def model_autograd_grads(model, x, targets, h0=None) -> tuple[float, dict]:
+def model_autograd_grads(model, x, targets, h0=None, lengths=None) -> tuple[float, dict]:
     """(loss, grads by name) from the engine: forward through the model's graph, then backward."""
     x, targets = _model_layout(model, x, targets)
     model.zero_grad()
-    loss, _ = model.loss(x, targets, _state_tensor(h0), reduction="sum")
+    loss, _ = model.loss(x, targets, _state_tensor(h0), reduction="sum", lengths=lengths)
     loss.backward()
     grads = {name: np.zeros(p.shape) if p.grad is None else np.array(p.grad, dtype=np.float64)
              for name, p in model.named_parameters()}
@@ -91,30 +91,31 @@ def model_autograd_grads(model, x, targets, h0=None) -> tuple[float, dict]:
     return loss.item(), grads
 
 
-def route_grads(model, x, targets, h0=None, fused=False) -> tuple[float, dict]:
+def route_grads(model, x, targets, h0=None, fused=False, lengths=None) -> tuple[float, dict]:
     """model_autograd_grads with the layers run unrolled (fused=False) or as fused primitives."""
     saved, model.rnn.fused = model.rnn.fused, fused
     try:
-        return model_autograd_grads(model, x, targets, h0)
+        return model_autograd_grads(model, x, targets, h0, lengths)
     finally:
         model.rnn.fused = saved
 
 
-def numeric_grads(model, x, targets, h0=None, eps=1e-6) -> dict:
+def numeric_grads(model, x, targets, h0=None, eps=1e-6, lengths=None) -> dict:
     """Central differences of the summed loss for every parameter (two forwards per element)."""
     x, targets = _model_layout(model, x, targets)
     h0 = _state_tensor(h0)
     named = model.named_parameters()
-    loss = lambda *params: model.loss(x, targets, h0, reduction="sum")[0]  # noqa: E731 (params perturbed in place)
+    loss = lambda *params: model.loss(x, targets, h0, reduction="sum", lengths=lengths)[0]  # noqa: E731
     return dict(zip([n for n, _ in named], numerical_grad(loss, [p for _, p in named], eps)))
 
 
-def compare(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3) -> list[Row]:
-    """One Row per parameter (in named_parameters() order); x and targets are time-major."""
-    _, auto = route_grads(model, x, targets, h0, fused=False)
-    _, fused = route_grads(model, x, targets, h0, fused=True)
-    _, analytic = bptt.loss_and_grads(model, x, targets, h0)
-    numeric = numeric_grads(model, x, targets, h0, eps)
+def compare(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3, lengths=None) -> list[Row]:
+    """One Row per parameter (in named_parameters() order); x and targets are time-major; lengths
+    (B,) pads the batch (only real steps count)."""
+    _, auto = route_grads(model, x, targets, h0, fused=False, lengths=lengths)
+    _, fused = route_grads(model, x, targets, h0, fused=True, lengths=lengths)
+    _, analytic = bptt.loss_and_grads(model, x, targets, h0, lengths=lengths)
+    numeric = numeric_grads(model, x, targets, h0, eps, lengths)
     rows = []
     for name, p in model.named_parameters():
         a, r, f, n = auto[name], analytic[name], fused[name], numeric[name]

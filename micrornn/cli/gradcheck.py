@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from micrornn.check import divergence
 
 from micrornn.check import routes as rnncheck
+from micrornn.nn.cells import CELLS
 from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
@@ -20,7 +21,7 @@ def add_parser(subparsers):
                     "gradient through the fused layer primitives and central finite differences. When a route "
                     "disagrees, also name the first time step (and gate) where the per-step hidden gradients "
                     "dL/dh_t (dL/dc_t) part ways.")
-    p.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn", help="cell kind (default rnn)")
+    p.add_argument("--cell", choices=list(CELLS), default="rnn", help="cell kind (default rnn)")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
     p.add_argument("--batch-first", action="store_true", help="the model takes (B, T, I) inputs")
     p.add_argument("--layers", type=positive_int, default=2, help="stacked RNN layers (default 2)")
@@ -39,8 +40,9 @@ def add_parser(subparsers):
     p.add_argument("--atol", type=non_negative_float, default=1e-5, help="absolute tolerance vs numeric (1e-5)")
     p.add_argument("--rtol", type=non_negative_float, default=1e-3, help="relative tolerance vs numeric (1e-3)")
     p.add_argument("--break-gate", metavar="GATE",
-                   help="deliberately scale the analytic derivative of GATE by 1.5 (lstm: i f g o, gru: r z n, "
-                        "rnn: a) to watch the check find it")
+                   help="deliberately scale the analytic derivative of GATE by 1.5 ("
+                        + ", ".join(f"{kind}: {' '.join(cls.blocks)}" for kind, cls in CELLS.items())
+                        + ") to watch the check find it")
     return p
 
 
@@ -65,7 +67,7 @@ def run(args) -> int:
     check_sizes(args, {"input_size": 3, "hidden_size": 4, "output_size": 5, "layers": 2, "steps": 6, "batch": 2})
     if args.nonlinearity != "tanh" and args.cell != "rnn":
         raise UsageError(f"gradcheck: --nonlinearity applies to --cell rnn only, not {args.cell}")
-    gates = divergence.GATES[args.cell]
+    gates = CELLS[args.cell].blocks
     if args.break_gate is not None and args.break_gate not in gates:
         raise UsageError(f"gradcheck: --break-gate for {args.cell} must be one of {', '.join(gates)}, "
                          f"got {args.break_gate!r}")

@@ -2,9 +2,9 @@
 from micrornn.nn.cells import GRUCell, LSTMCell, RNNCell
 from micrornn.nn.layers import Embedding, Linear
 from micrornn.nn.module import Module, Parameter, functional_call
-from micrornn.nn.recurrent import Recurrent, StepScope, detach_state, unroll
+from micrornn.nn.recurrent import Recurrent, StepScope, detach_state_tensors, unroll
 from micrornn.nn.rnn import GRU, LSTM, RNN, SequenceModel
 
 __all__ = ["Module", "Parameter", "Linear", "Embedding", "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM",
-           "GRU", "Recurrent", "SequenceModel", "StepScope", "detach_state", "unroll",
+           "GRU", "Recurrent", "SequenceModel", "StepScope", "detach_state_tensors", "unroll",
            "functional_call"]

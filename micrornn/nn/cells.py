@@ -36,19 +36,40 @@ def expect_shape(t: Tensor, name: str, shape) -> None:
 
 
 class _Cell(Module):
-    """What the three cells share: U (G, I), W (G, H), b (G,), input projection, zero state."""
+    """What the three cells share: U (G, I), W (G, H), b (G,), input projection, zero state.
 
-    cell_kind = None
-    gates = 1  # G = gates * hidden_size rows in U, W and b
+    Each built-in class declares, once, what the rest of micrornn reads about it (interop, limits,
+    config, CLI, bench, the analytic BPTT, pictures): ``kind``, ``gate_names``, ``state_names``,
+    ``blocks`` (the row blocks of U, W and b: one per gate, the vanilla cell's single
+    pre-activation "a") and ``parameter_shapes`` (every parameter's name and shape).
+    """
+
+    kind: str | None = None
+    gate_names: tuple = ()
+    state_names: tuple = ("h",)
+    blocks: tuple = ("a",)
+
+    @property
+    def cell_kind(self):
+        """The cell's kind (the older name of ``kind``)."""
+        return self.kind
+
+    @classmethod
+    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True) -> dict:
+        """{parameter name: shape} in named_parameters() order, for these sizes."""
+        G = len(cls.blocks) * hidden_size
+        shapes = {"U": (G, input_size), "W": (G, hidden_size)}
+        if bias:
+            shapes["b"] = (G,)
+        return shapes
 
     def _init_weights(self, input_size, hidden_size, bias, dtype, rng):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         rng, H = default_rng(rng), self.hidden_size
-        bound, G = 1.0 / np.sqrt(H), self.gates * H  # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H))
-        self.U = Parameter(uniform(rng, bound, (G, self.input_size), dtype))
-        self.W = Parameter(uniform(rng, bound, (G, H), dtype))
-        self.b = Parameter(uniform(rng, bound, (G,), dtype)) if bias else None
+        bound = 1.0 / np.sqrt(H)  # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H))
+        for name, shape in self.parameter_shapes(self.input_size, H, True).items():
+            setattr(self, name, Parameter(uniform(rng, bound, shape, dtype)) if bias or name in "UW" else None)
         return rng, bound
 
     def initial_state(self, batch, dtype=None):
@@ -77,7 +98,7 @@ class _Cell(Module):
 class RNNCell(_Cell):
     """One step: h_next = act(x U^T + h W^T + b), U (hidden, input), W (hidden, hidden), b (hidden,)."""
 
-    cell_kind = "rnn"
+    kind = "rnn"
 
     def __init__(self, input_size, hidden_size, nonlinearity="tanh", bias=True, dtype=np.float64, rng=None):
         self.nonlinearity = check_nonlinearity(nonlinearity)
@@ -121,8 +142,9 @@ class LSTMCell(_Cell):
     c' = f * c + i * g,  h' = o * tanh(c').
     """
 
-    cell_kind = "lstm"
-    gates = 4
+    kind = "lstm"
+    gate_names = blocks = ("i", "f", "g", "o")
+    state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None):
         self._init_weights(input_size, hidden_size, bias, dtype, rng)
@@ -142,14 +164,21 @@ class LSTMCell(_Cell):
         expect_shape(c, "c", (p.shape[0], self.hidden_size))
         return self.step(p, (h, c), self.W.T)
 
+    def gates(self, x, state=None) -> dict:
+        """{'i', 'f', 'g', 'o'}: each gate's activation (B, H) at input x (B, I) and state (h, c)."""
+        state = None if state is None else (as_tensor(state[0]), as_tensor(state[1]))
+        return self._gate_values(self._step_input(x, None if state is None else state[0]), state, self.W.T)
+
+    def _gate_values(self, p, state, W_T) -> dict:
+        """The gate activations from p_t = x_t U^T + b and the state (None: zeros)."""
+        H = self.hidden_size
+        a = p if state is None else matmul_add(state[0], W_T, p)  # (B, 4H): blocks i, f, g, o
+        return {"i": a[:, :H].sigmoid(), "f": a[:, H:2 * H].sigmoid(), "g": a[:, 2 * H:3 * H].tanh(),
+                "o": a[:, 3 * H:].sigmoid()}
+
     def step(self, p, state, W_T, out=None):
         """(h_t, c_t) from p_t = x_t U^T + b and (h_{t-1}, c_{t-1}); state None is the zero state."""
-        H = self.hidden_size
-        gates = p if state is None else matmul_add(state[0], W_T, p)  # (B, 4H): blocks i, f, g, o
-        i = gates[:, :H].sigmoid()
-        f = gates[:, H:2 * H].sigmoid()
-        g = gates[:, 2 * H:3 * H].tanh()
-        o = gates[:, 3 * H:].sigmoid()
+        i, f, g, o = self._gate_values(p, state, W_T).values()
         c = i * g if state is None else f * state[1] + i * g  # with c_0 = 0 the forget term is 0
         return o * c.tanh(), c
 
@@ -161,21 +190,31 @@ class GRUCell(_Cell):
     h' = (1 - z) * n + z * h.   (b_r, b_z are PyTorch's b_ih + b_hh; b_n is b_in; b_hn is b_hn.)
     """
 
-    cell_kind = "gru"
-    gates = 3
+    kind = "gru"
+    gate_names = blocks = ("r", "z", "n")
+
+    @classmethod
+    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True) -> dict:
+        """{parameter name: shape}: U, W, b as for every cell, plus b_hn (H,) inside r * (...)."""
+        shapes = super().parameter_shapes(input_size, hidden_size, bias)
+        return {**shapes, "b_hn": (hidden_size,)} if bias else shapes
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None):
-        rng, bound = self._init_weights(input_size, hidden_size, bias, dtype, rng)
-        self.b_hn = Parameter(uniform(rng, bound, (self.hidden_size,), dtype)) if bias else None
+        self._init_weights(input_size, hidden_size, bias, dtype, rng)
 
     def forward(self, x, h=None) -> Tensor:
         """x (B, input), h (B, hidden) or None (zeros) -> h_next (B, hidden)."""
         return self.step(self._step_input(x, h), None if h is None else as_tensor(h), self.W.T)
 
-    def step(self, p, h, W_T, out=None) -> Tensor:
-        """h_t from p_t = x_t U^T + b and h_{t-1}; h None is the zero state."""
+    def gates(self, x, h=None) -> dict:
+        """{'r', 'z', 'n'}: each gate's activation (B, H) at input x (B, I) and state h."""
+        h = None if h is None else as_tensor(h)
+        return self._gate_values(self._step_input(x, h), h, self.W.T)
+
+    def _gate_values(self, p, h, W_T) -> dict:
+        """The gate activations from p_t = x_t U^T + b and h_{t-1} (None: zeros)."""
         H = self.hidden_size
-        if h is None:  # h W^T = 0: r only scales b_hn, and z * h vanishes
+        if h is None:  # h W^T = 0: r only scales b_hn
             rz = p[:, :2 * H].sigmoid()
             hn = self.b_hn
         else:
@@ -184,5 +223,12 @@ class GRUCell(_Cell):
             hn = hW[:, 2 * H:] if self.b_hn is None else hW[:, 2 * H:] + self.b_hn
         r, z = rz[:, :H], rz[:, H:]
         n_pre = p[:, 2 * H:] if hn is None else p[:, 2 * H:] + r * hn
-        n = n_pre.tanh()
+        return {"r": r, "z": z, "n": n_pre.tanh()}
+
+    def step(self, p, h, W_T, out=None) -> Tensor:
+        """h_t from p_t = x_t U^T + b and h_{t-1}; h None is the zero state."""
+        _, z, n = self._gate_values(p, h, W_T).values()
         return n - z * n if h is None else n + z * (h - n)  # (1 - z) n + z h
+
+
+CELLS: dict = {cls.kind: cls for cls in (RNNCell, LSTMCell, GRUCell)}  # the registry: kind -> cell class

@@ -110,10 +110,16 @@ def _checked_targets(targets, logits_shape, op="cross_entropy"):
     return targets
 
 
-def cross_entropy(logits, targets, reduction="mean") -> Tensor:
-    """Softmax cross-entropy of logits (..., C) against integer class indices (...)."""
+def cross_entropy(logits, targets, reduction="mean", mask=None) -> Tensor:
+    """Softmax cross-entropy of logits (..., C) against integer class indices (...).
+
+    mask (booleans shaped like targets) skips the targets where it is False: they may hold any
+    value, add nothing and give their logits zero gradient; "mean" averages over the kept ones,
+    "none" gives 0 where skipped."""
     _check_reduction(reduction)
     logits = as_tensor(logits)
+    if mask is not None:
+        return _masked_cross_entropy(logits, targets, reduction, mask)
     targets = _checked_targets(targets, logits.shape)
     classes = logits.shape[-1]
     flat = logits if logits.ndim == 2 else logits.reshape(-1, classes)
@@ -122,6 +128,22 @@ def cross_entropy(logits, targets, reduction="mean") -> Tensor:
     if reduction == "none" and targets.ndim != 1:
         losses = losses.reshape(targets.shape)
     return _reduce(losses, reduction)
+
+
+def _masked_cross_entropy(logits, targets, reduction, mask) -> Tensor:
+    """cross_entropy over the rows where mask is True only."""
+    raw = np.asarray(getattr(targets, "data", targets))
+    keep = np.asarray(getattr(mask, "data", mask))
+    if keep.dtype != bool or keep.shape != raw.shape:
+        raise ValueError(f"cross_entropy: mask must be booleans of the targets' shape {raw.shape}, "
+                         f"got {keep.dtype} of shape {keep.shape}")
+    targets = _checked_targets(np.where(keep, raw, 0) if raw.dtype.kind in "iu" else raw, logits.shape)
+    if reduction == "none":  # every position, 0 where skipped (and a zero gradient there)
+        return cross_entropy(logits, targets, reduction="none") * keep.astype(logits.dtype)
+    rows = np.flatnonzero(keep)
+    flat = logits.reshape(-1, logits.shape[-1])[rows]  # only the kept rows enter the graph
+    total = cross_entropy(flat, targets.reshape(-1)[rows], reduction="sum")
+    return total if reduction == "sum" else total / max(len(rows), 1)
 
 
 def linear_cross_entropy(x, weight, bias, targets, reduction="mean") -> Tensor:

@@ -13,22 +13,24 @@ import numpy as np
 from micrornn.nn import functional as F
 
 from micrornn.bptt import fused as fused_ops
-from micrornn.nn.cells import (NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
+from micrornn.nn.cells import (CELLS, NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
 from micrornn.nn.module import Module
-from micrornn.nn.recurrent import StepScope, unroll
+from micrornn.bptt.shared import check_lengths, length_mask, reverse_index
+from micrornn.nn.recurrent import Recurrent, Stack, StepScope, stack_states
 from micrornn.engine.random import default_rng
 from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, scope, stack
 
 __all__ = ["RNN", "LSTM", "GRU", "SequenceModel", "RNNCell", "LSTMCell", "GRUCell", "StepScope",
            "NONLINEARITIES", "CELL_KINDS"]
 
-CELL_KINDS = ("rnn", "lstm", "gru")
+CELL_KINDS = tuple(CELLS)  # the built-in kinds, from the registry
 
 
-class _Layers(Module):
-    """The stack shared by RNN, LSTM and GRU: cells[l] (and reverse_cells[l]) for each layer."""
+class _Layers(Stack):
+    """The stack shared by RNN, LSTM and GRU: cells[l] (and reverse_cells[l]) for each layer, the
+    shared time loop (``Stack``) unrolled, or each layer and direction as one fused primitive."""
 
     cell_kind = None
     _fused_takes_indices = False  # whether the fused primitive gathers rows for index inputs itself
@@ -41,55 +43,56 @@ class _Layers(Module):
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.bias, self.batch_first, self.fused = bool(bias), bool(batch_first), bool(fused)
-        self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
-        self.num_directions = 2 if self.bidirectional else 1
+        self.dropout = float(dropout)
+        self.num_directions = 2 if bidirectional else 1
         rng, D = default_rng(rng), self.num_directions
         sizes = [self.input_size] + [D * self.hidden_size] * (self.num_layers - 1)
         self.cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng) for l in range(self.num_layers)]
-        if self.bidirectional:
+        if bidirectional:
             self.reverse_cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng)
                                   for l in range(self.num_layers)]
 
-    def _run(self, x, initial):
+    def cell_at(self, layer: int, direction: int = 0):
+        """The cell of one layer and direction (cells[layer] or reverse_cells[layer])."""
+        return self.reverse_cells[layer] if direction else self.cells[layer]
+
+    def _run(self, x, initial, lengths=None, return_states=False):
         """x as given by the caller, initial: None or a list of D*L per-direction states.
-        Returns (output (T, B, D*H) in the caller's layout, list of D*L final states)."""
-        if self.batch_first:
-            x = x.transpose(1, 0) if x.ndim == 2 else x.transpose(1, 0, 2)
-        directions = [self.cells] + ([self.reverse_cells] if self.bidirectional else [])
-        layer_input, finals = x, []
-        for l in range(self.num_layers):
-            outputs = []
-            for d, cells in enumerate(directions):
-                init = None if initial is None else initial[l * self.num_directions + d]
-                run = self._direction_fused if self.fused else self._direction_unrolled
-                output, final = run(l, d, cells[l], layer_input, init)
-                outputs.append(output)
-                finals.append(final)
-            layer_input = outputs[0] if len(outputs) == 1 else concatenate(outputs, axis=2)
-            if l < self.num_layers - 1:
-                layer_input = self._dropout_between_layers(layer_input)
-        output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
-        return output, finals
+        Returns (output (T, B, D*H) in the caller's layout, list of D*L final states, per-step states)."""
+        if lengths is not None:
+            lengths = check_lengths(lengths, x.shape[1] if self.batch_first else x.shape[0], self._batch(x))
+            lengths = None if lengths.min() == (x.shape[1] if self.batch_first else x.shape[0]) else lengths
+        output, finals, states = self._run_stack(self._time_major(x), initial, lengths, return_states)
+        states = None if states is None else tuple(self._caller_layout(s) for s in states)
+        return self._caller_layout(output), finals, states
 
-    def _direction_unrolled(self, layer, direction, cell, x, init):
-        """One layer in one direction as per-step graph nodes (the shared time loop)."""
-        return unroll(cell, x, init, layer=layer, reverse=direction == 1)
+    def _direction(self, layer, direction, cell, x, init, lengths, return_states):
+        """One layer in one direction: the shared time loop, or the fused primitive."""
+        if not self.fused:
+            return super()._direction(layer, direction, cell, x, init, lengths, return_states)
+        return self._direction_fused(layer, direction, cell, x, init, lengths, return_states)
 
-    def _direction_fused(self, layer, direction, cell, x, init):
+    def _direction_fused(self, layer, direction, cell, x, init, lengths, return_states):
         """One layer in one direction as a single primitive whose VJP is the analytic BPTT.
-        The reverse direction runs the same primitive on the time-reversed input."""
+        The reverse direction runs the same primitive on the time-reversed input (each sequence
+        reversed within its length); padded steps keep the state and output 0."""
         with scope(StepScope(layer, None, direction)):
             if x.dtype.kind in "iu" and not self._fused_takes_indices:  # dense one-hot rows for these
                 x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
-            if direction == 1:
-                x = x[::-1]
             T, B = x.shape[0], x.shape[1]
-            outputs, final = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)))
-            return (outputs[::-1] if direction == 1 else outputs), final
-
-    def _dropout_between_layers(self, x):
-        """Dropout on a layer's output before the next layer, in training mode only."""
-        return F.dropout(x, self.dropout, self.training) if self.dropout else x
+            mask = None if lengths is None else length_mask(lengths, T)
+            flip = (slice(None, None, -1) if mask is None else reverse_index(lengths, T)) if direction else None
+            if flip is not None:
+                x = x[flip]
+            outputs, final, states = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)), mask)
+            if flip is not None:
+                outputs, states = outputs[flip], tuple(s[flip] for s in states)
+            if mask is not None:
+                keep = _leaf(mask[:, :, None].astype(outputs.dtype))
+                outputs, states = outputs * keep, tuple(s * keep for s in states)
+            if not return_states:
+                return outputs, final
+            return outputs, final, states[0] if len(states) == 1 else states
 
     def _check_input(self, x) -> Tensor:
         """x as a Tensor of rank 3 (floats) or rank 2 (indices) with the right input size."""
@@ -135,7 +138,7 @@ def _fused_primitive(name):
 class RNN(_Layers):
     """Stacked RNN layers: rnn(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
 
-    cell_kind = "rnn"
+    cell_kind = RNNCell.kind
     _fused_takes_indices = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
@@ -148,33 +151,35 @@ class RNN(_Layers):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
                     dtype, rng, lambda i, h, b, dt, r: RNNCell(i, h, nonlinearity, b, dt, r))
 
-    def forward(self, x, h0=None):
+    def forward(self, x, h0=None, lengths=None, return_states=False):
         """x (T, B, I) floats, or (T, B) integer indices standing for one-hot inputs; time-major
-        unless batch_first. Returns the top layer's states and every layer's last state."""
+        unless batch_first; lengths (B,) or None. Returns the top layer's states and every layer's
+        last state (and with return_states every step's state of the top layer, here the output)."""
         x = self._check_input(x)
         initial = None if h0 is None else list(self._check_state(h0, "h0", self._batch(x)))
-        output, finals = self._run(x, initial)
-        return output, stack(finals)
+        output, finals, states = self._run(x, initial, lengths, return_states)
+        return (output, stack(finals)) + ((states[0],) if return_states else ())
 
-    def _fused_call(self, cell, x, h0, zeros):
+    def _fused_call(self, cell, x, h0, zeros, mask=None):
         b = cell.b if cell.b is not None else _zeros(cell, cell.hidden_size)
         hs = apply(fused_ops.RNN_LAYER, x, cell.U, cell.W, b, zeros if h0 is None else h0,
-                   nonlinearity=cell.nonlinearity)
-        return hs, hs[x.shape[0] - 1]
+                   nonlinearity=cell.nonlinearity, mask=mask)
+        return hs, hs[x.shape[0] - 1], (hs,)
 
 
 class LSTM(_Layers):
     """Stacked LSTM layers: lstm(x, state=None) -> (output (T, B, D*H), (h_n, c_n)), each (D*L, B, H)."""
 
-    cell_kind = "lstm"
+    cell_kind = LSTMCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
                  dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
                     dtype, rng, LSTMCell)
 
-    def forward(self, x, state=None):
-        """x as for RNN; state (h0, c0), each (D*num_layers, B, H), or None (zeros)."""
+    def forward(self, x, state=None, lengths=None, return_states=False):
+        """x as for RNN; state (h0, c0), each (D*num_layers, B, H), or None (zeros); lengths (B,) or
+        None; return_states adds every step's (h_t, c_t) of the top layer, each (T, B, D*H)."""
         x = self._check_input(x)
         initial = None
         if state is not None:
@@ -183,46 +188,57 @@ class LSTM(_Layers):
             h0 = self._check_state(state[0], "h0", self._batch(x))
             c0 = self._check_state(state[1], "c0", self._batch(x))
             initial = [(h0[k], c0[k]) for k in range(h0.shape[0])]
-        output, finals = self._run(x, initial)
-        return output, (stack([h for h, _ in finals]), stack([c for _, c in finals]))
+        output, finals, states = self._run(x, initial, lengths, return_states)
+        return (output, stack_states(finals)) + ((states,) if return_states else ())
 
-    def _fused_call(self, cell, x, init, zeros):
+    def _fused_call(self, cell, x, init, zeros, mask=None):
         H, T = cell.hidden_size, x.shape[0]
         b = cell.b if cell.b is not None else _zeros(cell, 4 * H)
         h0, c0 = (zeros, zeros) if init is None else init
-        hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0)  # (T, B, 2H): [h_t c_t]
-        return hc[:, :, :H], (hc[T - 1, :, :H], hc[T - 1, :, H:])
+        hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
+        return hc[:, :, :H], (hc[T - 1, :, :H], hc[T - 1, :, H:]), (hc[:, :, :H], hc[:, :, H:])
 
 
 class GRU(_Layers):
     """Stacked GRU layers: gru(x, h0=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H))."""
 
-    cell_kind = "gru"
+    cell_kind = GRUCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
                  dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
                     dtype, rng, GRUCell)
 
-    def forward(self, x, h0=None):
-        """x as for RNN; h0 (D*num_layers, B, H) or None (zeros)."""
+    def forward(self, x, h0=None, lengths=None, return_states=False):
+        """x as for RNN; h0 (D*num_layers, B, H) or None (zeros); lengths (B,) or None."""
         x = self._check_input(x)
         initial = None if h0 is None else list(self._check_state(h0, "h0", self._batch(x)))
-        output, finals = self._run(x, initial)
-        return output, stack(finals)
+        output, finals, states = self._run(x, initial, lengths, return_states)
+        return (output, stack(finals)) + ((states[0],) if return_states else ())
 
-    def _fused_call(self, cell, x, h0, zeros):
+    def _fused_call(self, cell, x, h0, zeros, mask=None):
         H = cell.hidden_size
         b = cell.b if cell.b is not None else _zeros(cell, 3 * H)
         b_hn = cell.b_hn if cell.b_hn is not None else _zeros(cell, H)
-        hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0)
-        return hs, hs[x.shape[0] - 1]
+        hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
+        return hs, hs[x.shape[0] - 1], (hs,)
+
+
+def cell_import_name(make_cell) -> str:
+    """'package.module:Class' of a cell class or factory (what a checkpoint records for a user cell)."""
+    module, name = getattr(make_cell, "__module__", None), getattr(make_cell, "__qualname__", None)
+    if not module or not name or "<" in name:
+        raise ValueError(f"{make_cell!r} has no import name (a lambda or a local class): define the cell at the "
+                         "top level of a module to record it")
+    return f"{module}:{name}"
 
 
 class SequenceModel(Module):
-    """A recurrent stack followed by a linear head: model(x, h0=None) -> (logits (T, B, O), h_n).
+    """A recurrent stack followed by a linear head: model(x, h0=None, lengths=None) -> (logits (T, B, O), h_n).
 
-    cell: "rnn", "lstm" or "gru"; for the LSTM, h0 and h_n are (h, c) tuples.
+    cell: "rnn", "lstm" or "gru" (nn.RNN/LSTM/GRU, unrolled or fused), or a cell class/factory
+    ``make_cell(input_size, hidden_size)`` stacked by ``nn.Recurrent`` (index inputs reach it as one-hot
+    rows (B, input_size), float inputs as they are). For the LSTM, h0 and h_n are (h, c) tuples.
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
@@ -230,37 +246,68 @@ class SequenceModel(Module):
                  bidirectional=False, dropout=0.0):
         rng = default_rng(rng)
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
-        if cell not in CELL_KINDS:
-            raise ValueError(f"cell must be one of {CELL_KINDS}, got {cell!r}")
+        if isinstance(cell, str) and cell not in CELL_KINDS:
+            raise ValueError(f"cell must be one of {CELL_KINDS} or a cell class/factory, got {cell!r}")
+        if not isinstance(cell, str) and not callable(cell):
+            raise TypeError(f"cell must be one of {CELL_KINDS} or a cell class/factory, got {type(cell).__name__}")
         if cell == "rnn":
             self.rnn = RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, fused, dtype,
                            rng, dropout=dropout, bidirectional=bidirectional)
-        else:
+        elif isinstance(cell, str):
             if nonlinearity != "tanh":
                 raise ValueError(f"nonlinearity applies to cell='rnn' only; the {cell.upper()} has fixed "
                                  f"gates, got nonlinearity={nonlinearity!r}")
             layer = LSTM if cell == "lstm" else GRU
             self.rnn = layer(input_size, hidden_size, num_layers, bias, batch_first, dropout=dropout,
                              bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng)
+        else:
+            name = getattr(cell, "__name__", type(cell).__name__)
+            if fused:
+                raise ValueError(f"fused=True needs a built-in cell ({', '.join(CELL_KINDS)}); {name} runs unrolled")
+            if nonlinearity != "tanh":
+                raise ValueError(f"nonlinearity applies to cell='rnn' only, not to {name}")
+            self.rnn = Recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+            self.rnn.cell_class = cell  # recorded (as its import name) by config
         self.head = Linear(self.rnn.num_directions * hidden_size, output_size, bias=bias, dtype=dtype, rng=rng)
 
     @property
     def config(self) -> dict:
-        """The constructor arguments (JSON-friendly), to rebuild the same architecture."""
+        """The constructor arguments (JSON-friendly), to rebuild the same architecture; a user cell
+        appears as its import name 'package.module:Class'."""
         r = self.rnn
+        user = getattr(r, "cell_class", None)
         return {"input_size": r.input_size, "hidden_size": r.hidden_size, "output_size": self.head.out_features,
                 "num_layers": r.num_layers, "nonlinearity": getattr(r, "nonlinearity", "tanh"),
-                "fused": r.fused, "bias": r.bias, "batch_first": r.batch_first,
-                "dtype": str(self.head.weight.dtype), "cell": r.cell_kind, "bidirectional": r.bidirectional,
-                "dropout": r.dropout}
+                "fused": r.fused, "bias": getattr(r, "bias", self.head.bias is not None), "batch_first": r.batch_first,
+                "dtype": str(self.head.weight.dtype), "cell": r.cell_kind if user is None else cell_import_name(user),
+                "bidirectional": r.bidirectional, "dropout": r.dropout}
 
-    def forward(self, x, h0=None):
+    def _rnn_input(self, x):
+        """x for the stack: index inputs become one-hot rows for a user cell (built-in layers gather rows)."""
+        x = as_tensor(x)
+        if x.dtype.kind in "iu" and isinstance(self.rnn, Recurrent):
+            if x.ndim != 2:
+                raise ValueError(f"SequenceModel: integer input must be indices of shape (T, B), got shape {x.shape}")
+            if x.size and (x.data.min() < 0 or x.data.max() >= self.rnn.input_size):
+                raise ValueError(f"SequenceModel: input indices must lie in 0..{self.rnn.input_size - 1}, "
+                                 f"got min {x.data.min()} and max {x.data.max()}")
+            return _leaf(np.eye(self.rnn.input_size, dtype=self.head.weight.dtype)[x.data])
+        return x
+
+    def forward(self, x, h0=None, lengths=None):
         """Logits o_t = h_t V^T + c for every step (one product over all steps) and h_n."""
-        states, h_n = self.rnn(x, h0)
+        states, h_n = self.rnn(self._rnn_input(x), h0, lengths=lengths)
         return self.head(states), h_n
 
-    def loss(self, x, targets, h0=None, reduction="sum"):
-        """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n)."""
+    def loss(self, x, targets, h0=None, reduction="sum", lengths=None):
+        """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n); with lengths only the real
+        steps' targets count (the padded ones may hold anything)."""
+        if lengths is not None:
+            logits, h_n = self(x, h0, lengths)
+            T = logits.shape[1] if self.rnn.batch_first else logits.shape[0]
+            mask = length_mask(np.asarray(lengths), T)
+            return F.cross_entropy(logits, targets, reduction=reduction, mask=mask.T if self.rnn.batch_first
+                                   else mask), h_n
         if self.rnn.fused and reduction != "none":  # the head and the loss as one node too
             states, h_n = self.rnn(x, h0)
             head = self.head

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from micrornn.nn.cells import CELLS as CELL_REGISTRY
 from micrornn.train.loop import OPTIMIZERS
 
 LR_SCHEDULES = ("cosine", "constant")
-CELLS = ("rnn", "lstm", "gru")
+CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
 
 
 def option(default, help: str, **cli):

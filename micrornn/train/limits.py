@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["physical_memory", "rnn_run_bytes", "check_fits", "TooBig"]
+from micrornn.nn.cells import CELLS
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+__all__ = ["physical_memory", "rnn_run_bytes", "check_fits", "TooBig"]
 
 
 class TooBig(ValueError):
@@ -24,11 +24,25 @@ def physical_memory() -> int:
 def rnn_run_bytes(input_size, hidden_size, output_size, num_layers, steps, batch, itemsize=8, cell="rnn",
                   extra=0) -> int:
     """A lower bound on the bytes a stacked RNN training step holds: parameters with their gradient
-    and two optimizer buffers, per-step states of every layer (gates included), and the logits."""
-    g, H = GATES.get(cell, 1), hidden_size
-    params = g * (H * input_size + H * H + H) + (num_layers - 1) * g * (2 * H * H + H) + output_size * (H + 1)
+    and two optimizer buffers, per-step states of every layer (gates included), and the logits.
+    A cell kind outside the registry (a user's cell) is counted like the vanilla cell."""
+    layout = CELLS.get(cell, CELLS["rnn"])
+    g, H = len(layout.blocks), hidden_size
+    params = sum(_count(layout.parameter_shapes(input_size if l == 0 else H, H)) for l in range(num_layers))
+    params += output_size * (H + 1)
     activations = steps * batch * (num_layers * g * H * 2 + output_size * 3)
     return (4 * params + activations) * itemsize + extra
+
+
+def _count(shapes: dict) -> int:
+    """The number of entries of every shape in {name: shape}."""
+    total = 0
+    for shape in shapes.values():
+        entries = 1
+        for n in shape:
+            entries *= n
+        total += entries
+    return total
 
 
 def _human(n) -> str:

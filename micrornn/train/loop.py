@@ -14,7 +14,7 @@ from micrornn.nn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
 from micrornn.engine.tensor import Tensor, no_grad
 from micrornn.nn.functional import cross_entropy, mse_loss
 from micrornn.nn.module import Module
-from micrornn.nn.recurrent import detach_state
+from micrornn.nn.recurrent import detach_state_tensors
 
 # name -> (class, default learning rate, extra arguments)
 OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adagrad": (Adagrad, 0.1, {}), "sgd": (SGD, 0.5, {"momentum": 0.9})}
@@ -135,7 +135,7 @@ class TruncatedBPTT:
     """
 
     def __init__(self, model, optimizer, loss_fn=None, clip=5.0, detach_every=1, state=None, forward=None,
-                 detach=detach_state):
+                 detach=detach_state_tensors):
         if isinstance(detach_every, bool) or not isinstance(detach_every, int) or detach_every < 1:
             raise ValueError(f"detach_every must be a positive integer, got {detach_every!r}")
         self.model, self.optimizer, self.clip, self.detach_every = model, optimizer, clip, detach_every
