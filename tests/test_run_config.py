@@ -109,3 +109,9 @@ def test_presets_are_toml_files_users_can_copy(tmp_path, capsys):
         via_copy = capsys.readouterr().out
         assert main(["train", "--preset", name, "--print-config"]) == 0
         assert capsys.readouterr().out == via_copy
+
+
+def test_nothing_to_train_writes_nothing(tmp_path, corpus):
+    ck = tmp_path / "ck.npz"
+    assert main(["train", "--data", str(corpus), "--checkpoint", str(ck), *TINY, "--steps", "0"]) == 0
+    assert not ck.exists() and not ck.with_suffix(".toml").exists()

@@ -246,7 +246,6 @@ def _train(args) -> int:
             _check_writable(Path(args.log), "log")
         if not locked:
             _lock(stack, checkpoint)
-        _write_run_config(trainer, checkpoint)
         return _run(args, trainer, checkpoint, plot)
 
 
@@ -313,6 +312,7 @@ def _run(args, trainer, checkpoint, plot) -> int:
         else:
             say("--steps 0: nothing to train, no checkpoint written")
         return 0
+    _write_run_config(trainer, checkpoint)
     try:
         with _metrics_log(args, trainer) as metrics:
             result = trainer.run(checkpoint=checkpoint, progress=not args.quiet,
