@@ -76,3 +76,87 @@ def test_a_normal_checkpoint_still_loads(tmp_path):
     save_checkpoint(tmp_path / "ok.npz", {"a": np.arange(6.0).reshape(2, 3)}, {"k": 1}, {"m": np.ones(2)})
     params, meta, state = load_checkpoint(tmp_path / "ok.npz")
     assert params["a"].shape == (2, 3) and meta == {"k": 1} and state["m"].tolist() == [1.0, 1.0]
+
+
+# ---- item 2: reading text has a bound and never blocks ----------------------------------------
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 40
+CLI_SMALL = ["--hidden-size", "8", "--layers", "1", "--seq-len", "8", "--batch-size", "2", "--warmup", "0",
+             "--val-every", "0", "--sample-every", "0", "--no-plot", "--quiet", "--steps", "2"]
+
+
+def _cli(args, timeout=60):
+    """`python -m micrornn args` in a child (a hang fails the test instead of hanging it)."""
+    return subprocess.run([sys.executable, "-m", "micrornn", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": ROOT}, stdin=subprocess.DEVNULL)
+
+
+def _one_line_refusal(done, *words):
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_load_text_refuses_a_device_and_a_fifo_at_once(tmp_path):
+    from micrornn.train.data import load_text
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_text("/dev/zero")
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_text(fifo)
+
+
+def test_a_gzip_bomb_is_refused_at_the_decompressed_cap(tmp_path):
+    import gzip
+    from micrornn.train.data import MAX_TEXT_BYTES, load_text
+    bomb = tmp_path / "bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b"a" * 2_000_000, 9))
+    assert bomb.stat().st_size < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="decompresses to more than 100,000 bytes"):
+            load_text(bomb, max_bytes=100_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    assert load_text(bomb, max_bytes=2_000_000) == "a" * 2_000_000
+    assert 100 << 20 <= MAX_TEXT_BYTES <= 1 << 30
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_train_refuses_a_device_or_fifo_as_data_in_one_line(tmp_path, kind):
+    data = "/dev/zero" if kind == "device" else str(tmp_path / "pipe")
+    if kind == "fifo":
+        os.mkfifo(data)
+    done = _cli(["train", "--data", data, "--checkpoint", str(tmp_path / "ck.npz"), *CLI_SMALL])
+    _one_line_refusal(done, "--data", "not a regular file")
+    assert not (tmp_path / "ck.npz").exists()
+
+
+def _checkpoint_with_source(tmp_path, source):
+    """A real checkpoint whose recorded data source is `source` (edited in, as a hostile file would)."""
+    from micrornn.train import TrainConfig, Trainer
+    from micrornn.train.checkpoint import load_checkpoint
+    trainer = Trainer(TEXT, TrainConfig(hidden_size=8, num_layers=1, seq_len=8, batch_size=2, steps=1,
+                                        val_every=0, sample_every=0, warmup=0))
+    trainer.run(progress=False, log=lambda s: None)
+    path = tmp_path / "ck.npz"
+    trainer.save(path)
+    params, meta, state = load_checkpoint(path)
+    meta["data"]["source"] = source
+    save_checkpoint(path, params, meta, state)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_eval_and_resume_refuse_a_recorded_source_that_is_a_device_or_fifo(tmp_path, kind):
+    source = "/dev/zero" if kind == "device" else str(tmp_path / "pipe")
+    if kind == "fifo":
+        os.mkfifo(source)
+    path = _checkpoint_with_source(tmp_path, source)
+    _one_line_refusal(_cli(["eval", "--checkpoint", str(path)]), "not a regular file")
+    _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *CLI_SMALL[:-2], "--steps", "3"]),
+                      "not a regular file")
