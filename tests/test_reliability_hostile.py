@@ -160,3 +160,69 @@ def test_eval_and_resume_refuse_a_recorded_source_that_is_a_device_or_fifo(tmp_p
     _one_line_refusal(_cli(["eval", "--checkpoint", str(path)]), "not a regular file")
     _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *CLI_SMALL[:-2], "--steps", "3"]),
                       "not a regular file")
+
+
+# ---- item 3: nothing a caller names or titles runs as script in the stepper page ----------------
+
+HOSTILE_NAME = "{{TRACE}}<img src=x onerror=document.documentElement.setAttribute('pwned','yes')>"
+HOSTILE_TITLE = "{{JS}}</title><script>document.documentElement.setAttribute('pwned','title')</script>"
+
+
+def _hostile_page():
+    import micrornn as mr
+    from micrornn.viz.html import demo_problem, to_html
+    model, x, targets = demo_problem(3)
+    return to_html(model, mr.Tensor(x, name=HOSTILE_NAME), targets, title=HOSTILE_TITLE)
+
+
+def test_stepper_page_keeps_hostile_names_and_titles_as_text():
+    import json
+    from html.parser import HTMLParser
+    pytest.importorskip("graphviz")
+
+    class Elements(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.handlers, self.scripts, self.inside, self.h1 = [], [], [], None, ""
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.handlers += [name for name, _ in attrs if name.startswith("on")]
+            self.inside = tag
+
+        def handle_endtag(self, tag):
+            self.inside = None
+
+        def handle_data(self, data):
+            if self.inside == "script":
+                self.scripts.append(data)
+            elif self.inside == "h1":
+                self.h1 += data
+    try:
+        page = _hostile_page()
+    except Exception as e:  # no `dot` program
+        pytest.skip(f"cannot lay out the graph here: {e}")
+    parsed = Elements()
+    parsed.feed(page)
+    assert parsed.tags.count("script") == 2 and "img" not in parsed.tags and parsed.handlers == []
+    assert parsed.h1 == HOSTILE_TITLE  # the title is shown as text, the script is not pasted there
+    trace = json.loads(parsed.scripts[0].removeprefix("const TRACE = ").removesuffix(";"))
+    assert HOSTILE_NAME in [n["label"] for n in trace["nodes"].values()]
+
+
+def test_stepper_page_runs_no_injected_script_in_a_browser(tmp_path):
+    import shutil
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium to load the page in")
+    try:
+        page = _hostile_page()
+    except Exception as e:
+        pytest.skip(f"cannot lay out the graph here: {e}")
+    path = tmp_path / "stepper.html"
+    path.write_text(page, encoding="utf-8")
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                           "--virtual-time-budget=3000", path.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    assert "ready: " in dom, "the page's own script did not run: the check below would prove nothing"
+    assert "pwned=" not in dom

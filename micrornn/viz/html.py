@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as html_text
 import json
+import re
 from pathlib import Path
 
 import graphviz
@@ -51,7 +52,7 @@ def _focus_labels(trace, layers) -> list:
     focus, nodes = trace.focus, trace.nodes
     labels = []
     for src in focus["from"]:
-        n = nodes[src]
+        n = {**nodes[src], "label": html_text.escape(nodes[src]["label"])}  # the page shows these as HTML
         if n["step"] == focus["step"] + 1 and n["layer"] == focus["layer"]:
             labels.append(f"from step {focus['step'] + 1}: back through W, via h{focus['step'] + 1} "
                           f"(the {n['label']} of step {n['step']})")
@@ -89,7 +90,7 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
     graph = draw_graph(trace.extra["root"], names=model, fold_transposes=True)
     title = title or f"Backpropagation through time, one node at a time ({T} steps)"
     data = _rounded({"nodes": trace.nodes, "events": trace.events, "focus": trace.focus, "loss": trace.loss})
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = _script_json(data)
     rows = "\n".join(
         f'<tr data-node="{i}"><td>{html_text.escape(n["label"])}</td><td>{_where(n, model.rnn.num_layers)}</td><td class="matrix value"></td>'
         f'<td class="matrix grad"></td></tr>'
@@ -101,9 +102,24 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
                     "{{FOCUS}}": str(focus_step), "{{NEXT}}": str(focus_step + 1),
                     "{{ACT}}": model.rnn.nonlinearity, "{{LAYERS}}": _layers_text(model.rnn.num_layers),
                     "{{JS}}": (STATIC / "stepper.js").read_text(encoding="utf-8")}
-    for key, value in replacements.items():
-        page = page.replace(key, value)
-    return page
+    return _fill(page, replacements)
+
+
+PLACEHOLDER = re.compile(r"\{\{[A-Z]+\}\}")
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _fill(template: str, values: dict) -> str:
+    """The template with each {{NAME}} replaced by values["{{NAME}}"] in one pass: a value is never
+    searched again, so a label or title that contains "{{TRACE}}" or "{{JS}}" stays text."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(0), m.group(0)), template)
+
+
+def _script_json(data) -> str:
+    """JSON that is safe inside <script>: <, >, & and the JS line separators written as \\u escapes,
+    so no string in it can close the script element or open a comment."""
+    text = json.dumps(data, separators=(",", ":"))
+    return re.sub("[<>&\u2028\u2029]", lambda m: SCRIPT_ESCAPES[m.group(0)], text)
 
 
 def _rounded(obj):
