@@ -226,3 +226,44 @@ def test_stepper_page_runs_no_injected_script_in_a_browser(tmp_path):
     dom = done.stdout
     assert "ready: " in dom, "the page's own script did not run: the check below would prove nothing"
     assert "pwned=" not in dom
+
+
+# ---- item 7: sampling switches dropout off; item 15: it streams and has a cap ----------------------
+
+def _dropout_checkpoint(tmp_path):
+    from micrornn.train import TrainConfig, Trainer
+    trainer = Trainer(TEXT, TrainConfig(hidden_size=16, num_layers=2, seq_len=8, batch_size=2, steps=3, cell="gru",
+                                        dropout=0.5, val_every=0, sample_every=0, warmup=0))
+    trainer.run(progress=False, log=lambda s: None)
+    path = tmp_path / "gru.npz"
+    trainer.save(path)
+    return path
+
+
+def test_greedy_sampling_does_not_depend_on_the_seed_with_dropout(tmp_path, capsys):
+    from micrornn.cli import main
+    from micrornn.train.sample import load_model, sample
+    path = _dropout_checkpoint(tmp_path)
+    model, vocab, _ = load_model(path)
+    texts = {sample(model, vocab, 200, temperature=0, prime="the ", rng=seed) for seed in range(4)}
+    assert len(texts) == 1
+    assert model.training  # put back as it was found
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        assert main(["sample", "--checkpoint", str(path), "--temperature", "0", "--length", "200",
+                     "--prime", "the ", "--seed", seed]) == 0
+        outputs.add(capsys.readouterr().out)
+    assert outputs == {texts.pop() + "\n"}
+
+
+def test_sampling_streams_its_text_and_refuses_a_length_above_the_cap(tmp_path):
+    from micrornn.train.sample import MAX_SAMPLE_LENGTH, generate, load_model, sample
+    model, vocab, _ = load_model(_dropout_checkpoint(tmp_path))
+    pieces = generate(model, vocab, MAX_SAMPLE_LENGTH, temperature=1.0, rng=0, chunk=100)
+    first = next(pieces)  # the first hundred characters come at once, not after a million
+    assert len(first) == 100
+    pieces.close()
+    with pytest.raises(ValueError, match="1,000,001 is more than"):
+        sample(model, vocab, MAX_SAMPLE_LENGTH + 1)
+    done = _cli(["sample", "--checkpoint", str(tmp_path / "gru.npz"), "--length", str(MAX_SAMPLE_LENGTH + 1)])
+    _one_line_refusal(done, "--length")
