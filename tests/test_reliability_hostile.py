@@ -267,3 +267,55 @@ def test_sampling_streams_its_text_and_refuses_a_length_above_the_cap(tmp_path):
         sample(model, vocab, MAX_SAMPLE_LENGTH + 1)
     done = _cli(["sample", "--checkpoint", str(tmp_path / "gru.npz"), "--length", str(MAX_SAMPLE_LENGTH + 1)])
     _one_line_refusal(done, "--length")
+
+
+# ---- item 9: load_torch_state_dict checks every value in the parameter's dtype first ------------
+
+def _float32_model():
+    from micrornn.nn import SequenceModel
+    return SequenceModel(3, 4, 3, num_layers=2, dtype=np.float32, rng=np.random.default_rng(0))
+
+
+def _snapshot(model):
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("edit", ["beyond_float32", "bias_sum_overflows", "nan", "inf"])
+def test_load_torch_state_dict_refuses_values_not_finite_in_the_target_dtype(edit):
+    from micrornn.interop import load_torch_state_dict, torch_state_dict
+    model = _float32_model()
+    sd = {k: v.astype(np.float64) for k, v in torch_state_dict(model).items()}
+    if edit == "beyond_float32":
+        sd["head.bias"][1] = 1e39
+    elif edit == "bias_sum_overflows":
+        sd["rnn.bias_ih_l1"][0] = sd["rnn.bias_hh_l1"][0] = 3e38  # each fits float32, their sum does not
+    else:
+        sd["rnn.weight_hh_l0"][0, 0] = np.nan if edit == "nan" else -np.inf
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="NaN or Inf.*nothing was loaded"):
+        load_torch_state_dict(model, sd)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_load_torch_state_dict_under_warnings_as_errors_loads_nothing_or_everything():
+    script = """
+import numpy as np, warnings
+from micrornn.nn import SequenceModel
+from micrornn.interop import load_torch_state_dict, torch_state_dict
+warnings.simplefilter("error")
+model = SequenceModel(3, 4, 3, num_layers=2, dtype=np.float32, rng=np.random.default_rng(0))
+before = {k: v.copy() for k, v in model.state_dict().items()}
+sd = {k: v.astype(np.float64) * 2 for k, v in torch_state_dict(model).items()}
+sd["head.bias"][0] = 1e39
+try:
+    load_torch_state_dict(model, sd)
+except ValueError as e:
+    print("refused" if "nothing was loaded" in str(e) else e)
+print("unchanged" if all(np.array_equal(before[k], v) for k, v in model.state_dict().items()) else "changed")
+sd["head.bias"][0] = 0.5
+load_torch_state_dict(model, sd)
+print("loaded" if np.allclose(model.state_dict()["rnn.cells.0.U"], 2 * before["rnn.cells.0.U"]) else "not loaded")
+"""
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    assert done.stdout.split() == ["refused", "unchanged", "loaded"], done.stdout + done.stderr
