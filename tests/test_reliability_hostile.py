@@ -319,3 +319,59 @@ print("loaded" if np.allclose(model.state_dict()["rnn.cells.0.U"], 2 * before["r
     done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
     assert done.stdout.split() == ["refused", "unchanged", "loaded"], done.stdout + done.stderr
+
+
+# ---- item 10: the NaN/Inf check runs in the model's dtype; item 14: hand-made metadata -----------
+
+def _edited_checkpoint(tmp_path, edit, dtype="float32"):
+    """A real float32 checkpoint, then edited by `edit(params, meta, state)` as a hand-made file would be."""
+    from micrornn.train import TrainConfig, Trainer
+    from micrornn.train.checkpoint import load_checkpoint
+    trainer = Trainer(TEXT, TrainConfig(hidden_size=8, num_layers=1, seq_len=8, batch_size=2, steps=2, dtype=dtype,
+                                        val_every=0, sample_every=0, warmup=0))
+    trainer.run(progress=False, log=lambda s: None)
+    path = tmp_path / "hand.npz"
+    trainer.save(path)
+    params, meta, state = load_checkpoint(path)
+    edit(params, meta, state)
+    save_checkpoint(path, params, meta, state)
+    (tmp_path / "text.txt").write_text(TEXT)
+    return path
+
+
+def _beyond_float32(params, meta, state):
+    params["head.bias"] = params["head.bias"].astype(np.float64)
+    params["head.bias"][0] = 1e39
+
+
+def test_a_float64_value_beyond_float32_in_a_float32_checkpoint_is_refused(tmp_path):
+    from micrornn.train.sample import load_model
+    path = _edited_checkpoint(tmp_path, _beyond_float32)
+    with pytest.raises(CheckpointError, match="'head.bias' contains NaN or Inf as float32"):
+        load_model(path)
+    data = ["--data", str(tmp_path / "text.txt")]
+    _one_line_refusal(_cli(["eval", "--checkpoint", str(path), *data]), "NaN or Inf")
+    _one_line_refusal(_cli(["sample", "--checkpoint", str(path)]), "NaN or Inf")
+    _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *data, *CLI_SMALL[:-2], "--steps", "3"]),
+                      "NaN or Inf")
+
+
+def _string_history(params, meta, state):
+    meta["history"]["loss"][0] = "1.5"
+
+
+def _integer_source(params, meta, state):
+    meta["data"]["source"] = 12345
+
+
+@pytest.mark.parametrize("edit, words", [(_string_history, "history 'loss' holds '1.5'"),
+                                         (_integer_source, "data source must be a path")])
+def test_hand_made_metadata_is_refused_by_resume_in_one_line(tmp_path, edit, words):
+    path = _edited_checkpoint(tmp_path, edit, "float64")
+    _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *CLI_SMALL[:-2], "--steps", "3",
+                            "--data", str(tmp_path / "text.txt")]), words)
+
+
+def test_eval_refuses_an_integer_data_source_in_one_line(tmp_path):
+    path = _edited_checkpoint(tmp_path, _integer_source, "float64")
+    _one_line_refusal(_cli(["eval", "--checkpoint", str(path)]), "12345", "--data")

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint
-from micrornn.train.checkpoint_checks import check_finite, check_model_sizes
+from micrornn.train.checkpoint_checks import check_finite, check_model_sizes, stored_dtype
 from micrornn.train.data import Vocab
 from micrornn.train.loop import set_training
 from micrornn.nn import SequenceModel
@@ -132,7 +132,7 @@ def load_model(path):
     """
     params, meta, _ = load_checkpoint(path)
     check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
-    check_finite(params, "parameter", path)
+    check_finite(params, "parameter", path, stored_dtype(meta))  # in the model's dtype: 1e39 is inf in float32
     model, vocab = model_from_meta(meta, path)
     try:
         model.load_state_dict(params)
