@@ -375,3 +375,24 @@ def test_hand_made_metadata_is_refused_by_resume_in_one_line(tmp_path, edit, wor
 def test_eval_refuses_an_integer_data_source_in_one_line(tmp_path):
     path = _edited_checkpoint(tmp_path, _integer_source, "float64")
     _one_line_refusal(_cli(["eval", "--checkpoint", str(path)]), "12345", "--data")
+
+
+# ---- item 11: a checkpoint saved mid-run carries the time used so far ----------------------------
+
+def test_a_periodic_checkpoint_keeps_the_time_budget_used_so_far(tmp_path):
+    import shutil
+    import time
+    from micrornn.train import TrainConfig, Trainer
+    checkpoint, killed = tmp_path / "run.npz", tmp_path / "left_by_kill9.npz"
+
+    def on_step(trainer):
+        if trainer.step == 2:
+            time.sleep(0.6)  # time the budget counts
+        if trainer.step == 3:  # the file a kill -9 right now would leave behind
+            shutil.copy(checkpoint, killed)
+    trainer = Trainer(TEXT, TrainConfig(hidden_size=8, num_layers=1, seq_len=8, batch_size=2, steps=5, val_every=0,
+                                        sample_every=0, warmup=0, time_budget=600, checkpoint_every=1))
+    trainer.run(checkpoint=checkpoint, progress=False, log=lambda s: None, on_step=on_step)
+    resumed = Trainer.resume(killed, TEXT)
+    assert resumed.step == 3 and resumed.wall_seconds >= 0.6
+    assert resumed.wall_seconds <= trainer.wall_seconds

@@ -177,6 +177,7 @@ class Trainer:
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
         log = SafeLog(log or write)  # a closed pipe or an unencodable character never stops training
         start_step, start, train_time = self.step, time.perf_counter(), 0.0
+        self._run_started = start  # saves during the run count the time since then (see save)
         chars_per_step = cfg.seq_len * cfg.batch_size
         interrupted, ema, stopped_by, val = False, None, "steps", None
         budget, reserve = Budget(cfg.time_budget, self.wall_seconds), self._final_eval_seconds()
@@ -248,6 +249,7 @@ class Trainer:
             if interrupted:
                 val, stopped_by = None, "interrupt"
             self.wall_seconds += time.perf_counter() - start
+            self._run_started = None
             if checkpoint and self.step > 0:
                 self._save_final(checkpoint, failure)
         if failure is not None:
@@ -319,11 +321,17 @@ class Trainer:
                 "data": {"source": None if self.source is None else str(self.source),
                          "sha256": self.text_sha256, "characters": len(self.train_ids) + len(self.val_ids)},
                 "history": self.history, "sample_rng": self.sample_rng.bit_generator.state,
-                "validation": self.validation_tag(), "wall_seconds": self.wall_seconds,
+                "validation": self.validation_tag(), "wall_seconds": self._wall_seconds_now(),
                 "early_stopping": {"best": self.early.best if self.early.best_step is not None else None,
                                    "best_step": self.early.best_step, "bad": self.early.bad}}
         state = {"optimizer": self.optimizer.state_dict(), "hidden": self.hidden}
         save_checkpoint(path, self.model.state_dict(), meta, state)
+
+    def _wall_seconds_now(self) -> float:
+        """Wall time of all runs up to now: a periodic or best checkpoint saved mid-run (the one a
+        kill -9 leaves) carries the time used so far, so a resumed run keeps its time budget."""
+        started = getattr(self, "_run_started", None)
+        return self.wall_seconds + (0.0 if started is None else time.perf_counter() - started)
 
     def validation_tag(self) -> dict | None:
         """The latest validation (nats and bits per character, its step and the characters scored,
