@@ -396,3 +396,69 @@ def test_a_periodic_checkpoint_keeps_the_time_budget_used_so_far(tmp_path):
     resumed = Trainer.resume(killed, TEXT)
     assert resumed.step == 3 and resumed.wall_seconds >= 0.6
     assert resumed.wall_seconds <= trainer.wall_seconds
+
+
+# ---- item 13: no message claims a save that did not happen; a refused run leaves nothing ---------
+
+def _train_cli(corpus, checkpoint, *extra):
+    return _cli(["train", "--data", str(corpus), "--checkpoint", str(checkpoint), *CLI_SMALL[:-2], *extra])
+
+
+def test_a_time_budget_that_allows_no_step_claims_no_checkpoint(tmp_path):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(TEXT)
+    done = _train_cli(corpus, tmp_path / "ck.npz", "--time-budget", "0.000001", "--steps", "5")
+    assert done.returncode == 1 and "no checkpoint written" in done.stderr, done.stderr
+    assert "checkpoint:" not in done.stdout and "nan" not in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.txt"]
+
+
+def test_divergence_at_the_first_step_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    from micrornn.cli import main
+    from micrornn.train import Trainer
+
+    def diverging(self):
+        raise FloatingPointError("Adam.step: gradient of parameter 0 contains NaN or Inf")
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(TEXT)
+    ck = tmp_path / "ck.npz"
+    assert main(["train", "--data", str(corpus), "--checkpoint", str(ck), *CLI_SMALL]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no checkpoint was written" in err and "saved" not in err
+    assert not ck.exists()
+
+
+def test_neither_a_refused_nor_a_finished_run_leaves_a_lock_file(tmp_path):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(TEXT)
+    ck = tmp_path / "ck.npz"
+    assert _train_cli(corpus, ck, "--steps", "1").returncode == 0
+    refused = _train_cli(corpus, ck, "--resume", "--layers", "2", "--steps", "2")
+    _one_line_refusal(refused, "--layers")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "text.txt"]
+
+
+def test_the_lock_still_excludes_a_second_run_and_survives_its_file_being_removed(tmp_path):
+    from micrornn.train.lock import CheckpointLocked, checkpoint_lock, lock_path
+    ck = tmp_path / "ck.npz"
+    with checkpoint_lock(ck):
+        with pytest.raises(CheckpointLocked):
+            with checkpoint_lock(ck):
+                pass
+        assert lock_path(ck).exists()
+    assert not lock_path(ck).exists()
+    with checkpoint_lock(ck):
+        lock_path(ck).unlink()  # removed under a holder: the next run locks a new file
+        with checkpoint_lock(ck):
+            with pytest.raises(CheckpointLocked):
+                with checkpoint_lock(ck):
+                    pass
+
+
+def test_a_missing_data_file_is_named_before_an_existing_checkpoint(tmp_path):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(TEXT)
+    ck = tmp_path / "ck.npz"
+    assert _train_cli(corpus, ck, "--steps", "1").returncode == 0
+    _one_line_refusal(_train_cli(tmp_path / "missing.txt", ck, "--steps", "2"), "--data", "not found")

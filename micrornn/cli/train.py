@@ -12,7 +12,7 @@ from pathlib import Path
 from micrornn.train.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
-from micrornn.train.data import bundled_corpus_path, load_text
+from micrornn.train.data import bundled_corpus_path, check_text_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, bits_per_char, plot_history
 from micrornn.train.console import safe_print
 from micrornn.train.lock import CheckpointLocked, checkpoint_lock
@@ -211,6 +211,11 @@ def _train(args) -> int:
     checkpoint = Path(args.checkpoint)
     plot = None if args.no_plot else Path(args.plot) if args.plot else \
         checkpoint.with_name(checkpoint.stem + "_loss.png")
+    if args.data is not None:  # a missing --data is named before anything about the checkpoint
+        try:
+            check_text_path(args.data)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--data: {e}") from None
     _check_targets(args, checkpoint, plot)
     with contextlib.ExitStack() as stack:
         locked = checkpoint.parent.is_dir()
@@ -258,6 +263,10 @@ def _run(args, trainer, checkpoint, plot) -> int:
         say(f"\ninterrupted twice: stopped at once; saved step {trainer.step} to {checkpoint}")
         return 130
     except FloatingPointError as e:
+        if trainer.step == 0:  # no step finished: nothing was saved
+            say(f"error: training diverged at step 1 ({e}); no step finished, so no checkpoint was written; "
+                f"start again with a lower rate: --lr {trainer.config.lr / 10:g}", file=sys.stderr)
+            return 1
         say(f"error: training diverged at step {trainer.step + 1} ({e}); saved the last finite state (step "
               f"{trainer.step}) to {checkpoint}; continue it with a lower rate: micrornn train --resume "
               f"--checkpoint {checkpoint} --lr {trainer.config.lr / 10:g}", file=sys.stderr)
@@ -266,6 +275,10 @@ def _run(args, trainer, checkpoint, plot) -> int:
         say(f"\ninterrupted at step {result.step}: saved {checkpoint}; continue with "
               f"`micrornn train --resume --checkpoint {checkpoint}`")
         return 130
+    if result.step == 0:  # the time budget ended the run before its first step: nothing was saved
+        say(f"stopped by the {result.stopped_by} before the first step: nothing trained, no checkpoint written; "
+            f"give a larger --time-budget", file=sys.stderr)
+        return 1
     why = "" if result.stopped_by == "steps" else f" (stopped by the {result.stopped_by})"
     say(f"done: {result.step} steps{why}, {result.seconds:.1f} s, {result.chars_per_sec:,.0f} chars/s")
     say(f"loss: train {result.train_loss:.3f}, validation {result.val_loss:.3f} nats/char "
