@@ -462,3 +462,43 @@ def test_a_missing_data_file_is_named_before_an_existing_checkpoint(tmp_path):
     ck = tmp_path / "ck.npz"
     assert _train_cli(corpus, ck, "--steps", "1").returncode == 0
     _one_line_refusal(_train_cli(tmp_path / "missing.txt", ck, "--steps", "2"), "--data", "not found")
+
+
+# ---- item 12: viz writes its outputs atomically -------------------------------------------------
+
+def _cli_with_file_limit(args, limit):
+    """The CLI in a child that may write no file beyond `limit` bytes (EFBIG, as a full disk gives ENOSPC)."""
+    import resource
+    import signal
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return subprocess.run([sys.executable, "-m", "micrornn", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1"},
+                          preexec_fn=limit_files)
+
+
+@pytest.mark.parametrize("kind", ["svg", "html"])
+def test_a_failed_viz_write_keeps_the_previous_output_and_leaves_nothing_behind(tmp_path, kind):
+    import shutil
+    if shutil.which("dot") is None:
+        pytest.skip("needs the Graphviz dot program")
+    out = tmp_path / f"picture.{kind}"
+    option = ["-o", str(out)] if kind == "svg" else ["--html", str(out)]
+    first = _cli(["viz", *option, "--steps", "2"])
+    assert first.returncode == 0, first.stderr
+    good = out.read_bytes()
+    done = _cli_with_file_limit(["viz", *option, "--steps", "4"], limit=2000)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and str(out) in done.stderr
+    assert out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no .dot, no temporary
+
+
+@pytest.mark.parametrize("option", ["-o", "--html", "--plot"])
+def test_viz_refuses_an_output_path_that_is_a_directory(tmp_path, option):
+    folder = tmp_path / ("pic.html" if option == "--html" else "pic.png")
+    folder.mkdir()
+    args = [option, str(folder)] if option != "--plot" else ["-o", str(tmp_path / "g.dot"), "--plot", str(folder)]
+    _one_line_refusal(_cli(["viz", *args]), "is a directory")

@@ -18,7 +18,7 @@ import numpy as np
 
 from micrornn.nn import SequenceModel
 from micrornn.viz.graph import draw_graph
-from micrornn.viz.render import GraphvizNotFoundError
+from micrornn.viz.render import GraphvizNotFoundError, write_atomically
 from micrornn.viz.trace import trace_backprop
 
 STATIC = Path(__file__).with_name("static")
@@ -161,5 +161,4 @@ def write_html(path, *args, **kwargs) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"write_html: cannot write {str(path)!r}: use a .html file")
-    path.write_text(to_html(*args, **kwargs), encoding="utf-8")
-    return path
+    return write_atomically(path, to_html(*args, **kwargs).encode("utf-8"))  # a failed write keeps the old page
