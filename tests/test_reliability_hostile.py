@@ -502,3 +502,74 @@ def test_viz_refuses_an_output_path_that_is_a_directory(tmp_path, option):
     folder.mkdir()
     args = [option, str(folder)] if option != "--plot" else ["-o", str(tmp_path / "g.dot"), "--plot", str(folder)]
     _one_line_refusal(_cli(["viz", *args]), "is a directory")
+
+
+# ---- items 14 and 15: one clear line instead of a traceback, and bounded sizes -------------------
+
+def test_a_thread_count_beyond_any_machine_is_refused_in_one_line(tmp_path):
+    from micrornn.train.threads import blas_threads
+    _one_line_refusal(_cli(["train", "--threads", "99999999999999999999", "--steps", "1",
+                            "--checkpoint", str(tmp_path / "ck.npz")]), "--threads", "at most")
+    with pytest.raises(ValueError, match="from 0 to"):
+        with blas_threads(10 ** 20):
+            pass
+    assert not any(tmp_path.iterdir())
+
+
+def _closed_pipe_run(args):
+    """Run args with stdout and stderr on a pipe nobody reads any more."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, *args], stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("args", [
+    ["-m", "micrornn", "gradcheck"],
+    ["-m", "micrornn", "viz", "-o", "{tmp}/g.dot"],
+    ["-m", "micrornn", "bench", "--quick", "--no-torch", "--no-jax", "--sizes", "small", "--repeats", "1"],
+    ["-m", "micrornn.bench", "--quick", "--no-torch", "--no-jax", "--sizes", "small", "--repeats", "1"],
+])
+def test_a_closed_pipe_ends_a_command_quietly(tmp_path, args):
+    done = _closed_pipe_run([a.format(tmp=tmp_path) for a in args])
+    assert done.returncode == 141 and done.stderr == "", done.stderr
+
+
+def test_a_usage_error_with_stderr_closed_still_exits_2():
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "micrornn", "gradcheck", "--hidden-size", "0"], stdout=write,
+                              stderr=write, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    finally:
+        os.close(write)
+    assert done.returncode == 2
+
+
+def test_to_html_refuses_a_callable_nonlinearity_nan_input_and_big_sizes_in_one_line():
+    pytest.importorskip("graphviz")
+    from micrornn.nn import SequenceModel
+    from micrornn.viz.html import STEPPER_LIMITS, demo_problem, to_html
+    rng = np.random.default_rng(0)
+    x, targets = rng.standard_normal((3, 1, 2)), np.zeros((3, 1), dtype=int)
+    with pytest.raises(TypeError, match="needs \"tanh\" or \"relu\", got '<lambda>'"):
+        to_html(SequenceModel(2, 3, 3, nonlinearity=lambda z: z.tanh()), x, targets)
+    model, x, targets = demo_problem(3)
+    x[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        to_html(model, x, targets)
+    steps = STEPPER_LIMITS["steps"] + 1
+    with pytest.raises(ValueError, match=f"steps {steps} is more than"):
+        to_html(*demo_problem(steps))
+    wide = SequenceModel(2, 1000, 3, rng=rng)
+    with pytest.raises(ValueError, match="hidden_size 1000 is more than"):
+        to_html(wide, rng.standard_normal((3, 1, 2)), np.zeros((3, 1), dtype=int))
+
+
+def test_viz_html_refuses_a_hidden_size_the_page_cannot_hold(tmp_path):
+    done = _cli(["viz", "--html", str(tmp_path / "page.html"), "--hidden-size", "1000"], timeout=60)
+    _one_line_refusal(done, "--hidden-size", "at most")
+    assert not any(tmp_path.iterdir())

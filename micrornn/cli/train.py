@@ -11,7 +11,7 @@ from pathlib import Path
 
 from micrornn.train.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
-from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
+from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int, thread_count
 from micrornn.train.data import bundled_corpus_path, check_text_path, load_text
 from micrornn.train import OPTIMIZERS, TrainConfig, Trainer, bits_per_char, plot_history
 from micrornn.train.console import safe_print
@@ -73,7 +73,7 @@ def add_parser(subparsers):
       help="run each layer as one fused primitive whose VJP is the hand-written BPTT (the default), or "
            "with --no-fused as the unrolled graph (same model and loss, slower)")
     a("--dtype", choices=("float32", "float64"), help=f"parameter dtype (default {d.dtype})")
-    a("--threads", type=non_negative_int, default=DEFAULT_TRAIN_THREADS, metavar="N",
+    a("--threads", type=thread_count, default=DEFAULT_TRAIN_THREADS, metavar="N",
       help=f"BLAS threads, 0 = NumPy's own default (default {DEFAULT_TRAIN_THREADS}: small products "
            "run slower on more threads)")
     a("--plot", metavar="FILE", help="loss-curve image (default: the checkpoint path with _loss.png)")

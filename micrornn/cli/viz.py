@@ -137,6 +137,11 @@ def _check_html(args) -> None:
         raise UsageError(f"--html: cannot write {args.html!r}: use a .html file")
     if args.steps > HTML_MAX_STEPS:
         raise UsageError(f"--html shows every node's numbers, so --steps is at most {HTML_MAX_STEPS}, got {args.steps}")
+    from micrornn.viz.html import STEPPER_LIMITS
+    for name, limit in STEPPER_LIMITS.items():
+        if getattr(args, name) > limit:
+            raise UsageError(f"--html shows every node's numbers, so --{name.replace('_', '-')} is at most {limit}, "
+                             f"got {getattr(args, name)}")
     if args.steps < 2:
         raise UsageError("--html needs --steps 2 or more: h_1 then has two gradient paths to show")
     _check_not_a_directory(args.html)

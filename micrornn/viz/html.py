@@ -65,6 +65,32 @@ def _focus_labels(trace, layers) -> list:
     return labels
 
 
+STEPPER_LIMITS = {"steps": 10, "hidden_size": 32, "input_size": 32, "output_size": 32, "batch_size": 4,
+                  "layers": 3}  # every node's numbers are in the page: at the limits about 3 MB, under 2 s
+
+
+def check_stepper_problem(model, x) -> int:
+    """The number of steps of x, after refusing in one line what the stepper cannot show: a
+    nonlinearity that is not named ("tanh" or "relu"), NaN or Inf in x, sizes beyond STEPPER_LIMITS."""
+    act = getattr(model.rnn, "nonlinearity", "tanh")
+    if not isinstance(act, str):
+        raise TypeError(f"to_html: the stepper names the cell's nonlinearity and needs \"tanh\" or \"relu\", got "
+                        f"{getattr(act, '__name__', type(act).__name__)!r}")
+    data = np.asarray(getattr(x, "data", x))
+    if data.ndim != 3:
+        raise ValueError(f"to_html: x must have shape (steps, batch, input_size), got {data.shape}")
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        raise ValueError("to_html: x holds NaN or Inf; the stepper shows finite numbers only")
+    sizes = {"steps": data.shape[0], "batch_size": data.shape[1], "input_size": data.shape[2],
+             "hidden_size": model.rnn.hidden_size, "output_size": model.head.out_features,
+             "layers": model.rnn.num_layers}
+    for name, value in sizes.items():
+        if value > STEPPER_LIMITS[name]:
+            raise ValueError(f"to_html: {name} {value} is more than the stepper's {STEPPER_LIMITS[name]} (every "
+                             f"node's numbers are written into the page)")
+    return data.shape[0]
+
+
 def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0, focus_step=1, title=None) -> str:
     """The stepper page as a string. Without model/x/targets, builds ``demo_problem(steps, ...)``.
 
@@ -80,7 +106,7 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
                          "(build it with cell='rnn')")
     if getattr(model.rnn, "fused", False):
         raise ValueError("to_html: a fused RNN records no per-step nodes; build the model with fused=False")
-    T = np.asarray(x).shape[0]
+    T = check_stepper_problem(model, x)
     if not 1 <= focus_step < T:
         raise ValueError(f"to_html: focus_step must be a step with a successor, 1..{T - 1}, got {focus_step} "
                          f"(a {T}-step sequence)")
