@@ -573,3 +573,24 @@ def test_viz_html_refuses_a_hidden_size_the_page_cannot_hold(tmp_path):
     done = _cli(["viz", "--html", str(tmp_path / "page.html"), "--hidden-size", "1000"], timeout=60)
     _one_line_refusal(done, "--hidden-size", "at most")
     assert not any(tmp_path.iterdir())
+
+
+def test_models_too_big_for_memory_are_refused_before_numpy_is_asked():
+    from micrornn.nn import LSTM, RNN, Linear, SequenceModel
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="SequenceModel: input_size=99,999,999,999 .* more than this machine"):
+            SequenceModel(99999999999, 8, 4)
+        with pytest.raises(ValueError, match="num_layers=1,000,000,000"):
+            SequenceModel(4, 8, 4, num_layers=10 ** 9, cell="lstm")
+        with pytest.raises(ValueError, match="RNN: input_size=99,999,999,999"):
+            RNN(99999999999, 8)
+        with pytest.raises(ValueError, match="LSTM: hidden_size=1,000,000 "):
+            LSTM(4, 10 ** 6)
+        with pytest.raises(ValueError, match="a parameter of shape .* more than this machine"):
+            Linear(10 ** 6, 10 ** 6)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 << 20
+    assert SequenceModel(4, 8, 4, num_layers=2, cell="gru").num_parameters() > 0

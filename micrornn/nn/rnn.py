@@ -17,6 +17,7 @@ from micrornn.engine.backward import state as engine
 from micrornn.nn.cells import (NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
+from micrornn.nn.sizes import check_model_memory
 from micrornn.nn.module import Module
 from micrornn.nn.recurrent import StepScope, unroll
 from micrornn.engine.random import default_rng
@@ -45,6 +46,8 @@ class _Layers(Module):
         self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
         rng, D = default_rng(rng), self.num_directions
+        check_model_memory(type(self).__name__, {"input_size": input_size, "hidden_size": hidden_size,
+                           "num_layers": num_layers}, dtype, self.cell_kind, D)  # before any array
         sizes = [self.input_size] + [D * self.hidden_size] * (self.num_layers - 1)
         self.cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng) for l in range(self.num_layers)]
         if self.bidirectional:
@@ -234,6 +237,8 @@ class SequenceModel(Module):
                  bidirectional=False, dropout=0.0):
         rng = default_rng(rng)
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
+        check_model_memory("SequenceModel", {"input_size": input_size, "hidden_size": hidden_size,  # before any array
+                           "output_size": output_size, "num_layers": num_layers}, dtype, cell, 1 + bool(bidirectional))
         if cell not in CELL_KINDS:
             raise ValueError(f"cell must be one of {CELL_KINDS}, got {cell!r}")
         if cell == "rnn":
