@@ -153,20 +153,33 @@ def check_text_path(path) -> Path:
 
 
 def _read_capped(path, max_bytes) -> bytes:
-    """At most max_bytes bytes of a regular file (gunzipped if its name ends in .gz), else ValueError."""
+    """At most max_bytes bytes of a regular file (gunzipped if its name ends in .gz), else ValueError.
+
+    An oversized file is refused before it is read: a plain file by its size, a .gz by a first pass
+    that counts its decompressed bytes one megabyte at a time (a gzip bomb costs time, not memory).
+    """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in never blocks the open
+    gz = path.suffix == ".gz"
+    what = "decompresses to" if gz else "holds"
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); expected a UTF-8 text file")
-        stream = gzip.GzipFile(fileobj=f) if path.suffix == ".gz" else f
         try:
-            raw = stream.read(max_bytes + 1)
+            if gz:
+                with gzip.GzipFile(fileobj=f) as stream:
+                    total = 0
+                    while total <= max_bytes and (chunk := stream.read(min(1 << 20, max_bytes + 1))):
+                        total += len(chunk)
+                f.seek(0)
+            else:
+                total = info.st_size
+            raw = b"" if total > max_bytes else (gzip.GzipFile(fileobj=f) if gz else f).read(max_bytes + 1)
         except (OSError, EOFError, zlib.error) as e:
-            if path.suffix != ".gz":
+            if not gz:
                 raise
             raise ValueError(f"{path} is not a readable gzip file ({e})") from None
-    if len(raw) > max_bytes:
-        what = "decompresses to" if path.suffix == ".gz" else "holds"
+    if total > max_bytes or len(raw) > max_bytes:
         raise ValueError(f"{path} {what} more than {max_bytes:,} bytes, the most micrornn reads as text")
     return raw
 
