@@ -33,6 +33,9 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Print the prime and the sampled continuation."""
+    if args.length > MAX_SAMPLE_LENGTH:
+        raise UsageError(f"--length: {args.length:,} is more than the {MAX_SAMPLE_LENGTH:,} characters one sample "
+                         f"may have")
     if os.path.isdir(args.checkpoint):
         raise UsageError(f"--checkpoint: {args.checkpoint} is a directory, not a checkpoint file")
     try:
@@ -46,10 +49,7 @@ def run(args) -> int:
         listed = ", ".join(repr(c) for c in unknown[:5])
         raise UsageError(f"--prime: character(s) {listed} not in the checkpoint's vocabulary of "
                          f"{len(vocab)} characters")
-    try:
-        pieces = generate(model, vocab, args.length, args.temperature, args.prime, args.seed, top_k=args.top_k)
-    except ValueError as e:
-        raise UsageError(f"--length: {e}") from None
+    pieces = generate(model, vocab, args.length, args.temperature, args.prime, args.seed, top_k=args.top_k)
     _stream(args.prime, pieces)
     return 0
 

@@ -49,7 +49,7 @@ def next_id(logits, temperature, rng, top_k=None) -> int:
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-MAX_SAMPLE_LENGTH = 1_000_000  # characters one call generates (streamed: memory stays flat)
+MAX_SAMPLE_LENGTH = 1_000_000  # the most characters `micrornn sample --length` asks for
 
 
 def generate(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=None, chunk=256):
@@ -58,8 +58,6 @@ def generate(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_
     temperature = _check_temperature(temperature)
     if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 0:
         raise ValueError(f"length must be a non-negative integer, got {length!r}")
-    if length > MAX_SAMPLE_LENGTH:
-        raise ValueError(f"length {length:,} is more than the {MAX_SAMPLE_LENGTH:,} characters one sample may have")
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
     if not isinstance(prime, str):
@@ -98,8 +96,8 @@ def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=
     the model starts from a newline (not included in the result). Lower temperature: safer,
     more repetitive text; higher: more surprising; 0: always the most likely character (greedy).
     `top_k` draws only among the k most likely characters. Dropout is off while sampling.
-    Characters of `prime` outside the vocabulary raise ValueError; so does a length above
-    MAX_SAMPLE_LENGTH (use `generate` to stream a long text).
+    Characters of `prime` outside the vocabulary raise ValueError. The text is held whole: use
+    `generate` to stream a long one.
     """
     return prime + "".join(generate(model, vocab, length, temperature, prime, rng, top_k))
 
