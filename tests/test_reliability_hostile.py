@@ -85,6 +85,17 @@ CLI_SMALL = ["--hidden-size", "8", "--layers", "1", "--seq-len", "8", "--batch-s
              "--val-every", "0", "--sample-every", "0", "--no-plot", "--quiet", "--steps", "2"]
 
 
+def _run(args):
+    """`micrornn args` in this process, its output captured (for commands that cannot hang)."""
+    import contextlib
+    import types
+    from micrornn.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def _cli(args, timeout=60):
     """`python -m micrornn args` in a child (a hang fails the test instead of hanging it)."""
     return subprocess.run([sys.executable, "-m", "micrornn", *args], capture_output=True, text=True,
@@ -265,7 +276,7 @@ def test_sampling_streams_its_text_and_refuses_a_length_above_the_cap(tmp_path):
     first = next(pieces)  # the first hundred characters come at once, not after a million
     assert len(first) == 100
     pieces.close()
-    done = _cli(["sample", "--checkpoint", str(tmp_path / "gru.npz"), "--length", str(MAX_SAMPLE_LENGTH + 1)])
+    done = _run(["sample", "--checkpoint", str(tmp_path / "gru.npz"), "--length", str(MAX_SAMPLE_LENGTH + 1)])
     _one_line_refusal(done, "--length", "1,000,001 is more than")
 
 
@@ -350,9 +361,9 @@ def test_a_float64_value_beyond_float32_in_a_float32_checkpoint_is_refused(tmp_p
     with pytest.raises(CheckpointError, match="'head.bias' contains NaN or Inf as float32"):
         load_model(path)
     data = ["--data", str(tmp_path / "text.txt")]
-    _one_line_refusal(_cli(["eval", "--checkpoint", str(path), *data]), "NaN or Inf")
-    _one_line_refusal(_cli(["sample", "--checkpoint", str(path)]), "NaN or Inf")
-    _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *data, *CLI_SMALL[:-2], "--steps", "3"]),
+    _one_line_refusal(_run(["eval", "--checkpoint", str(path), *data]), "NaN or Inf")
+    _one_line_refusal(_run(["sample", "--checkpoint", str(path)]), "NaN or Inf")
+    _one_line_refusal(_run(["train", "--resume", "--checkpoint", str(path), *data, *CLI_SMALL[:-2], "--steps", "3"]),
                       "NaN or Inf")
 
 
@@ -368,13 +379,13 @@ def _integer_source(params, meta, state):
                                          (_integer_source, "data source must be a path")])
 def test_hand_made_metadata_is_refused_by_resume_in_one_line(tmp_path, edit, words):
     path = _edited_checkpoint(tmp_path, edit, "float64")
-    _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *CLI_SMALL[:-2], "--steps", "3",
+    _one_line_refusal(_run(["train", "--resume", "--checkpoint", str(path), *CLI_SMALL[:-2], "--steps", "3",
                             "--data", str(tmp_path / "text.txt")]), words)
 
 
 def test_eval_refuses_an_integer_data_source_in_one_line(tmp_path):
     path = _edited_checkpoint(tmp_path, _integer_source, "float64")
-    _one_line_refusal(_cli(["eval", "--checkpoint", str(path)]), "12345", "--data")
+    _one_line_refusal(_run(["eval", "--checkpoint", str(path)]), "12345", "--data")
 
 
 # ---- item 11: a checkpoint saved mid-run carries the time used so far ----------------------------
@@ -401,7 +412,7 @@ def test_a_periodic_checkpoint_keeps_the_time_budget_used_so_far(tmp_path):
 # ---- item 13: no message claims a save that did not happen; a refused run leaves nothing ---------
 
 def _train_cli(corpus, checkpoint, *extra):
-    return _cli(["train", "--data", str(corpus), "--checkpoint", str(checkpoint), *CLI_SMALL[:-2], *extra])
+    return _run(["train", "--data", str(corpus), "--checkpoint", str(checkpoint), *CLI_SMALL[:-2], *extra])
 
 
 def test_a_time_budget_that_allows_no_step_claims_no_checkpoint(tmp_path):
@@ -486,7 +497,7 @@ def test_a_failed_viz_write_keeps_the_previous_output_and_leaves_nothing_behind(
         pytest.skip("needs the Graphviz dot program")
     out = tmp_path / f"picture.{kind}"
     option = ["-o", str(out)] if kind == "svg" else ["--html", str(out)]
-    first = _cli(["viz", *option, "--steps", "2"])
+    first = _run(["viz", *option, "--steps", "2"])
     assert first.returncode == 0, first.stderr
     good = out.read_bytes()
     done = _cli_with_file_limit(["viz", *option, "--steps", "4"], limit=2000)
@@ -501,14 +512,14 @@ def test_viz_refuses_an_output_path_that_is_a_directory(tmp_path, option):
     folder = tmp_path / ("pic.html" if option == "--html" else "pic.png")
     folder.mkdir()
     args = [option, str(folder)] if option != "--plot" else ["-o", str(tmp_path / "g.dot"), "--plot", str(folder)]
-    _one_line_refusal(_cli(["viz", *args]), "is a directory")
+    _one_line_refusal(_run(["viz", *args]), "is a directory")
 
 
 # ---- items 14 and 15: one clear line instead of a traceback, and bounded sizes -------------------
 
 def test_a_thread_count_beyond_any_machine_is_refused_in_one_line(tmp_path):
     from micrornn.train.threads import blas_threads
-    _one_line_refusal(_cli(["train", "--threads", "99999999999999999999", "--steps", "1",
+    _one_line_refusal(_run(["train", "--threads", "99999999999999999999", "--steps", "1",
                             "--checkpoint", str(tmp_path / "ck.npz")]), "--threads", "at most")
     with pytest.raises(ValueError, match="from 0 to"):
         with blas_threads(10 ** 20):
@@ -528,9 +539,10 @@ def _closed_pipe_run(args):
 
 
 @pytest.mark.parametrize("args", [
-    ["-m", "micrornn", "gradcheck"],
-    ["-m", "micrornn", "viz", "-o", "{tmp}/g.dot"],
-    ["-m", "micrornn", "bench", "--quick", "--no-torch", "--no-jax", "--sizes", "small", "--repeats", "1"],
+    pytest.param(["-m", "micrornn", "gradcheck"], marks=pytest.mark.slow),  # these three held already: guards
+    pytest.param(["-m", "micrornn", "viz", "-o", "{tmp}/g.dot"], marks=pytest.mark.slow),
+    pytest.param(["-m", "micrornn", "bench", "--quick", "--no-torch", "--no-jax", "--sizes", "small", "--repeats",
+                  "1"], marks=pytest.mark.slow),
     ["-m", "micrornn.bench", "--quick", "--no-torch", "--no-jax", "--sizes", "small", "--repeats", "1"],
 ])
 def test_a_closed_pipe_ends_a_command_quietly(tmp_path, args):
@@ -570,7 +582,7 @@ def test_to_html_refuses_a_callable_nonlinearity_nan_input_and_big_sizes_in_one_
 
 
 def test_viz_html_refuses_a_hidden_size_the_page_cannot_hold(tmp_path):
-    done = _cli(["viz", "--html", str(tmp_path / "page.html"), "--hidden-size", "1000"], timeout=60)
+    done = _run(["viz", "--html", str(tmp_path / "page.html"), "--hidden-size", "1000"])
     _one_line_refusal(done, "--hidden-size", "at most")
     assert not any(tmp_path.iterdir())
 
