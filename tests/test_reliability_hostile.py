@@ -172,7 +172,7 @@ def test_eval_and_resume_refuse_a_recorded_source_that_is_a_device_or_fifo(tmp_p
     path = _checkpoint_with_source(tmp_path, source)
     _one_line_refusal(_cli(["eval", "--checkpoint", str(path)]), "not a regular file")
     _one_line_refusal(_cli(["train", "--resume", "--checkpoint", str(path), *CLI_SMALL[:-2], "--steps", "3"]),
-                      "not a regular file")
+                      "the checkpoint's training text", "not a regular file", "pass --data")
 
 
 # ---- item 3: nothing a caller names or titles runs as script in the stepper page ----------------

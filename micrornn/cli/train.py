@@ -149,13 +149,14 @@ def _check_writable(path: Path, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: {e.strerror or e}") from None
 
 
-def _read_text(data):
+def _read_text(data, option="--data"):
     """(text, source) for --data (None: the bundled corpus); UsageError if unusable."""
     path = bundled_corpus_path() if data is None else Path(data)
     try:
         return load_text(path), None if data is None else str(Path(data).resolve())
     except (OSError, ValueError) as e:
-        raise UsageError(f"--data: {e}") from None
+        hint = "" if option == "--data" else " (pass --data PATH)"
+        raise UsageError(f"{option}: {e}{hint}") from None
 
 
 def _make_trainer(args, settings):
@@ -170,7 +171,8 @@ def _make_trainer(args, settings):
             raise UsageError(f"--resume: checkpoint not found: {args.checkpoint} "
                              f"(drop --resume to start a new run)") from None
         saved = meta.get("data", {}).get("source")
-        text, source = _read_text(args.data if args.data is not None else saved)
+        text, source = _read_text(args.data if args.data is not None else saved,
+                                  "--data" if args.data is not None else "the checkpoint's training text")
         return Trainer.resume(args.checkpoint, text, source, **settings)
     except CheckpointError as e:
         raise UsageError(f"--resume: {e}") from None
