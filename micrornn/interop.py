@@ -14,6 +14,8 @@ import adds them back. Both directions are exact.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from micrornn.engine.guard import writable_data
@@ -127,17 +129,26 @@ def load_torch_state_dict(module, state_dict) -> None:
     if problems:
         raise ValueError("load_torch_state_dict: " + "; ".join(problems) + " (nothing was loaded)")
     updates = []
-    for prefix, suffix, cell in _cells(module):
-        stems = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if cell.b is not None else ())
-        cell_arrays = {s: arrays[f"{prefix}{s}{suffix}"].astype(np.float64) for s in stems}
-        updates += _import_cell(cell, cell_arrays)
-    head = getattr(module, "head", None) if hasattr(module, "rnn") else None
-    if head is not None:
-        updates.append((head.weight, arrays["head.weight"]))
-        if head.bias is not None:
-            updates.append((head.bias, arrays["head.bias"]))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an overflow is found below, as a value, not raised halfway
+        for prefix, suffix, cell in _cells(module):
+            stems = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if cell.b is not None else ())
+            cell_arrays = {s: arrays[f"{prefix}{s}{suffix}"].astype(np.float64) for s in stems}
+            updates += _import_cell(cell, cell_arrays)
+        head = getattr(module, "head", None) if hasattr(module, "rnn") else None
+        if head is not None:
+            updates.append((head.weight, arrays["head.weight"]))
+            if head.bias is not None:
+                updates.append((head.bias, arrays["head.bias"]))
+        updates = [(param, np.asarray(value).astype(param.data.dtype)) for param, value in updates]
+    names = {id(p): n for n, p in module.named_parameters()}
+    bad = [names.get(id(param), "a parameter") for param, value in updates if not np.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"load_torch_state_dict: {', '.join(bad)} would hold NaN or Inf in "
+                         f"{updates[0][0].data.dtype} (a NaN/Inf value, or one beyond the dtype's range, "
+                         f"bias_ih + bias_hh included) (nothing was loaded)")
     for param, value in updates:
-        writable_data(param)[...] = value  # cast to the parameter's dtype; a live graph keeps its values
+        writable_data(param)[...] = value  # checked in the parameter's dtype first; a live graph keeps its values
 
 
 def save_safetensors(module, path, metadata=None) -> None:

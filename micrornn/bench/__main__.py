@@ -5,6 +5,7 @@ import json
 import sys
 
 from micrornn.train.allocator import tune_allocator
+from micrornn.train.console import quiet_on_closed_pipe
 from micrornn.bench.children import exit_when_orphaned
 from micrornn.bench.measure import measure_timings
 from micrornn.bench.options import Options
@@ -25,4 +26,4 @@ if __name__ == "__main__":
         exit_when_orphaned()  # where the kernel cannot kill us with the parent (not Linux)
         _child(sys.argv[2])
     else:
-        raise SystemExit(main(prog="python -m micrornn.bench"))
+        raise SystemExit(quiet_on_closed_pipe(lambda: main(prog="python -m micrornn.bench")))

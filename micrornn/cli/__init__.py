@@ -33,6 +33,15 @@ def _number(kind, strict):
 
 
 positive_int, non_negative_int = _number(int, True), _number(int, False)
+
+
+def thread_count(text) -> int:
+    """argparse type: a BLAS thread count from 0 (the library's default) to MAX_THREADS."""
+    from micrornn.train.threads import MAX_THREADS
+    value = non_negative_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {text!r}")
+    return value
 positive_float, non_negative_float = _number(float, True), _number(float, False)
 
 
@@ -62,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args._run(args) or 0)
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        try:
+            print(f"error: {err}", file=sys.stderr)
+        except (OSError, ValueError):  # stderr closed as well: the status alone tells
+            pass
         return 2
     except BrokenPipeError:  # the reader went away (`micrornn gradcheck | head`): stop quietly, as cat does
         _silence_stdout()

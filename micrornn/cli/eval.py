@@ -47,6 +47,9 @@ def _text(args, meta):
     """(text, description) of the text to score: --data, else the checkpoint's own source."""
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
     source = args.data if args.data is not None else data.get("source")
+    if not isinstance(source, (str, type(None))):
+        raise UsageError(f"--checkpoint: {args.checkpoint} records data source {source!r:.80}, not a path; "
+                         f"pass --data PATH")
     path = bundled_corpus_path() if source is None else Path(source)
     option = "--data" if args.data is not None else "the checkpoint's training text"
     try:

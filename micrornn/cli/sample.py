@@ -1,13 +1,14 @@
 """`micrornn sample`: generate text from a checkpoint written by `micrornn train`."""
 from __future__ import annotations
 
+import itertools
 import os
+import sys
 
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_int
 from micrornn.cli.train import DEFAULT_CHECKPOINT
-from micrornn.train.console import safe_print
-from micrornn.train.sample import load_model, sample
+from micrornn.train.sample import MAX_SAMPLE_LENGTH, generate, load_model
 
 
 def add_parser(subparsers):
@@ -19,7 +20,8 @@ def add_parser(subparsers):
     p.add_argument("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
                    help=f"checkpoint to sample from (default {DEFAULT_CHECKPOINT})")
     p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
-                   help="characters to generate after the prime (default 500)")
+                   help=f"characters to generate after the prime, written as they come (default 500, at most "
+                        f"{MAX_SAMPLE_LENGTH:,})")
     p.add_argument("--temperature", type=non_negative_float, default=0.8, metavar="T",
                    help="softmax temperature: lower is more conservative, 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=positive_int, metavar="K",
@@ -31,6 +33,9 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Print the prime and the sampled continuation."""
+    if args.length > MAX_SAMPLE_LENGTH:
+        raise UsageError(f"--length: {args.length:,} is more than the {MAX_SAMPLE_LENGTH:,} characters one sample "
+                         f"may have")
     if os.path.isdir(args.checkpoint):
         raise UsageError(f"--checkpoint: {args.checkpoint} is a directory, not a checkpoint file")
     try:
@@ -44,5 +49,19 @@ def run(args) -> int:
         listed = ", ".join(repr(c) for c in unknown[:5])
         raise UsageError(f"--prime: character(s) {listed} not in the checkpoint's vocabulary of "
                          f"{len(vocab)} characters")
-    safe_print(sample(model, vocab, args.length, args.temperature, args.prime, args.seed, top_k=args.top_k))
+    pieces = generate(model, vocab, args.length, args.temperature, args.prime, args.seed, top_k=args.top_k)
+    _stream(args.prime, pieces)
     return 0
+
+
+def _stream(prime, pieces) -> None:
+    """Write the prime, then each piece as it is generated, then a newline (a closed pipe ends it)."""
+    out = sys.stdout
+    for text in itertools.chain([prime], pieces):
+        try:
+            out.write(text)
+        except UnicodeEncodeError:
+            out.write(text.encode(out.encoding or "ascii", "backslashreplace").decode(out.encoding or "ascii"))
+        out.flush()
+    out.write("\n")
+    out.flush()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from micrornn.train.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
-from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
-from micrornn.train.data import bundled_corpus_path, load_text
+from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int, thread_count
+from micrornn.train.data import bundled_corpus_path, check_text_path, load_text
 from micrornn.train import TrainConfig, Trainer, bits_per_char, plot_history
 from micrornn.train.console import safe_print
 from micrornn.train.lock import CheckpointLocked, checkpoint_lock
@@ -52,7 +52,7 @@ def add_parser(subparsers):
            f"(default {DEFAULT_CHECKPOINT})")
     a("--resume", action="store_true", help="continue the run saved in --checkpoint")
     a("--overwrite", action="store_true", help="start a new run even if --checkpoint exists, replacing it")
-    a("--threads", type=non_negative_int, default=DEFAULT_TRAIN_THREADS, metavar="N",
+    a("--threads", type=thread_count, default=DEFAULT_TRAIN_THREADS, metavar="N",
       help=f"BLAS threads, 0 = NumPy's own default (default {DEFAULT_TRAIN_THREADS}: small products "
            "run slower on more threads)")
     a("--plot", metavar="FILE", help="loss-curve image (default: the checkpoint path with _loss.png)")
@@ -169,13 +169,14 @@ def _check_writable(path: Path, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: {e.strerror or e}") from None
 
 
-def _read_text(data):
+def _read_text(data, option="--data"):
     """(text, source) for --data (None: the bundled corpus); UsageError if unusable."""
     path = bundled_corpus_path() if data is None else Path(data)
     try:
         return load_text(path), None if data is None else str(Path(data).resolve())
     except (OSError, ValueError) as e:
-        raise UsageError(f"--data: {e}") from None
+        hint = "" if option == "--data" else " (pass --data PATH)"
+        raise UsageError(f"{option}: {e}{hint}") from None
 
 
 def _make_trainer(args, settings):
@@ -190,7 +191,8 @@ def _make_trainer(args, settings):
             raise UsageError(f"--resume: checkpoint not found: {args.checkpoint} "
                              f"(drop --resume to start a new run)") from None
         saved = meta.get("data", {}).get("source")
-        text, source = _read_text(args.data if args.data is not None else saved)
+        text, source = _read_text(args.data if args.data is not None else saved,
+                                  "--data" if args.data is not None else "the checkpoint's training text")
         return Trainer.resume(args.checkpoint, text, source, **settings)
     except CheckpointError as e:
         raise UsageError(f"--resume: {e}") from None
@@ -233,6 +235,11 @@ def _train(args) -> int:
     checkpoint = Path(args.checkpoint)
     plot = None if args.no_plot else Path(args.plot) if args.plot else \
         checkpoint.with_name(checkpoint.stem + "_loss.png")
+    if args.data is not None:  # a missing --data is named before anything about the checkpoint
+        try:
+            check_text_path(args.data)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--data: {e}") from None
     _check_targets(args, checkpoint, plot)
     with contextlib.ExitStack() as stack:
         locked = checkpoint.parent.is_dir()
@@ -324,6 +331,10 @@ def _run(args, trainer, checkpoint, plot) -> int:
         say(f"\ninterrupted twice: stopped at once; saved step {trainer.step} to {checkpoint}")
         return 130
     except FloatingPointError as e:
+        if trainer.step == 0:  # no step finished: nothing was saved
+            say(f"error: training diverged at step 1 ({e}); no step finished, so no checkpoint was written; "
+                f"start again with a lower rate: --lr {trainer.config.lr / 10:g}", file=sys.stderr)
+            return 1
         say(f"error: training diverged at step {trainer.step + 1} ({e}); saved the last finite state (step "
               f"{trainer.step}) to {checkpoint}; continue it with a lower rate: micrornn train --resume "
               f"--checkpoint {checkpoint} --lr {trainer.config.lr / 10:g}", file=sys.stderr)
@@ -332,6 +343,10 @@ def _run(args, trainer, checkpoint, plot) -> int:
         say(f"\ninterrupted at step {result.step}: saved {checkpoint}; continue with "
               f"`micrornn train --resume --checkpoint {checkpoint}`")
         return 130
+    if result.step == 0:  # the time budget ended the run before its first step: nothing was saved
+        say(f"stopped by the {result.stopped_by} before the first step: nothing trained, no checkpoint written; "
+            f"give a larger --time-budget", file=sys.stderr)
+        return 1
     why = "" if result.stopped_by == "steps" else f" (stopped by the {result.stopped_by})"
     say(f"done: {result.step} steps{why}, {result.seconds:.1f} s, {result.chars_per_sec:,.0f} chars/s")
     say(f"loss: train {result.train_loss:.3f}, validation {result.val_loss:.3f} nats/char "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -120,6 +121,7 @@ def _check(args) -> None:
             if other != flag:
                 raise UsageError(f"{other} and {flag} both name {path!r}; one file would overwrite the other")
     for path in (args.output, args.plot, args.gates, args.jacobian):
+        _check_not_a_directory(path)
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"cannot write {path!r}: directory {str(Path(path).parent)!r} does not exist")
 
@@ -139,10 +141,42 @@ def _check_html(args) -> None:
         raise UsageError(f"--html: cannot write {args.html!r}: use a .html file")
     if args.steps > HTML_MAX_STEPS:
         raise UsageError(f"--html shows every node's numbers, so --steps is at most {HTML_MAX_STEPS}, got {args.steps}")
+    from micrornn.viz.html import STEPPER_LIMITS
+    for name, limit in STEPPER_LIMITS.items():
+        if getattr(args, name) > limit:
+            raise UsageError(f"--html shows every node's numbers, so --{name.replace('_', '-')} is at most {limit}, "
+                             f"got {getattr(args, name)}")
     if args.steps < 2:
         raise UsageError("--html needs --steps 2 or more: h_1 then has two gradient paths to show")
+    _check_not_a_directory(args.html)
     if not Path(args.html).resolve().parent.is_dir():
         raise UsageError(f"cannot write {args.html!r}: directory {str(Path(args.html).parent)!r} does not exist")
+
+
+def _check_not_a_directory(path) -> None:
+    """UsageError when an output path names a directory or anything but a regular file."""
+    if path is not None and Path(path).is_dir():
+        raise UsageError(f"cannot write {path!r}: it is a directory")
+    if path is not None and Path(path).exists() and not Path(path).is_file():
+        raise UsageError(f"cannot write {path!r}: it exists and is not a regular file")
+
+
+def _write_failed(path, err) -> int:
+    """Report an output that could not be written (a full disk, a permission): one line, exit 1."""
+    print(f"error: cannot write {path}: {err.strerror or err}; any previous file there is unchanged", file=sys.stderr)
+    return 1
+
+
+def _save_atomically(path, make) -> None:
+    """make(temporary path with path's extension), then rename it over path: a failure keeps the old file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        make(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _model_and_data(args):
@@ -169,6 +203,8 @@ def _run_html(args) -> int:
     except GraphvizNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        return _write_failed(args.html, err)
     print(f"wrote {path} (backprop stepper: {args.steps} steps, {args.layers} layer(s), hidden {args.hidden_size}; "
           "open it in any browser, no server needed)")
     return 0
@@ -209,6 +245,8 @@ def run(args) -> int:
     except GraphvizNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        return _write_failed(args.output, err)
     print(f"wrote {args.output} ({args.view} view, {nodes} nodes, {edges} edges, "
           f"rendered in {time.perf_counter() - start:.2f} s)")
     return _run_plots(args, model, x, targets, norms)
@@ -221,21 +259,23 @@ def _run_plots(args, model, x, targets, norms) -> int:
     name = args.cell if args.cell != "rnn" else args.nonlinearity
     jobs = []
     if args.plot:
-        jobs.append((args.plot, lambda: plot_gradient_flow(
-            norms, args.plot, title=f"gradient flow: {name}, T={args.steps}, loss={args.loss}"),
+        jobs.append((args.plot, lambda out: plot_gradient_flow(
+            norms, out, title=f"gradient flow: {name}, T={args.steps}, loss={args.loss}"),
             f"gradient flow over {args.steps} steps, {args.layers} layer(s)"))
     if args.gates:
-        jobs.append((args.gates, lambda: plot_gate_activity(gate_activity(model, x), args.gates),
+        jobs.append((args.gates, lambda out: plot_gate_activity(gate_activity(model, x), out),
                      f"{args.cell} gate activity over {args.steps} steps"))
     if args.jacobian:
-        jobs.append((args.jacobian, lambda: plot_jacobian_view(jacobian_view(model, x, targets, loss=args.loss),
-                                                               args.jacobian),
+        jobs.append((args.jacobian, lambda out: plot_jacobian_view(jacobian_view(model, x, targets, loss=args.loss),
+                                                                   out),
                      f"||dh_T/dh_t||, ||dL/dh_t|| and the singular values of W, top layer"))
     for path, make, what in jobs:
         try:
-            make()
+            _save_atomically(path, make)
         except ImportError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        except OSError as err:
+            return _write_failed(path, err)
         print(f"wrote {path} ({what})")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from micrornn.nn.module import Module, Parameter
+from micrornn.nn.sizes import check_array_memory
 from micrornn.engine.random import default_rng
 from micrornn.engine.tensor import Tensor, as_tensor, matmul_add
 
@@ -17,6 +18,7 @@ def check_size(name: str, value) -> int:
 
 def uniform(rng, bound: float, shape, dtype) -> np.ndarray:
     """Samples uniform in [-bound, bound]."""
+    check_array_memory(shape, np.float64)  # drawn in float64: a clear error, not NumPy's MemoryError
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 

@@ -16,6 +16,7 @@ from micrornn.bptt import fused as fused_ops
 from micrornn.nn.cells import (CELLS, NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
+from micrornn.nn.sizes import check_model_memory
 from micrornn.nn.module import Module
 from micrornn.bptt.shared import check_lengths, length_mask, reverse_index
 from micrornn.nn.recurrent import Recurrent, Stack, StepScope, stack_states
@@ -46,6 +47,8 @@ class _Layers(Stack):
         self.dropout = float(dropout)
         self.num_directions = 2 if bidirectional else 1
         rng, D = default_rng(rng), self.num_directions
+        check_model_memory(type(self).__name__, {"input_size": input_size, "hidden_size": hidden_size,
+                           "num_layers": num_layers}, dtype, self.cell_kind, D)  # before any array
         sizes = [self.input_size] + [D * self.hidden_size] * (self.num_layers - 1)
         self.cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng) for l in range(self.num_layers)]
         if bidirectional:
@@ -246,6 +249,8 @@ class SequenceModel(Module):
                  bidirectional=False, dropout=0.0):
         rng = default_rng(rng)
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
+        check_model_memory("SequenceModel", {"input_size": input_size, "hidden_size": hidden_size,  # before any array
+                           "output_size": output_size, "num_layers": num_layers}, dtype, cell, 1 + bool(bidirectional))
         if isinstance(cell, str) and cell not in CELL_KINDS:
             raise ValueError(f"cell must be one of {CELL_KINDS} or a cell class/factory, got {cell!r}")
         if not isinstance(cell, str) and not callable(cell):

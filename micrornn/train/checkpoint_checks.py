@@ -2,11 +2,17 @@
 sizes (before any allocation), finite numbers, and a training state that fits the run."""
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 
 from micrornn.train.checkpoint import CheckpointError
 
-__all__ = ["check_model_sizes", "check_finite", "check_training_meta", "check_carried_state"]
+__all__ = ["check_model_sizes", "check_finite", "check_training_meta", "check_carried_state", "stored_dtype",
+           "check_history"]
+
+HISTORY_KEYS = {"step": int, "loss": float, "val_step": int, "val_loss": float, "val_chars": int}
 
 
 def check_model_sizes(meta, params, path) -> None:
@@ -27,12 +33,49 @@ def check_model_sizes(meta, params, path) -> None:
                                           f"allow ({limit:,} {'arrays' if name == 'num_layers' else 'numbers'})")
 
 
-def check_finite(arrays, what, path) -> None:
-    """Refuse NaN or Inf in any float array of a name -> array dict (parameters, buffers)."""
+def stored_dtype(meta):
+    """The model's float dtype as its checkpoint records it (float64 when absent), or None if unreadable."""
+    config = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    try:
+        dtype = np.dtype(config.get("dtype", "float64"))
+    except (TypeError, ValueError):
+        return None  # model_from_meta names the bad dtype
+    return dtype if dtype.kind == "f" else None
+
+
+def check_finite(arrays, what, path, dtype=None) -> None:
+    """Refuse NaN or Inf in any float array of a name -> array dict (parameters, buffers), checked
+    after the cast to `dtype` when given: a float64 1e39 is inf once it is the model's float32."""
     for name, array in arrays.items():
         array = np.asarray(array)
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise CheckpointError(f"{path}: {what} {name!r} contains NaN or Inf; refusing to load it")
+        if array.dtype.kind != "f":
+            continue
+        if dtype is not None and array.dtype != dtype:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                array = array.astype(dtype)
+        if not np.isfinite(array).all():
+            beyond = "" if dtype is None else f" as {np.dtype(dtype).name}"
+            raise CheckpointError(f"{path}: {what} {name!r} contains NaN or Inf{beyond}; refusing to load it")
+
+
+def check_history(history, path) -> None:
+    """The loss history must be a dict of lists of numbers (steps and character counts integers),
+    steps paired with losses: anything else is refused in one line before a run reads it."""
+    if not isinstance(history, dict):
+        raise CheckpointError(f"{path}: history must be a dict of lists, got {type(history).__name__}")
+    for key, kind in HISTORY_KEYS.items():
+        values = history.get(key, [])
+        if not isinstance(values, list):
+            raise CheckpointError(f"{path}: history {key!r} must be a list, got {type(values).__name__}")
+        wanted = numbers.Integral if kind is int else numbers.Real
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, wanted)), None)
+        if bad is not None:
+            raise CheckpointError(f"{path}: history {key!r} holds {bad!r:.40}, expected "
+                                  f"{'integers' if kind is int else 'numbers'}")
+    for steps, losses in (("step", "loss"), ("val_step", "val_loss")):
+        if len(history.get(steps, [])) != len(history.get(losses, [])):
+            raise CheckpointError(f"{path}: history {steps!r} and {losses!r} differ in length")
 
 
 def _optimizer_arrays(state) -> dict:
@@ -51,12 +94,15 @@ def check_training_meta(meta, params, state, path) -> None:
         raise CheckpointError(f"{path}: step must be a non-negative integer, got {step!r}")
     if not isinstance(meta.get("data"), dict) or not isinstance(meta["data"].get("sha256"), str):
         raise CheckpointError(f"{path}: 'data' must be a dict with the text's sha256, got {meta.get('data')!r:.80}")
+    if not isinstance(meta["data"].get("source"), (str, type(None))):
+        raise CheckpointError(f"{path}: the data source must be a path or null, got {meta['data']['source']!r:.80}")
+    check_history(meta.get("history"), path)
     optimizer = state.get("optimizer")
     count = optimizer.get("step_count", 0) if isinstance(optimizer, dict) else None
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise CheckpointError(f"{path}: optimizer step_count must be a non-negative integer, got {count!r}")
-    check_finite(params, "parameter", path)
-    check_finite(_optimizer_arrays(optimizer), "optimizer buffer", path)
+    check_finite(params, "parameter", path, stored_dtype(meta))
+    check_finite(_optimizer_arrays(optimizer), "optimizer buffer", path, stored_dtype(meta))
 
 
 def check_carried_state(hidden, config, path) -> None:
@@ -69,4 +115,5 @@ def check_carried_state(hidden, config, path) -> None:
     shapes = [np.shape(p) if isinstance(p, np.ndarray) else type(p).__name__ for p in parts]
     if len(parts) != count or any(s != expected for s in shapes):
         raise CheckpointError(f"{path}: the carried state has shape(s) {shapes}, expected {count} of {expected}")
-    check_finite({f"hidden {i}": p for i, p in enumerate(parts)}, "carried state", path)
+    check_finite({f"hidden {i}": p for i, p in enumerate(parts)}, "carried state", path,
+                 np.dtype(getattr(config, "dtype", "float64")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["safe_print", "SafeLog"]
+__all__ = ["safe_print", "SafeLog", "quiet_on_closed_pipe"]
 
 
 def _silence_stdout() -> None:
@@ -57,3 +57,13 @@ class SafeLog:
                 self.log(_encodable(text, sys.stdout))
         except (OSError, ValueError):  # a closed pipe or file: stay quiet from now on
             self.closed = True
+
+
+def quiet_on_closed_pipe(run) -> int:
+    """run() -> exit status; a reader that went away (`... | head`) ends it quietly with status 141,
+    what a shell reports for a command stopped by a closed pipe, instead of a traceback."""
+    try:
+        return run()
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141

@@ -6,13 +6,15 @@ the standard benchmark without any download; `train_val_split` cuts it as nanoGP
 """
 import gzip
 import hashlib
+import os
+import stat
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["Vocab", "load_text", "bundled_corpus_path", "load_bundled_corpus",
-           "train_val_split", "split_point", "BatchStream", "BUNDLED_CORPUS_SHA256", "BUNDLED_CORPUS_CHARS"]
+           "check_text_path", "MAX_TEXT_BYTES", "train_val_split", "split_point", "BatchStream", "BUNDLED_CORPUS_SHA256", "BUNDLED_CORPUS_CHARS"]
 
 BUNDLED_CORPUS_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"  # of the text
 BUNDLED_CORPUS_CHARS = 1_115_394
@@ -128,20 +130,65 @@ def text_sha256(text) -> str:
     return digest.hexdigest()
 
 
-def load_text(path):
-    """Read a UTF-8 text file (gzip-compressed if its name ends in .gz); a missing, empty or
-    binary file raises an error naming it."""
+MAX_TEXT_BYTES = 256 << 20  # the largest text read (after gunzip): 256 MiB, over 200 times tinyshakespeare
+
+
+def check_text_path(path) -> Path:
+    """The path of a text file to read, refused in one line if it is missing, a directory, or not a
+    regular file (a device such as /dev/zero, a FIFO, a socket: each would never end or block)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"a text path must be a string, got {type(path).__name__} {path!r:.80}")
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"text file not found: {path}")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"text file not found: {path}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
         raise ValueError(f"{path} is a directory, expected a UTF-8 text file")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); expected a UTF-8 text file")
+    return path
+
+
+def _read_capped(path, max_bytes) -> bytes:
+    """At most max_bytes bytes of a regular file (gunzipped if its name ends in .gz), else ValueError.
+
+    An oversized file is refused before it is read: a plain file by its size, a .gz by a first pass
+    that counts its decompressed bytes one megabyte at a time (a gzip bomb costs time, not memory).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in never blocks the open
+    gz = path.suffix == ".gz"
+    what = "decompresses to" if gz else "holds"
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); expected a UTF-8 text file")
         try:
-            raw = gzip.decompress(raw)
+            if gz:
+                with gzip.GzipFile(fileobj=f) as stream:
+                    total = 0
+                    while total <= max_bytes and (chunk := stream.read(min(1 << 20, max_bytes + 1))):
+                        total += len(chunk)
+                f.seek(0)
+            else:
+                total = info.st_size
+            raw = b"" if total > max_bytes else (gzip.GzipFile(fileobj=f) if gz else f).read(max_bytes + 1)
         except (OSError, EOFError, zlib.error) as e:
+            if not gz:
+                raise
             raise ValueError(f"{path} is not a readable gzip file ({e})") from None
+    if total > max_bytes or len(raw) > max_bytes:
+        raise ValueError(f"{path} {what} more than {max_bytes:,} bytes, the most micrornn reads as text")
+    return raw
+
+
+def load_text(path, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """Read a UTF-8 text file (gzip-compressed if its name ends in .gz) of at most `max_bytes` bytes
+    (after decompression); a missing, empty, binary, oversized or non-regular file raises an error naming it."""
+    path = check_text_path(path)
+    raw = _read_capped(path, max_bytes)
     if not raw:
         raise ValueError(f"{path} is empty, expected UTF-8 text")
     nul = raw.find(b"\x00")

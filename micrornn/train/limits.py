@@ -2,7 +2,7 @@
 machine's memory before anything is allocated, and a one-line refusal naming the option."""
 from __future__ import annotations
 
-import os
+from micrornn.nn.sizes import physical_memory  # one definition, shared with the nn constructors
 
 from micrornn.nn.cells import CELLS
 
@@ -11,14 +11,6 @@ __all__ = ["physical_memory", "rnn_run_bytes", "check_fits", "TooBig"]
 
 class TooBig(ValueError):
     """The sizes asked for need more memory than this machine has."""
-
-
-def physical_memory() -> int:
-    """Bytes of RAM on this machine (1 TiB when the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
 
 
 def rnn_run_bytes(input_size, hidden_size, output_size, num_layers, steps, batch, itemsize=8, cell="rnn",

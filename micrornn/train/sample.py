@@ -10,12 +10,13 @@ import math
 import numpy as np
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint
-from micrornn.train.checkpoint_checks import check_finite, check_model_sizes
+from micrornn.train.checkpoint_checks import check_finite, check_model_sizes, stored_dtype
 from micrornn.train.data import Vocab
+from micrornn.train.loop import set_training
 from micrornn.nn import SequenceModel
 from micrornn.engine.tensor import Tensor, no_grad
 
-__all__ = ["sample", "load_model", "model_from_meta", "CHECKPOINT_KIND"]
+__all__ = ["sample", "generate", "MAX_SAMPLE_LENGTH", "load_model", "model_from_meta", "CHECKPOINT_KIND"]
 
 CHECKPOINT_KIND = "char-rnn"  # meta["kind"] of checkpoints written by micrornn.train
 
@@ -48,15 +49,12 @@ def next_id(logits, temperature, rng, top_k=None) -> int:
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=None) -> str:
-    """prime + `length` characters drawn one at a time from softmax(logits / temperature).
+MAX_SAMPLE_LENGTH = 1_000_000  # the most characters `micrornn sample --length` asks for
 
-    The prime is read through the model first (it sets the hidden state); with an empty prime
-    the model starts from a newline (not included in the result). Lower temperature: safer,
-    more repetitive text; higher: more surprising; 0: always the most likely character (greedy).
-    `top_k` draws only among the k most likely characters. Characters of `prime` outside the
-    vocabulary raise ValueError.
-    """
+
+def generate(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=None, chunk=256):
+    """The `length` sampled characters of `sample` (prime excluded), yielded `chunk` at a time as
+    they are drawn, with dropout off; memory stays the same however long the text."""
     temperature = _check_temperature(temperature)
     if not isinstance(length, (int, np.integer)) or isinstance(length, bool) or length < 0:
         raise ValueError(f"length must be a non-negative integer, got {length!r}")
@@ -67,16 +65,41 @@ def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=
     rng = np.random.default_rng(rng)
     start = prime or ("\n" if "\n" in vocab else vocab.to_list()[0])
     ids = vocab.encode(start)  # ValueError naming the first unknown character
-    out = []
-    with no_grad():
-        logits, h = model(Tensor(ids.reshape(-1, 1)))  # (T, 1, V): read the whole prime at once
-        last = logits.data[-1, 0]
-        for _ in range(length):
-            nxt = next_id(last, temperature, rng, top_k)
-            out.append(nxt)
-            logits, h = model(Tensor(np.array([[nxt]])), h)
-            last = logits.data[-1, 0]
-    return prime + vocab.decode(np.array(out, dtype=np.int64))
+    return _draw(model, vocab, ids, length, temperature, rng, top_k, chunk)
+
+
+def _draw(model, vocab, ids, length, temperature, rng, top_k, chunk):
+    """The generator behind `generate` (its arguments are checked before the first character)."""
+    was_training = set_training(model, False)  # dropout off: greedy output depends on the model alone
+    try:
+        with no_grad():
+            logits, h = model(Tensor(ids.reshape(-1, 1)))  # (T, 1, V): read the whole prime at once
+            last, out = logits.data[-1, 0], []
+            for _ in range(length):
+                nxt = next_id(last, temperature, rng, top_k)
+                out.append(nxt)
+                if len(out) == chunk:
+                    yield vocab.decode(np.array(out, dtype=np.int64))
+                    out = []
+                logits, h = model(Tensor(np.array([[nxt]])), h)
+                last = logits.data[-1, 0]
+            if out:
+                yield vocab.decode(np.array(out, dtype=np.int64))
+    finally:
+        set_training(model, was_training)
+
+
+def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=None) -> str:
+    """prime + `length` characters drawn one at a time from softmax(logits / temperature).
+
+    The prime is read through the model first (it sets the hidden state); with an empty prime
+    the model starts from a newline (not included in the result). Lower temperature: safer,
+    more repetitive text; higher: more surprising; 0: always the most likely character (greedy).
+    `top_k` draws only among the k most likely characters. Dropout is off while sampling.
+    Characters of `prime` outside the vocabulary raise ValueError. The text is held whole: use
+    `generate` to stream a long one.
+    """
+    return prime + "".join(generate(model, vocab, length, temperature, prime, rng, top_k))
 
 
 def model_from_meta(meta, path="checkpoint"):
@@ -107,7 +130,7 @@ def load_model(path):
     """
     params, meta, _ = load_checkpoint(path)
     check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
-    check_finite(params, "parameter", path)
+    check_finite(params, "parameter", path, stored_dtype(meta))  # in the model's dtype: 1e39 is inf in float32
     model, vocab = model_from_meta(meta, path)
     try:
         model.load_state_dict(params)

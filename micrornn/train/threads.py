@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 DEFAULT_TRAIN_THREADS = 1  # measured: never slower than more threads for `micrornn train`, quiet or busy
+MAX_THREADS = 4096  # more than any machine's cores; a larger count overflows the BLAS library's C int
 
 
 @contextlib.contextmanager
@@ -20,8 +21,8 @@ def blas_threads(n):
     Restores the previous limits on exit. Without threadpoolctl installed nothing is changed
     (set OPENBLAS_NUM_THREADS before starting Python instead).
     """
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-        raise ValueError(f"blas_threads: expected a non-negative integer or None, got {n!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_THREADS):
+        raise ValueError(f"blas_threads: expected an integer from 0 to {MAX_THREADS} or None, got {n!r}")
     if not n:
         yield
         return

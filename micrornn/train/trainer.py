@@ -193,6 +193,7 @@ class Trainer:
         if checkpoint:  # a missing directory must not surface only after all the training
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
         run = _Run(self, target, checkpoint, SafeLog(log or write), metrics)  # a closed pipe never stops training
+        self._run_started = run.start  # saves during the run count the time since then (see save)
         run.bar = self._progress_bar(target, progress)
         self._signals = signals = RunSignals()
         failure: BaseException | None = None
@@ -216,6 +217,7 @@ class Trainer:
             if interrupted:
                 run.val, run.stopped_by = None, "interrupt"
             self.wall_seconds += time.perf_counter() - run.start
+            self._run_started = None
             if checkpoint and self.step > 0:
                 self._save_final(checkpoint, failure)
         if failure is not None:
@@ -354,11 +356,17 @@ class Trainer:
                 "data": {"source": None if self.source is None else str(self.source),
                          "sha256": self.text_sha256, "characters": len(self.train_ids) + len(self.val_ids)},
                 "history": self.history, "sample_rng": self.sample_rng.bit_generator.state,
-                "validation": self.validation_tag(), "wall_seconds": self.wall_seconds,
+                "validation": self.validation_tag(), "wall_seconds": self._wall_seconds_now(),
                 "early_stopping": {"best": self.early.best if self.early.best_step is not None else None,
                                    "best_step": self.early.best_step, "bad": self.early.bad}}
         state = {"optimizer": self.optimizer.state_dict(), "hidden": self.hidden}
         save_checkpoint(path, self.model.state_dict(), meta, state)
+
+    def _wall_seconds_now(self) -> float:
+        """Wall time of all runs up to now: a periodic or best checkpoint saved mid-run (the one a
+        kill -9 leaves) carries the time used so far, so a resumed run keeps its time budget."""
+        started = getattr(self, "_run_started", None)
+        return self.wall_seconds + (0.0 if started is None else time.perf_counter() - started)
 
     def validation_tag(self) -> dict | None:
         """The latest validation (nats and bits per character, its step and the characters scored,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html as html_text
 import json
+import re
 from pathlib import Path
 
 import graphviz
@@ -18,7 +19,7 @@ import numpy as np
 from micrornn.nn import SequenceModel
 from micrornn.viz.cells import kind_of, stack_parts
 from micrornn.viz.graph import draw_graph
-from micrornn.viz.render import GraphvizNotFoundError
+from micrornn.viz.render import GraphvizNotFoundError, write_atomically
 from micrornn.viz.trace import trace_backprop
 
 STATIC = Path(__file__).with_name("static")
@@ -52,7 +53,7 @@ def _focus_labels(trace, layers) -> list:
     focus, nodes = trace.focus, trace.nodes
     labels = []
     for src in focus["from"]:
-        n = nodes[src]
+        n = {**nodes[src], "label": html_text.escape(nodes[src]["label"])}  # the page shows these as HTML
         if n["step"] == focus["step"] + 1 and n["layer"] == focus["layer"]:
             labels.append(f"from step {focus['step'] + 1}: back through W, via h{focus['step'] + 1} "
                           f"(the {n['label']} of step {n['step']})")
@@ -63,6 +64,33 @@ def _focus_labels(trace, layers) -> list:
             labels.append(f"from this step's own output: o{focus['step']} → L{focus['step']}, "
                           f"via the {n['label']} node")
     return labels
+
+
+STEPPER_LIMITS = {"steps": 10, "hidden_size": 32, "input_size": 32, "output_size": 32, "batch_size": 4,
+                  "layers": 3}  # every node's numbers are in the page: at the limits about 3 MB, under 2 s
+
+
+def check_stepper_problem(model, x) -> int:
+    """The number of steps of x, after refusing in one line what the stepper cannot show: a
+    nonlinearity that is not named ("tanh" or "relu"), NaN or Inf in x, sizes beyond STEPPER_LIMITS."""
+    rnn, head = getattr(model, "rnn", model), getattr(model, "head", None)  # any small model: read what it has
+    act = getattr(rnn, "nonlinearity", "tanh")
+    if not isinstance(act, str):
+        raise TypeError(f"to_html: the stepper names the cell's nonlinearity and needs \"tanh\" or \"relu\", got "
+                        f"{getattr(act, '__name__', type(act).__name__)!r}")
+    data = np.asarray(getattr(x, "data", x))
+    if data.ndim != 3:
+        raise ValueError(f"to_html: x must have shape (steps, batch, input_size), got {data.shape}")
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        raise ValueError("to_html: x holds NaN or Inf; the stepper shows finite numbers only")
+    sizes = {"steps": data.shape[0], "batch_size": data.shape[1], "input_size": data.shape[2],
+             "hidden_size": getattr(rnn, "hidden_size", None), "output_size": getattr(head, "out_features", None),
+             "layers": getattr(rnn, "num_layers", 1)}
+    for name, value in sizes.items():
+        if isinstance(value, int) and value > STEPPER_LIMITS[name]:
+            raise ValueError(f"to_html: {name} {value} is more than the stepper's {STEPPER_LIMITS[name]} (every "
+                             f"node's numbers are written into the page)")
+    return data.shape[0]
 
 
 def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0, focus_step=1, title=None) -> str:
@@ -81,7 +109,7 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
     if getattr(rnn, "fused", False):
         raise ValueError("to_html: a fused RNN records no per-step nodes; build the model with fused=False")
     vanilla = kind_of(cells[0]) == "rnn"
-    T = np.asarray(x).shape[0]
+    T = check_stepper_problem(model, x)
     if not 1 <= focus_step < T:
         raise ValueError(f"to_html: focus_step must be a step with a successor, 1..{T - 1}, got {focus_step} "
                          f"(a {T}-step sequence)")
@@ -93,7 +121,7 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
     graph = draw_graph(trace.extra["root"], names=model, fold_transposes=True)
     title = title or f"Backpropagation through time, one node at a time ({T} steps)"
     data = _rounded({"nodes": trace.nodes, "events": trace.events, "focus": trace.focus, "loss": trace.loss})
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = _script_json(data)
     rows = "\n".join(
         f'<tr data-node="{i}"><td>{html_text.escape(n["label"])}</td><td>{_where(n, layers)}</td><td class="matrix value"></td>'
         f'<td class="matrix grad"></td></tr>'
@@ -105,9 +133,24 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
                     "{{FOCUS}}": str(focus_step), "{{NEXT}}": str(focus_step + 1),
                     "{{CELL}}": _cell_text(cells[0], vanilla), "{{LAYERS}}": _layers_text(layers),
                     "{{JS}}": (STATIC / "stepper.js").read_text(encoding="utf-8")}
-    for key, value in replacements.items():
-        page = page.replace(key, value)
-    return page
+    return _fill(page, replacements)
+
+
+PLACEHOLDER = re.compile(r"\{\{[A-Z]+\}\}")
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _fill(template: str, values: dict) -> str:
+    """The template with each {{NAME}} replaced by values["{{NAME}}"] in one pass: a value is never
+    searched again, so a label or title that contains "{{TRACE}}" or "{{JS}}" stays text."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(0), m.group(0)), template)
+
+
+def _script_json(data) -> str:
+    """JSON that is safe inside <script>: <, >, & and the JS line separators written as \\u escapes,
+    so no string in it can close the script element or open a comment."""
+    text = json.dumps(data, separators=(",", ":"))
+    return re.sub("[<>&\u2028\u2029]", lambda m: SCRIPT_ESCAPES[m.group(0)], text)
 
 
 def _cell_text(cell, vanilla) -> str:
@@ -160,5 +203,4 @@ def write_html(path, *args, **kwargs) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"write_html: cannot write {str(path)!r}: use a .html file")
-    path.write_text(to_html(*args, **kwargs), encoding="utf-8")
-    return path
+    return write_atomically(path, to_html(*args, **kwargs).encode("utf-8"))  # a failed write keeps the old page
