@@ -277,3 +277,47 @@ def test_first_divergence_finds_a_wrong_gradient_in_a_user_cell():
         assert "step t=3 of 4" in text and "no analytic route" in text
     finally:
         del PRIMITIVES["divergence_wrong_tanh"]
+
+
+# ---- refusals: one line naming the cell, never an AttributeError ---------------------------------------
+
+class Bare(nn.Module):
+    """A cell with no hidden_size, no initial_state and no input_size: only parameters and forward."""
+
+    def __init__(self):
+        self.A = nn.Parameter(np.full((3, 4), 0.1))
+
+    def forward(self, x, h):
+        return (x @ self.A + h).tanh()
+
+
+class ReturnsDict(MGUCell):
+    def forward(self, x, h):
+        return {"h": super().forward(x, h)}
+
+
+def _every_view(model, x, y):
+    """Each picture and diagnostic on one model, as (name, zero-argument call)."""
+    from micrornn.check import divergence
+    from micrornn.viz import draw_folded, gate_activity, gradient_flow, jacobian_norms, jacobian_view, to_html
+    return [("draw_unrolled", lambda: draw_unrolled(model, steps=2)), ("draw_folded", lambda: draw_folded(model)),
+            ("gradient_flow", lambda: gradient_flow(model, x, y)), ("jacobian_norms", lambda: jacobian_norms(model, x)),
+            ("jacobian_view", lambda: jacobian_view(model, x, y)), ("gate_activity", lambda: gate_activity(model, x)),
+            ("first_divergence", lambda: divergence.first_divergence(model, x, y)),
+            ("to_html", lambda: to_html(model, x, y, focus_step=1))]
+
+
+@pytest.mark.parametrize("cell", [Bare(), ReturnsDict(3, 4, 0)], ids=["Bare", "ReturnsDict"])
+def test_no_view_raises_an_attribute_error_for_a_user_cell(cell):
+    from user_cells import Tagged
+    model = Tagged(MGUCell(3, 4, 0), 3, rng=0)
+    model.rnn = nn.Recurrent(cell)
+    x, y = user_data(T=2, B=1)
+    for name, call in _every_view(model, x, y):
+        try:
+            call()
+        except (ValueError, TypeError) as err:
+            message = str(err)
+            assert "\n" not in message and type(cell).__name__ in message, (name, message)
+        except AttributeError as err:  # the one thing a user must never see
+            pytest.fail(f"{name}: AttributeError {err}")
