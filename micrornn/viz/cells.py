@@ -67,7 +67,7 @@ def input_size_of(cell, layer_below_size=None, given=None, what: str = "draw_unr
     for width in widths:
         try:
             step_edges(cell, width, what)
-        except Exception:  # noqa: BLE001 (a width the cell does not take: try the next one)
+        except (ValueError, TypeError, IndexError):  # a width the cell does not take: try the next one
             continue
         return width
     raise refuse(what, cell, "has no input_size attribute; pass input_size=... to draw it")
@@ -147,7 +147,7 @@ def step_edges(cell, input_size: int, what: str = "draw_unrolled") -> StepEdges:
             continue
         for source, labels in _dependencies(out, stops, names).items():
             edges[(source, k)] = [n for n in names.values() if n in labels]
-    order = lambda e: (e[1], e[0] != "x", e[0] if e[0] != "x" else ())  # noqa: E731 (x first, then prev, new)
+    order = lambda e: (e[1], e[0] != "x", e[0] if e[0] != "x" else ())
     edges = {e: edges[e] for e in sorted(edges, key=order)}  # a fixed order: the DOT text is reproducible
     return StepEdges(state_names(cell, len(entries_out)), edges, tuple(names.values()))
 
