@@ -4,17 +4,16 @@ import re
 
 import numpy as np
 import pytest
+from user_cells import USER_CELLS, IndRNN, MGUCell, PeepholeLSTM, user_data, user_model
 
 import micrornn as mr
 from micrornn import nn
 from micrornn.viz import draw_folded, draw_unrolled
 
-from user_cells import USER_CELLS, IndRNN, MGUCell, PeepholeLSTM, user_data, user_model
-
 
 def edges_of(source):
     """{(src, dst): attribute text} of a DOT source."""
-    return {(s, d): a for s, d, a in re.findall(r"^\s*(\w+) -> (\w+) ?(\[[^\n]*)?$", source, flags=re.M)}
+    return {(s, d): a for s, d, a in re.findall(r"^\s*(\w+) -> (\w+) ?(\[[^\n]*)?$", source, flags=re.MULTILINE)}
 
 
 # ---- the unrolled and folded pictures ---------------------------------------------------------------
@@ -44,7 +43,7 @@ def test_each_state_entry_gets_its_row_and_its_start():
     source = draw_unrolled(user_model(PeepholeLSTM), steps=4).source
     for row in ("h0", "c0"):
         assert re.search(rf"subgraph row_{row} \{{", source)
-        assert re.search(rf"^\s*{row}_0 \[label=<{row[0]}<SUB>0</SUB>>", source, flags=re.M)
+        assert re.search(rf"^\s*{row}_0 \[label=<{row[0]}<SUB>0</SUB>>", source, flags=re.MULTILINE)
         assert [(f"{row}_{t - 1}", f"{row}_{t}") in edges_of(source) for t in range(1, 5)] == [True] * 4
     assert "row_c0" not in draw_unrolled(user_model(MGUCell), steps=2).source
 
@@ -55,7 +54,8 @@ def test_folded_view_of_user_cells(cls):
     loops = {s: a for (s, d), a in edges_of(source).items() if s == d}
     assert "h0" in loops and ("c0" in loops) == (cls is PeepholeLSTM)
     expected = {PeepholeLSTM: "W_h (", MGUCell: "U_f, U_h (", IndRNN: "u ("}[cls]
-    assert f"label=<{expected}h<SUB>t-1</SUB>" in loops["h0"] and "label=<U>" not in source and "label=<W>" not in loops["h0"]
+    assert f"label=<{expected}h<SUB>t-1</SUB>" in loops["h0"]
+    assert "label=<U>" not in source and "label=<W>" not in loops["h0"]
 
 
 def test_a_cell_that_cannot_be_drawn_is_refused_in_one_line():
@@ -85,7 +85,7 @@ def test_gradient_flow_for_user_cells(cls):
     from micrornn.viz.flow import hidden_states
     model = user_model(cls)
     x, y = user_data(T=5)
-    loss, norms = gradient_flow(model, x, y)
+    _, norms = gradient_flow(model, x, y)
     assert sorted(norms) == [(0, t) for t in range(1, 6)] and norms.loss == "sum" and norms.steps == 5
     # the same numbers from the engine directly: dL/dh_t of the summed cross-entropy
     from micrornn.nn.functional import cross_entropy
@@ -179,7 +179,8 @@ def test_gate_views_use_the_cells_own_gates(cls, tmp_path):
     out, _ = model.rnn(x)
     assert np.allclose(activity[(0, "h")], out.data, rtol=1e-12, atol=1e-14)  # the cell's own forward
     assert {g for _, g in activity} == set(cls.gate_names) | {"h"} and activity.cell == cls.__name__
-    cell, state = model.rnn.cell, model.rnn.cell.initial_state(2) if cls is PeepholeLSTM else mr.Tensor(np.zeros((2, 4)))
+    cell = model.rnn.cell
+    state = cell.initial_state(2) if cls is PeepholeLSTM else mr.Tensor(np.zeros((2, 4)))
     for t in range(6):  # the gates the view shows are gates(x_t, state) along the cell's own states
         expected = cell.gates(mr.Tensor(x[t]), state)
         for name in cls.gate_names:
@@ -208,6 +209,7 @@ def test_gate_view_refuses_a_cell_without_gates_in_one_line():
 
 def test_the_gate_view_holds_no_copy_of_the_cell_equations():
     import inspect
+
     from micrornn.viz import gates
     source = inspect.getsource(gates)
     assert "_sigmoid" not in source and "np.tanh" not in source
@@ -277,3 +279,54 @@ def test_first_divergence_finds_a_wrong_gradient_in_a_user_cell():
         assert "step t=3 of 4" in text and "no analytic route" in text
     finally:
         del PRIMITIVES["divergence_wrong_tanh"]
+
+
+# ---- refusals: one line naming the cell, never an AttributeError ---------------------------------------
+
+class Bare(nn.Module):
+    """A cell with no hidden_size, no initial_state and no input_size: only parameters and forward."""
+
+    def __init__(self):
+        self.A = nn.Parameter(np.full((3, 4), 0.1))
+
+    def forward(self, x, h):
+        return (x @ self.A + h).tanh()
+
+
+class ReturnsDict(MGUCell):
+    def forward(self, x, h):
+        return {"h": super().forward(x, h)}
+
+
+def _every_view(model, x, y):
+    """Each picture and diagnostic on one model, as (name, zero-argument call)."""
+    from micrornn.check import divergence
+    from micrornn.viz import (
+        draw_folded,
+        gate_activity,
+        gradient_flow,
+        jacobian_norms,
+        jacobian_view,
+        to_html,
+    )
+    return [("draw_unrolled", lambda: draw_unrolled(model, steps=2)), ("draw_folded", lambda: draw_folded(model)),
+            ("gradient_flow", lambda: gradient_flow(model, x, y)), ("jacobian_norms", lambda: jacobian_norms(model, x)),
+            ("jacobian_view", lambda: jacobian_view(model, x, y)), ("gate_activity", lambda: gate_activity(model, x)),
+            ("first_divergence", lambda: divergence.first_divergence(model, x, y)),
+            ("to_html", lambda: to_html(model, x, y, focus_step=1))]
+
+
+@pytest.mark.parametrize("cell", [Bare(), ReturnsDict(3, 4, 0)], ids=["Bare", "ReturnsDict"])
+def test_no_view_raises_an_attribute_error_for_a_user_cell(cell):
+    from user_cells import Tagged
+    model = Tagged(MGUCell(3, 4, 0), 3, rng=0)
+    model.rnn = nn.Recurrent(cell)
+    x, y = user_data(T=2, B=1)
+    for name, call in _every_view(model, x, y):
+        try:
+            call()
+        except (ValueError, TypeError) as err:
+            message = str(err)
+            assert "\n" not in message and type(cell).__name__ in message, (name, message)
+        except AttributeError as err:  # the one thing a user must never see
+            pytest.fail(f"{name}: AttributeError {err}")

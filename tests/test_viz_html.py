@@ -256,6 +256,7 @@ def test_node_table_is_not_clipped_in_a_narrow_or_a_wide_window(tmp_path, width)
 def test_browser_steps_a_user_cell_to_the_engines_gradients(tmp_path):
     sync_playwright = _browser_or_skip()
     from user_cells import PeepholeLSTM, user_data, user_model
+
     from micrornn.viz.flow import sequence_loss
     model = user_model(PeepholeLSTM, input_size=2, hidden_size=2, output_size=2)
     x, y = user_data(T=2, B=1, input_size=2, output_size=2)

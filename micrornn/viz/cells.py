@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micrornn.engine.tensor import Tensor
+from micrornn.engine.tensor import Tensor, no_grad
 from micrornn.nn.module import Module, Parameter
 
 BUILT_IN = ("rnn", "lstm", "gru")
@@ -56,30 +56,31 @@ def state_names(cell, n_entries: int) -> tuple:
     return defaults[:n_entries]
 
 
-def input_size_of(cell, layer_below_size=None, given=None) -> int:
+def input_size_of(cell, layer_below_size=None, given=None, what: str = "draw_unrolled") -> int:
     """The width of x_t the cell reads: given, the cell's input_size, the layer below's size, else the
     first width taken from the cell's 2-D parameters that one step accepts."""
     for size in (given, getattr(cell, "input_size", None), layer_below_size):
         if size is not None:
             return int(size)
+    zero_state(cell, 1, np.float64, what)  # a cell with no state to start from is refused as such
     widths = dict.fromkeys(n for p in cell.parameters() if p.ndim == 2 for n in reversed(p.shape))
     for width in widths:
         try:
-            step_edges(cell, width)
-        except Exception:  # noqa: BLE001 (a width the cell does not take: try the next one)
+            step_edges(cell, width, what)
+        except (ValueError, TypeError, IndexError):  # a width the cell does not take: try the next one
             continue
         return width
-    raise refuse("draw_unrolled", cell, "has no input_size attribute; pass input_size=... to draw it")
+    raise refuse(what, cell, "has no input_size attribute; pass input_size=... to draw it")
 
 
-def zero_state(cell, batch: int, dtype):
+def zero_state(cell, batch: int, dtype, what: str = "viz"):
     """The cell's initial_state(batch), or zeros (B, hidden_size); a TypeError naming the cell otherwise."""
     make = getattr(cell, "initial_state", None)
     if make is not None:
         return make(batch)
     size = getattr(cell, "hidden_size", None)
     if size is None:
-        raise refuse("viz", cell, "has neither hidden_size nor initial_state(batch)", TypeError)
+        raise refuse(what, cell, "has neither hidden_size nor initial_state(batch)", TypeError)
     return Tensor(np.zeros((batch, int(size)), dtype=dtype))
 
 
@@ -98,6 +99,18 @@ def call_cell(cell, x, state, what: str):
     return out
 
 
+def check_first_step(model, x, what: str) -> None:
+    """Run the first cell once on x[0] from its zero state and refuse, naming the cell, a state that is
+    not a Tensor h or a tuple (h, ...) of Tensors (before the time loop meets it). Index inputs skip."""
+    x = np.asarray(getattr(x, "data", x))
+    _, _, cells = stack_parts(model)
+    if x.ndim < 3 or x.dtype.kind != "f":
+        return
+    cell = cells[0]
+    with no_grad():
+        call_cell(cell, Tensor(x[0]), zero_state(cell, x.shape[1], x.dtype, what), what)
+
+
 @dataclass
 class StepEdges:
     """One step of a cell as a picture sees it.
@@ -111,17 +124,17 @@ class StepEdges:
     params: tuple
 
 
-def step_edges(cell, input_size: int) -> StepEdges:
+def step_edges(cell, input_size: int, what: str = "draw_unrolled") -> StepEdges:
     """Trace one step of ``cell`` on stand-in inputs and read its dependencies (see the module doc)."""
     dtype = next((p.dtype for p in cell.parameters()), np.float64)
-    start = zero_state(cell, 1, dtype)
+    start = zero_state(cell, 1, dtype, what)
     entries_in = [Tensor(np.full(np.shape(getattr(e, "data", e)), 0.5, dtype=dtype), requires_grad=True)
                   for e in as_entries(start)]
     x = Tensor(np.full((1, input_size), 0.5, dtype=dtype), requires_grad=True)
     state_in = entries_in[0] if not isinstance(start, (tuple, list)) else type(start)(entries_in)
-    entries_out = as_entries(call_cell(cell, x, state_in, "draw_unrolled"))
+    entries_out = as_entries(call_cell(cell, x, state_in, what))
     if len(entries_out) != len(entries_in):
-        raise refuse("draw_unrolled", cell, f"takes a state of {len(entries_in)} entries but returned "
+        raise refuse(what, cell, f"takes a state of {len(entries_in)} entries but returned "
                                             f"{len(entries_out)}")
     names = {id(p): n for n, p in cell.named_parameters()}
     sources = {id(x): "x", **{id(e): ("prev", k) for k, e in enumerate(entries_in)}}
@@ -134,7 +147,7 @@ def step_edges(cell, input_size: int) -> StepEdges:
             continue
         for source, labels in _dependencies(out, stops, names).items():
             edges[(source, k)] = [n for n in names.values() if n in labels]
-    order = lambda e: (e[1], e[0] != "x", e[0] if e[0] != "x" else ())  # noqa: E731 (x first, then prev, new)
+    order = lambda e: (e[1], e[0] != "x", e[0] if e[0] != "x" else ())
     edges = {e: edges[e] for e in sorted(edges, key=order)}  # a fixed order: the DOT text is reproducible
     return StepEdges(state_names(cell, len(entries_out)), edges, tuple(names.values()))
 

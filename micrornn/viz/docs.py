@@ -1,6 +1,6 @@
 """Regenerate every picture in docs/ with one command (from a source checkout):
 
-    python -m micrornn.viz.docs [--out docs] [--skip-training]
+    python -m micrornn.viz.docs [--out docs] [--skip-training] [--pictures-only]
 
 Each graphviz picture is written with its DOT text beside it in docs/src/NAME.dot, each plot with
 the numbers it plots in docs/src/NAME.txt; the stepper page docs/bptt_stepper.html is generated from
@@ -181,8 +181,9 @@ def reproducible(nb):
     return nb
 
 
-def regenerate(out: Path, skip_training=False) -> None:
-    """Write every picture (and its text) into out."""
+def regenerate(out: Path, skip_training=False, pictures_only=False) -> None:
+    """Write every picture (and its text) into out; pictures_only: the graphviz pictures, the plots and
+    the stepper page, without executing the notebook or running the example programs."""
     src = out / "src"
     src.mkdir(parents=True, exist_ok=True)
     for name, build in GRAPHS.items():
@@ -198,6 +199,8 @@ def regenerate(out: Path, skip_training=False) -> None:
     page = stepper_page()
     (out / f"{STEPPER}.html").write_text(page, encoding="utf-8")
     print(f"wrote {out / STEPPER}.html")
+    if pictures_only:
+        return
     notebook = REPO / "docs" / "tutorial.ipynb"
     import nbformat
     nbformat.write(execute_notebook(notebook), str(out / notebook.name))
@@ -222,8 +225,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Regenerate every picture in docs/.")
     parser.add_argument("--out", default=str(REPO / "docs"), help="output directory (default: the repository's docs/)")
     parser.add_argument("--skip-training", action="store_true", help="leave loss_curve.png alone (saves 45-100 s)")
+    parser.add_argument("--pictures-only", action="store_true",
+                        help="only the pictures, plots and stepper page (no notebook, no example programs)")
     args = parser.parse_args(argv)
-    regenerate(Path(args.out), args.skip_training)
+    regenerate(Path(args.out), args.skip_training, args.pictures_only)
     return 0
 
 

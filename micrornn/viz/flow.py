@@ -8,6 +8,7 @@ import numpy as np
 
 from micrornn.check.divergence import sequence_loss
 from micrornn.nn.rnn import StepScope
+from micrornn.viz.cells import check_first_step
 from micrornn.engine.tensor import Tensor
 
 # ColorBrewer YlOrRd: pale = vanishing gradient, dark red = large gradient.
@@ -84,6 +85,7 @@ def gradient_flow(model, x, targets, h0=None, loss="sum"):
                          "(or use micrornn.bptt.loss_and_grads(..., return_hidden_grads=True))")
     if loss not in ("sum", "last"):
         raise ValueError(f"gradient_flow: loss must be 'sum' or 'last', got {loss!r}")
+    check_first_step(model, x, "gradient_flow")
     root = sequence_loss(model, x, targets, h0, loss)
     if retain_hidden_grads(root) == 0:
         raise ValueError(f"gradient_flow: {type(model).__name__} recorded no h_t in its graph; it needs a "

@@ -44,7 +44,7 @@ def _from_cell(cell, inputs):
     T, B = inputs.shape[:2]
     gates, states = {name: [] for name in names}, []
     with no_grad():
-        state = zero_state(cell, B, np.float64)
+        state = zero_state(cell, B, np.float64, "gate_activity")
         for t in range(T):
             x_t = Tensor(inputs[t])
             values = cell.gates(x_t, state)

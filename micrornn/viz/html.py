@@ -17,7 +17,7 @@ import graphviz
 import numpy as np
 
 from micrornn.nn import SequenceModel
-from micrornn.viz.cells import kind_of, stack_parts
+from micrornn.viz.cells import check_first_step, kind_of, stack_parts
 from micrornn.viz.graph import draw_graph
 from micrornn.viz.render import GraphvizNotFoundError, write_atomically
 from micrornn.viz.trace import trace_backprop
@@ -113,6 +113,7 @@ def to_html(model=None, x=None, targets=None, *, steps=3, hidden_size=3, seed=0,
     if not 1 <= focus_step < T:
         raise ValueError(f"to_html: focus_step must be a step with a successor, 1..{T - 1}, got {focus_step} "
                          f"(a {T}-step sequence)")
+    check_first_step(model, x, "to_html")
     trace = trace_backprop(model, x, targets, focus=(0, focus_step))
     if not vanilla:  # the two-path panel explains the vanilla cell's h_t
         trace.focus = None

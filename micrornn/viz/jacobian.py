@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micrornn.viz.cells import input_size_of, kind_of, refuse, stack_parts, step_edges
+from micrornn.viz.cells import check_first_step, input_size_of, kind_of, refuse, stack_parts, step_edges
 from micrornn.viz.flow import gradient_flow, hidden_states
 
 GATE_BLOCKS = {"lstm": ("W_i", "W_f", "W_g", "W_o"), "gru": ("W_r", "W_z", "W_n")}
@@ -44,6 +44,7 @@ def jacobian_norms(model, x, h0=None, layer=None) -> dict:
     """
     rnn = _rnn(model)
     layer = _layer(rnn, layer)
+    check_first_step(model, x, "jacobian_norms")
     output, _ = rnn(x, h0)
     states = {t: h for (l, t), h in hidden_states(output).items() if l == layer}
     T = max(states)
@@ -78,8 +79,8 @@ def recurrent_singular_values(model, layer=None) -> dict:
     rnn = _rnn(model)
     cell = stack_parts(model)[2][_layer(rnn, layer)]
     params = dict(cell.named_parameters())
-    step = step_edges(cell, input_size_of(cell, getattr(rnn, "input_size", None) if _layer(rnn, layer) == 0 else
-                                          getattr(cell, "hidden_size", None)))
+    below = getattr(rnn, "input_size", None) if _layer(rnn, layer) == 0 else getattr(cell, "hidden_size", None)
+    step = step_edges(cell, input_size_of(cell, below, what="recurrent_singular_values"), "recurrent_singular_values")
     names = step.edges.get((("prev", 0), 0), [])
     H = getattr(cell, "hidden_size", None)
     out = {}

@@ -25,10 +25,11 @@ _OUT_OF_LOSS = {"style": "dashed", "color": "#aaaaaa", "fontcolor": "#999999"}  
 class _Layer:
     """What the picture draws for one layer: its cell's state entries, their step edges, its names."""
 
-    def __init__(self, model, cell, index, layers, below_size, input_size):
+    def __init__(self, model, cell, index, layers, below_size, input_size, what="draw_unrolled"):
         self.cell, self.index, self.layers = cell, index, layers
         self.kind = kind_of(cell)
-        self.step = step_edges(cell, input_size_of(cell, below_size, input_size if index == 0 else None))
+        width = input_size_of(cell, below_size, input_size if index == 0 else None, what)
+        self.step = step_edges(cell, width, what)
         self.prefix = cell_prefix(model, cell)
         # rows bottom to top: the other entries under h (the LSTM's c_t under h_t)
         self.entries = [k for k in range(1, len(self.step.names))] + [0]
@@ -121,12 +122,12 @@ def _steps_and_loss(norms, steps, loss, layers):
     return norms.steps, (loss or norms.loss or "sum")
 
 
-def _layers(model, input_size=None) -> tuple:
+def _layers(model, input_size=None, what="draw_unrolled") -> tuple:
     """(head or None, [_Layer per layer]) of any model whose cells follow the cell protocol."""
     rnn, head, cells = stack_parts(model)
     layers, below = [], getattr(rnn, "input_size", None) if rnn is not cells[0] else None
     for l, cell in enumerate(cells):
-        layers.append(_Layer(model, cell, l, len(cells), below, input_size))
+        layers.append(_Layer(model, cell, l, len(cells), below, input_size, what))
         below = getattr(cell, "hidden_size", None)
     return head, layers
 
@@ -294,7 +295,7 @@ def _caption(steps, layers, head, loss="sum") -> str:
 
 def draw_folded(model, title=None, input_size=None):
     """The folded view: one cell per layer, each state entry with its loops (a one-step delay)."""
-    head, layers = _layers(model, input_size)
+    head, layers = _layers(model, input_size, "draw_folded")
     g = graphviz.Digraph("folded", graph_attr={"rankdir": "BT", "ranksep": "0.45", "labelloc": "b",
                                                "fontsize": "11", **_FONT},
                          node_attr={"fontsize": "12", **_FONT}, edge_attr={"fontsize": "11", "arrowsize": "0.7", **_FONT})
