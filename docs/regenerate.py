@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -256,9 +256,9 @@ def write_region(name: str) -> bool:
         text = page.read_text(encoding="utf-8")
         if f"<!-- generated: {name} -->" not in text:
             continue
-        made = made if made is not None else JOBS[name].make()
-        new = REGION.sub(lambda m: m.group(0) if m.group(2) != name else
-                         f"{m.group(1)}{made}{stamp() if not JOBS[name].checked else ''}{m.group(4)}", text)
+        made = made if made is not None else JOBS[name].make() + ("" if JOBS[name].checked else stamp())
+        new = REGION.sub(lambda m, made=made: m.group(0) if m.group(2) != name else
+                         f"{m.group(1)}{made}{m.group(4)}", text)
         page.write_text(new, encoding="utf-8")
     if made is not None and JOBS[name].picture is not None:
         JOBS[name].picture()

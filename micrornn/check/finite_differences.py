@@ -118,7 +118,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
         analytic = [g.data.astype(np.float64) for g in grad(sum(directional[1:], directional[0]), wanted)]
     else:  # the gradient does not depend on the inputs: every second derivative is 0
         analytic = [np.zeros(t.shape) for t in wanted]
-    for k, (t, a) in enumerate(zip(wanted, analytic)):
+    for t, a in zip(wanted, analytic):
         n = _numerical_directional(fn, inputs, wanted, u, vs, t, eps)
         bad = np.abs(a - n) > atol + rtol * np.abs(n)
         if bad.any():

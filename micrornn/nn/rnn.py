@@ -85,7 +85,7 @@ class _Layers(Module):
                 x = _leaf(np.eye(cell.input_size, dtype=cell.U.dtype)[x.data])
             if direction == 1:
                 x = x[::-1]
-            T, B = x.shape[0], x.shape[1]
+            B = x.shape[1]
             outputs, final = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)))
             return (outputs[::-1] if direction == 1 else outputs), final
         finally:
