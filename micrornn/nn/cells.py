@@ -38,7 +38,7 @@ def expect_shape(t: Tensor, name: str, shape) -> None:
 class _Cell(Module):
     """What the three cells share: U (G, I), W (G, H), b (G,), input projection, zero state."""
 
-    cell_kind = None
+    cell_kind: str | None = None
     gates = 1  # G = gates * hidden_size rows in U, W and b
 
     def _init_weights(self, input_size, hidden_size, bias, dtype, rng):

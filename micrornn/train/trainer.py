@@ -184,7 +184,8 @@ class Trainer:
         seconds = round(cfg.time_budget)
         bar = progress_bar(total=seconds if timed else target, disable=not progress,
                            initial=min(round(self.wall_seconds), seconds) if timed else min(start_step, target), unit="s" if timed else "step", dynamic_ncols=True, leave=False)
-        signals, failure = RunSignals(), None
+        signals = RunSignals()
+        failure: BaseException | None = None
         self._signals = signals
         with signals:
             try:
