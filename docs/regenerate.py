@@ -44,6 +44,23 @@ REGION = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- end generated -
 STAMP = re.compile(r"^<small>Measured .*</small>\n", re.M)
 
 
+NUMBER = re.compile(r"([-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
+
+
+def same_output(printed: str, shown: str, rtol: float = 1e-6, atol: float = 1e-12) -> bool:
+    """True when two outputs have the same text and the same numbers up to round-off: the last digits
+    of a float64 result (1.73e-17 against 6.94e-18, a sum's last place) depend on the BLAS and the CPU."""
+    a, b = NUMBER.split(printed), NUMBER.split(shown)
+    if len(a) != len(b):
+        return False
+    for i, (x, y) in enumerate(zip(a, b)):
+        if i % 2 == 0 and x != y:
+            return False
+        if i % 2 == 1 and abs(float(x) - float(y)) > atol + rtol * abs(float(y)):
+            return False
+    return True
+
+
 def pages() -> list[Path]:
     """README.md and every docs/*.md page."""
     return [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
