@@ -67,3 +67,12 @@ def test_outputs_compare_text_exactly_and_numbers_to_round_off():
     assert same("worst 1.73e-17, loss 44.7331734354848\n", "worst 6.94e-18, loss 44.73317343548481\n")
     assert not same("loss 44.7331\n", "loss 44.7332\n") and not same("PASS 1\n", "FAIL 1\n")
     assert not same("1 2\n", "1\n") and not same("True\n", "True\nTrue\n")
+
+
+def test_the_script_lists_its_regions_and_refuses_an_unknown_one(capsys):
+    assert regenerate.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in regenerate.JOBS) and "bench" in listed and "slow" in listed
+    with pytest.raises(SystemExit) as refused:
+        regenerate.main(["--only", "no-such-region"])
+    assert refused.value.code == 2 and "unknown region(s) no-such-region" in capsys.readouterr().err
