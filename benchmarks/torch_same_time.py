@@ -17,12 +17,9 @@ PyTorch (never a micrornn dependency) and says so if it is missing.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
-
-import numpy as np
 
 from micrornn.train.data import BatchStream, Vocab, load_bundled_corpus, train_val_split
 from micrornn.train.threads import blas_threads

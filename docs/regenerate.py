@@ -35,13 +35,30 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```\n(?:\n*^```text\n(.*?)^```\n)?", re.S | re.M)
 REGION = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
 STAMP = re.compile(r"^<small>Measured .*</small>\n", re.M)
+
+
+NUMBER = re.compile(r"([-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
+
+
+def same_output(printed: str, shown: str, rtol: float = 1e-6, atol: float = 1e-12) -> bool:
+    """True when two outputs have the same text and the same numbers up to round-off: the last digits
+    of a float64 result (1.73e-17 against 6.94e-18, a sum's last place) depend on the BLAS and the CPU."""
+    a, b = NUMBER.split(printed), NUMBER.split(shown)
+    if len(a) != len(b):
+        return False
+    for i, (x, y) in enumerate(zip(a, b)):
+        if i % 2 == 0 and x != y:
+            return False
+        if i % 2 == 1 and abs(float(x) - float(y)) > atol + rtol * abs(float(y)):
+            return False
+    return True
 
 
 def pages() -> list[Path]:
@@ -256,9 +273,9 @@ def write_region(name: str) -> bool:
         text = page.read_text(encoding="utf-8")
         if f"<!-- generated: {name} -->" not in text:
             continue
-        made = made if made is not None else JOBS[name].make()
-        new = REGION.sub(lambda m: m.group(0) if m.group(2) != name else
-                         f"{m.group(1)}{made}{stamp() if not JOBS[name].checked else ''}{m.group(4)}", text)
+        made = made if made is not None else JOBS[name].make() + ("" if JOBS[name].checked else stamp())
+        new = REGION.sub(lambda m, made=made: m.group(0) if m.group(2) != name else
+                         f"{m.group(1)}{made}{m.group(4)}", text)
         page.write_text(new, encoding="utf-8")
     if made is not None and JOBS[name].picture is not None:
         JOBS[name].picture()

@@ -139,7 +139,7 @@ def test_no_grad_records_no_graph():
 def test_no_grad_restores_state_after_an_exception():
     with pytest.raises(ZeroDivisionError):
         with no_grad():
-            1 / 0
+            1 / 0  # noqa: B018
     assert micrornn.is_grad_enabled()
 
 

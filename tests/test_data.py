@@ -100,7 +100,7 @@ def test_standard_split_of_the_bundled_corpus_is_nanogpts():
 
 def test_load_text_reads_gzip_and_refuses_a_broken_one(tmp_path):
     good = tmp_path / "t.txt.gz"
-    good.write_bytes(gzip.compress("héllo\n".encode("utf-8")))
+    good.write_bytes(gzip.compress("héllo\n".encode()))
     assert load_text(good) == "héllo\n"
     bad = tmp_path / "bad.txt.gz"
     bad.write_bytes(gzip.compress(b"hello")[:-6])

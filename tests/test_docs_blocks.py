@@ -21,7 +21,8 @@ def test_every_python_block_runs_and_prints_what_the_page_shows(page):
     blocks = regenerate.run_blocks(page)
     for block in blocks:
         if block.shown is not None and block.printed is not None:
-            assert block.printed == block.shown, f"{page.name}: the output shown differs from what\n{block.code}\nprints; {FIX}"
+            assert regenerate.same_output(block.printed, block.shown), (
+                f"{page.name}: the output shown differs from what\n{block.code}\nprints:\n{block.printed}; {FIX}")
 
 
 def test_the_pages_have_blocks_and_outputs():
@@ -57,4 +58,21 @@ def test_every_generated_region_names_a_job_and_every_job_has_a_region():
 @pytest.mark.parametrize("name", [n for n, job in regenerate.JOBS.items() if job.checked])
 def test_deterministic_regions_are_up_to_date(name):
     page, shown = regenerate.regions()[name]
-    assert regenerate.JOBS[name].make() == shown, f"{page.name}: region {name} is stale; {FIX}"
+    made = regenerate.JOBS[name].make()
+    assert regenerate.same_output(made, shown), f"{page.name}: region {name} is stale; what the job makes:\n{made}\n{FIX}"
+
+
+def test_outputs_compare_text_exactly_and_numbers_to_round_off():
+    same = regenerate.same_output
+    assert same("worst 1.73e-17, loss 44.7331734354848\n", "worst 6.94e-18, loss 44.73317343548481\n")
+    assert not same("loss 44.7331\n", "loss 44.7332\n") and not same("PASS 1\n", "FAIL 1\n")
+    assert not same("1 2\n", "1\n") and not same("True\n", "True\nTrue\n")
+
+
+def test_the_script_lists_its_regions_and_refuses_an_unknown_one(capsys):
+    assert regenerate.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in regenerate.JOBS) and "bench" in listed and "slow" in listed
+    with pytest.raises(SystemExit) as refused:
+        regenerate.main(["--only", "no-such-region"])
+    assert refused.value.code == 2 and "unknown region(s) no-such-region" in capsys.readouterr().err

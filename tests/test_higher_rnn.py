@@ -149,7 +149,7 @@ def test_fused_and_unrolled_hessians_agree(cell):
     for fused_layers in (False, True):
         model, x, targets = sequence_problem(6, fused_layers, cell=cell)
         vs = [np.random.default_rng(7).standard_normal(p.shape) for p in model.parameters()]
-        hvps.append(mr.hvp(lambda *ps: model.loss(x, targets)[0], model.parameters(), vs)[1])
+        hvps.append(mr.hvp(lambda *ps: model.loss(x, targets)[0], model.parameters(), vs)[1])  # noqa: B023
     for a, b in zip(*hvps):
         np.testing.assert_allclose(a.data, b.data, rtol=1e-10, atol=1e-12)
 

@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of small (T=25 B=1 H=100), medium (T=32 B=32 H=128), "
                              "large (T=64 B=64 H=512); default all")
     parser.add_argument("--repeats", default=None,
-                        help="timed rounds per size (default: %s; with --quick: %s)"
-                             % (_rounds_text(ROUNDS), _rounds_text(QUICK_ROUNDS)))
+                        help=f"timed rounds per size (default: {_rounds_text(ROUNDS)}; "
+                             f"with --quick: {_rounds_text(QUICK_ROUNDS)})")
     parser.add_argument("--dtype", default=",".join(DTYPES), help="comma-separated float64,float32 (default both)")
     parser.add_argument("--cells", default="rnn",
                         help="comma-separated rnn,lstm,gru (default rnn; the LSTM and GRU rows are measured "

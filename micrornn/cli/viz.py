@@ -268,7 +268,7 @@ def _run_plots(args, model, x, targets, norms) -> int:
     if args.jacobian:
         jobs.append((args.jacobian, lambda out: plot_jacobian_view(jacobian_view(model, x, targets, loss=args.loss),
                                                                    out),
-                     f"||dh_T/dh_t||, ||dL/dh_t|| and the singular values of W, top layer"))
+                     "||dh_T/dh_t||, ||dL/dh_t|| and the singular values of W, top layer"))
     for path, make, what in jobs:
         try:
             _save_atomically(path, make)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import types
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +22,7 @@ class AnomalyError(FloatingPointError):
 
 def _user_line() -> str:
     """'file:line in function' of the innermost frame outside the micrornn package."""
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame = frame.f_back
     if frame is None:
@@ -27,13 +30,13 @@ def _user_line() -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
 
 
-def _where(node) -> str:
+def _where(node: Any) -> str:
     """The scope (layer/step) and user line recorded for a node."""
     scope = f", {node.scope}" if node.scope is not None else ""
     return f"{scope}, created at {node._origin or 'unknown location'}"
 
 
-def _bad(array) -> str | None:
+def _bad(array: Any) -> str | None:
     """'nan' or 'inf' when the array holds one, else None."""
     if not isinstance(array, (np.ndarray, np.generic)):
         return None
@@ -43,7 +46,7 @@ def _bad(array) -> str | None:
     return None
 
 
-def _first_bad_step(array, last=False) -> str:
+def _first_bad_step(array: np.ndarray, last: bool = False) -> str:
     """', first at time step t' for a fused layer's (T, ...) array: its first non-finite step
     (``last``: the latest one, which is where a backward pass through time goes bad first)."""
     bad_steps = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
@@ -53,12 +56,12 @@ def _first_bad_step(array, last=False) -> str:
     return f", first at time step {int(step) + 1}"
 
 
-def _is_fused_layer(node, prim) -> bool:
+def _is_fused_layer(node: Any, prim: Any) -> bool:
     """True for a whole-layer primitive (rnn_layer, lstm_layer, ...) whose axis 0 is time."""
-    return prim.name.endswith("_layer") and getattr(node.scope, "step", "none") is None
+    return bool(prim.name.endswith("_layer")) and getattr(node.scope, "step", "none") is None
 
 
-def check_forward(out, prim, inputs) -> None:
+def check_forward(out: Any, prim: Any, inputs: Sequence[Any]) -> None:
     """Record where ``out`` was made; raise if its value is not finite."""
     out._origin = _user_line()
     kind = _bad(out.data)
@@ -69,7 +72,7 @@ def check_forward(out, prim, inputs) -> None:
                            f"{kind}{step}{_where(out)}")
 
 
-def _value(g):
+def _value(g: Any) -> Any:
     """The array a gradient stands for: a lazy weight product is formed, a scatter's values read."""
     if isinstance(g, ProductGrad):
         with np.errstate(over="ignore", invalid="ignore"):  # the overflow is what we report
@@ -79,7 +82,7 @@ def _value(g):
     return g
 
 
-def check_backward(node, parent_grads, total=None) -> None:
+def check_backward(node: Any, parent_grads: Sequence[Any], total: Any = None) -> None:
     """Raise if the VJP of ``node``'s op produced a non-finite gradient for one of its inputs, or
     (``total``) if the node's own gradient, summed over its uses, is not finite."""
     kind = _bad(total)
@@ -99,7 +102,7 @@ def check_backward(node, parent_grads, total=None) -> None:
 
 
 @contextlib.contextmanager
-def detect_anomaly():
+def detect_anomaly() -> Iterator[None]:
     """Within this context every op checks its outputs and gradients for NaN/Inf (slow; off by default)."""
     previous = state.anomaly, state.check_forward, state.check_backward
     state.anomaly, state.check_forward, state.check_backward = True, check_forward, check_backward

@@ -123,7 +123,7 @@ def apply_function(func, args, kwargs):
 
 def _flat(values) -> list:
     """Items of values, one level of lists/tuples opened."""
-    out = []
+    out: list = []
     for v in values:
         out.extend(v if isinstance(v, (list, tuple)) else [v])
     return out

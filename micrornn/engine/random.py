@@ -15,7 +15,7 @@ def manual_seed(seed: int) -> np.random.Generator:
     return _generator
 
 
-def default_rng(rng=None) -> np.random.Generator:
+def default_rng(rng: int | np.integer | np.random.Generator | None = None) -> np.random.Generator:
     """``rng`` when given (a Generator or an int seed), else the global generator."""
     if rng is None:
         return _generator

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,19 @@ class Tensor(CompositeMethods):
 
     __slots__ = ("data", "grad", "requires_grad", "name", "_op", "_parents", "_saved", "_needs",
                  "_scope", "_retain", "_origin", "_id", "_guard", "__weakref__")
+    data: np.ndarray
+    grad: np.ndarray | None
+    requires_grad: bool
+    name: str | None
+    _op: Any
+    _parents: tuple | None
+    _saved: Any
+    _needs: Any
+    _scope: Any
+    _retain: bool
+    _origin: Any
+    _id: int
+    _guard: Any
     __array_priority__ = 1000  # ndarray <op> Tensor runs as a micrornn op (see __array_ufunc__)
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):

@@ -56,8 +56,8 @@ def _param_label(i, p):
 class Optimizer:
     """Base class: holds the parameters, hyperparameters, step count and per-parameter buffers."""
 
-    hyper_names = ()
-    buffer_names = ()
+    hyper_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
 
     def __init__(self, params, **hyperparameters):
         self.params = _param_list(params, type(self).__name__)

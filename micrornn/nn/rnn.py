@@ -33,7 +33,7 @@ class _Layers(Stack):
     """The stack shared by RNN, LSTM and GRU: cells[l] (and reverse_cells[l]) for each layer, the
     shared time loop (``Stack``) unrolled, or each layer and direction as one fused primitive."""
 
-    cell_kind = None
+    cell_kind: str | None = None
     _fused_takes_indices = False  # whether the fused primitive gathers rows for index inputs itself
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,

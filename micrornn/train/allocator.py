@@ -25,7 +25,7 @@ def tune_allocator(keep_mb: int = 1024) -> bool:
         raise ValueError(f"tune_allocator: keep_mb must be positive, got {keep_mb!r}")
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # present only in glibc
+        libc.gnu_get_libc_version  # noqa: B018 (present only in glibc: the lookup is the test)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

@@ -235,7 +235,7 @@ def _read_member(archive, key, path, max_bytes=None) -> np.ndarray:
             raise CheckpointError(f"{path}: array {key!r} declares shape {shape} ({count * dtype.itemsize:,} "
                                   f"bytes) but holds {info.file_size - f.tell():,} bytes")
         array = np.empty(count, dtype=dtype)
-        buffer, filled = memoryview(array.view(np.uint8)), 0
+        buffer, filled = memoryview(array.view(np.uint8)), 0  # type: ignore[arg-type]
         while filled < len(buffer):
             n = f.readinto(buffer[filled:])
             if not n:

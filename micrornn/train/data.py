@@ -109,7 +109,7 @@ def _code_points(text) -> np.ndarray:
 
 def _distinct_chars(text) -> list:
     """sorted(set(text)), counted block by block with NumPy (fast on long texts)."""
-    seen = set()
+    seen: set[int] = set()
     for start in range(0, len(text), ENCODE_BLOCK):
         codes = _code_points(text[start:start + ENCODE_BLOCK])
         present = np.flatnonzero(np.bincount(codes)) if codes.max() < 0x10000 else np.unique(codes)

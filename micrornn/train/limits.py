@@ -42,6 +42,7 @@ def _human(n) -> str:
         if n < 1000 or unit == "PB":
             return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
         n /= 1000
+    raise AssertionError("unreachable: PB always returns")
 
 
 def check_fits(estimate, sizes: dict, defaults: dict, what="this run") -> None:

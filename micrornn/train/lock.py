@@ -14,7 +14,7 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["CheckpointLocked", "lock_path", "checkpoint_lock"]
 

@@ -164,7 +164,7 @@ def reproducible(nb):
     """Join the stream outputs the kernel happened to flush in pieces and drop the text/plain repr
     beside a picture (it names a memory address), so executing a notebook twice gives the same file."""
     for cell in nb.cells:
-        joined: list = []
+        joined = []
         for output in cell.get("outputs", []):
             previous = joined[-1] if joined else None
             if (output.get("output_type") == "stream" and previous is not None
