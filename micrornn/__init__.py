@@ -10,6 +10,7 @@ from micrornn.engine import (AnomalyError, Tensor, Value, apply, arange, concate
                              is_grad_enabled, jvp, manual_seed, maximum, minimum, no_grad, ones, ones_like, ops,
                              randn, scope, stack, where, zeros, zeros_like)
 from micrornn.engine.creation import tensor  # the function; the module is micrornn.engine.tensor
+from micrornn.engine.compile import compile  # noqa: A004  (micrornn.compile, as jax.jit / torch.compile)
 from micrornn import nn, bptt
 from micrornn.nn import functional, optim
 from micrornn.check import gradcheck, gradgradcheck, numerical_grad

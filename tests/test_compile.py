@@ -1,0 +1,199 @@
+"""micrornn.compile: traced programs give the uncompiled values and gradients, retrace on a new
+signature, refuse value-dependent control flow, draw dropout masks on every call, print as text."""
+import numpy as np
+import pytest
+
+import micrornn as mr
+from micrornn import nn
+from micrornn.engine.compile import ValueDependentError
+from micrornn.nn import functional as F
+
+
+def _grads(module):
+    return {name: p.grad.copy() for name, p in module.named_parameters()}
+
+
+def _step(fn, module, *args):
+    module.zero_grad()
+    out = fn(*args)
+    loss = out[0] if isinstance(out, tuple) else out
+    loss.backward()
+    return loss.item(), _grads(module)
+
+
+def _batches(seed, T=6, B=3, classes=11, n=3):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, classes, (T, B)), rng.integers(0, classes, (T, B))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_compiled_sequence_model_equals_uncompiled_bit_for_bit(cell, layers, bidirectional):
+    model = nn.SequenceModel(11, 8, 11, num_layers=layers, cell=cell, bidirectional=bidirectional, rng=0)
+
+    def loss(x, y):
+        return model.loss(x, y, reduction="sum")[0]
+    compiled = mr.compile(loss)
+    for x, y in _batches(1):  # new values every call: the first traces, the others replay
+        ref_loss, ref = _step(loss, model, x, y)
+        got_loss, got = _step(compiled, model, x, y)
+        assert got_loss == ref_loss
+        for name in ref:
+            np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    assert len(compiled.programs) == 1
+
+
+def test_float32_and_parameter_updates_between_calls():
+    model = nn.SequenceModel(11, 8, 11, cell="gru", dtype=np.float32, rng=3)
+    compiled = mr.compile(lambda x, y: model.loss(x, y)[0])
+    opt = mr.optim.SGD(model.parameters(), lr=0.5)
+    for x, y in _batches(2):
+        ref_loss, ref = _step(lambda a, b: model.loss(a, b)[0], model, x, y)
+        got_loss, got = _step(compiled, model, x, y)
+        assert got_loss == ref_loss
+        for name in ref:
+            assert got[name].dtype == np.float32
+            np.testing.assert_array_equal(got[name], ref[name])
+        opt.step()  # the program reads the parameters' new values on the next call
+
+
+class MinimalGatedCell(nn.Module):
+    """A user cell (MGU): f = sigmoid(x Wf + h Uf), n = tanh(x Wn + (f*h) Un), h' = (1-f) h + f n."""
+
+    def __init__(self, input_size, hidden_size, rng=0):
+        r = np.random.default_rng(rng)
+        self.hidden_size = hidden_size
+        self.Wf = nn.Parameter(r.normal(0, 0.4, (input_size, hidden_size)))
+        self.Uf = nn.Parameter(r.normal(0, 0.4, (hidden_size, hidden_size)))
+        self.Wn = nn.Parameter(r.normal(0, 0.4, (input_size, hidden_size)))
+        self.Un = nn.Parameter(r.normal(0, 0.4, (hidden_size, hidden_size)))
+
+    def forward(self, x, h):
+        f = (x @ self.Wf + h @ self.Uf).sigmoid()
+        n = (x @ self.Wn + (f * h) @ self.Un).tanh()
+        return (1 - f) * h + f * n
+
+
+def test_user_cell_through_recurrent_with_input_gradient():
+    rec = nn.Recurrent(MinimalGatedCell(4, 5))
+
+    def loss(x, target):
+        out, h = rec(x)
+        return ((out - target) ** 2).sum() + h.sum(), h
+    compiled = mr.compile(loss)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = mr.Tensor(rng.normal(size=(7, 2, 4)), requires_grad=True)
+        target = rng.normal(size=(7, 2, 5))
+        rec.zero_grad()
+        (ref, ref_h) = loss(x, target)
+        ref.backward()
+        ref_grads, ref_x = _grads(rec), x.grad.copy()
+        x.grad = None
+        rec.zero_grad()
+        got, got_h = compiled(x, target)
+        got.backward()
+        assert got.item() == ref.item()
+        np.testing.assert_array_equal(got_h.data, ref_h.data)
+        np.testing.assert_array_equal(x.grad, ref_x)
+        for name in ref_grads:
+            np.testing.assert_array_equal(rec.cell.__dict__[name.split(".")[-1]].grad, ref_grads[name])
+    program = compiled.program(x, target)
+    assert {v.name for v in program.params} == {"cell.Wf", "cell.Uf", "cell.Wn", "cell.Un"}
+
+
+def test_dropout_masks_are_drawn_on_every_call():
+    model = nn.SequenceModel(11, 8, 11, num_layers=2, cell="lstm", dropout=0.5, rng=0)
+
+    def loss(x, y):
+        return model.loss(x, y, reduction="sum")[0]
+    compiled = mr.compile(loss)
+    (x, y), = _batches(4, n=1)
+    losses = []
+    for seed in (10, 11, 12):  # the same seed gives the same masks on either path, every call
+        mr.manual_seed(seed)
+        ref_loss, ref = _step(loss, model, x, y)
+        mr.manual_seed(seed)
+        got_loss, got = _step(compiled, model, x, y)
+        assert got_loss == ref_loss
+        for name in ref:
+            np.testing.assert_array_equal(got[name], ref[name])
+        losses.append(got_loss)
+    assert len(set(losses)) == 3  # fresh masks: a baked mask would give one loss for the same batch
+    assert "random" in str(compiled.program(x, y))
+    model.eval()  # a module's mode keys the program: evaluation traces again, without dropout
+    ev = compiled(x, y).item()
+    assert ev == loss(x, y).item() and len(compiled.programs) == 2
+
+
+def test_new_signature_retraces_and_static_arguments_key_the_program():
+    w = mr.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    compiled = mr.compile(lambda x, scale: ((x @ w) * scale).sum())
+    compiled(np.ones((4, 2)), 2.0)
+    compiled(np.ones((4, 2)), 2.0)
+    assert len(compiled.programs) == 1
+    assert compiled(np.ones((5, 2)), 2.0).item() == 5 * 2.0 * w.data.sum()
+    assert compiled(np.ones((5, 2)), 3.0).item() == 5 * 3.0 * w.data.sum()
+    assert compiled(np.ones((5, 2), dtype=np.float32).astype(np.float64) * 2, 3.0).item() == 10 * 3.0 * w.data.sum()
+    assert len(compiled.programs) == 3
+    with pytest.raises(TypeError, match="hashable"):
+        compiled(np.ones((4, 2)), {1.0})
+
+
+def test_comparisons_are_replayed_not_baked():
+    compiled = mr.compile(lambda x: mr.where(x > 0, x, x * 0.1).sum())
+    for data in (np.array([1.0, -2.0, 3.0]), np.array([-1.0, 2.0, -3.0])):
+        x = mr.Tensor(data, requires_grad=True)
+        out = compiled(x)
+        out.backward()
+        np.testing.assert_array_equal(x.grad, np.where(data > 0, 1.0, 0.1))
+        assert out.item() == np.where(data > 0, data, data * 0.1).sum()
+
+
+@pytest.mark.parametrize("read", [lambda t: float(t.sum()), lambda t: bool((t > 0).all()),
+                                  lambda t: t.sum().item(), lambda t: 1 if t.max() > 0 else 0])
+def test_value_dependent_control_flow_is_refused(read):
+    compiled = mr.compile(lambda x: x * read(x))
+    with pytest.raises(ValueDependentError, match="static"):
+        compiled(mr.Tensor(np.ones(3), requires_grad=True))
+
+
+def test_program_prints_one_line_per_primitive():
+    cell = nn.RNNCell(3, 4, rng=0)
+    compiled = mr.compile(lambda x, h: cell(x, h).sum())
+    program = compiled.program(np.ones((2, 3)), np.zeros((2, 4)))
+    text = str(program)
+    call_lines = [line for line in text.splitlines() if " = " in line and "(" in line.split(" = ", 1)[1]]
+    assert len(call_lines) == len(program.calls)
+    assert "matmul_add" in text and "tanh" in text and "param U" in text and text.splitlines()[-1].startswith("  return")
+
+
+def test_higher_order_and_jvp_stay_uncompiled_and_say_so():
+    w = mr.Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    compiled = mr.compile(lambda x: (x * w).tanh().sum())
+    out = compiled(np.ones(2))
+    with pytest.raises(NotImplementedError, match="uncompiled"):
+        mr.grad(out, [w], create_graph=True)
+    with pytest.raises(NotImplementedError, match="uncompiled"):
+        mr.jvp(lambda v: compiled(v), [mr.Tensor(np.ones(2))], [np.ones(2)])
+
+
+def test_a_result_goes_stale_when_the_next_call_reuses_the_buffers():
+    model = nn.SequenceModel(5, 4, 5, rng=0)
+    compiled = mr.compile(lambda x, y: model.loss(x, y)[0])
+    (x1, y1), (x2, y2) = _batches(5, classes=5, n=2)
+    first = compiled(x1, y1)
+    compiled(x2, y2)
+    with pytest.raises(RuntimeError, match="before the next call"):
+        first.backward()
+
+
+def test_returned_states_are_not_overwritten_by_the_next_call():
+    model = nn.SequenceModel(5, 4, 5, rng=0)
+    compiled = mr.compile(lambda x: model(x))
+    (x1, _), (x2, _) = _batches(6, classes=5, n=2)
+    logits1, h1 = compiled(x1)
+    kept = h1.data.copy()
+    compiled(x2)
+    np.testing.assert_array_equal(h1.data, kept)
+    np.testing.assert_array_equal(kept, model(x1)[1].data)
