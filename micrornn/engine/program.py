@@ -105,6 +105,9 @@ class Program:
         for k, v in enumerate(self.params):
             v.label, v.name = f"p{k}", names.get(id(v.source), v.name)
         self.copy_out = [_shares_buffer(v, calls, self) for v in outputs]
+        self.forward_plan = [(c.prim.forward, c.inputs, c.output, c.attrs or None, c.needs is not None, c.convert,
+                              c.prim) for c in calls]
+        self.backward_plan = [(c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
 
     def current(self) -> bool:
         """False when a parameter changed shape, dtype or requires_grad since the trace (retrace)."""
@@ -122,13 +125,14 @@ class Program:
         self.generation += 1
         saved = [] if self.grad and self.grad_calls and self.grad_values else None
         keep = saved.append if saved is not None else None
-        for call in self.calls:
-            arrays = [v.data for v in call.inputs]
-            if call.convert:
-                arrays = _check_float_dtypes(call.prim, arrays)
-            data, kept = call.prim.forward(*arrays, **call.attrs)
-            call.output.data = data if type(data) is np.ndarray else np.asarray(data)
-            if keep is not None and call.needs is not None:
+        ndarray = np.ndarray
+        for forward, inputs, output, attrs, grad, convert, prim in self.forward_plan:
+            arrays = [v.data for v in inputs]
+            if convert:
+                arrays = _check_float_dtypes(prim, arrays)
+            data, kept = forward(*arrays, **attrs) if attrs else forward(*arrays)
+            output.data = data if type(data) is ndarray else np.asarray(data)
+            if grad and keep is not None:
                 keep(kept)
         return _Run(self, self.generation, saved)
 
@@ -157,20 +161,24 @@ class Program:
                 "the function uncompiled, compiled.__wrapped__)")
         grads = _Grads()
         grads.add(self.outputs[index], g)
-        dense, pending = grads.dense, grads.pending
-        for call, saved in zip(reversed(self.grad_calls), reversed(run.saved)):
-            out = call.output
+        dense, owned, pending, add, ndarray = grads.dense, grads.owned, grads.pending, grads.add, np.ndarray
+        for (out, vjp, needs_k, targets), saved in zip(self.backward_plan, reversed(run.saved)):
             if pending and out in pending:
                 grads._fold(out)
             gk = dense.pop(out, None)
             if gk is None:
                 continue
-            needs_k = call.needs
-            parent_grads = call.prim.vjp(gk, saved, needs_k)
-            fresh = call.prim.fresh
-            for i, (v, pg) in enumerate(zip(call.inputs, parent_grads)):
-                if needs_k[i] and pg is not None:
-                    grads.add(v, pg, fresh if fresh.__class__ is bool else fresh[i])
+            parent_grads = vjp(gk, saved, needs_k)
+            for i, v, fresh in targets:
+                pg = parent_grads[i]
+                if pg is None:
+                    continue
+                if type(pg) is ndarray and v not in dense and pg.shape == v.shape:  # _Grads.add's first arrival
+                    dense[v] = pg
+                    if fresh:
+                        owned.add(v)
+                else:
+                    add(v, pg, fresh)
         result = []
         for v, need in zip(self.grad_values, needs):
             gv, owned = grads.pop(v) if need else (None, False)
@@ -198,6 +206,13 @@ class Program:
             lines.append(f"  {call.output.label} = {call.prim.name}({args})  # {call.output.type_text()}{grad}")
         lines.append("  return " + ", ".join(v.label for v in self.outputs))
         return "\n".join(lines)
+
+
+def _targets(call) -> tuple:
+    """(input position, value, fresh) for each input of a call that wants a gradient."""
+    fresh = call.prim.fresh
+    return tuple((i, v, fresh if fresh.__class__ is bool else fresh[i])
+                 for i, (v, need) in enumerate(zip(call.inputs, call.needs)) if need)
 
 
 def _attr_text(value) -> str:
