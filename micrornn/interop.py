@@ -133,3 +133,9 @@ def load_torch_state_dict(module, state_dict) -> None:
             updates.append((head.bias, arrays["head.bias"]))
     for param, value in updates:
         param.data[...] = value  # cast to the parameter's dtype
+
+
+def to_torch(module):
+    """Any micrornn module as a torch.nn.Module with equal outputs and gradients (see micrornn.interop_torch)."""
+    from micrornn.interop_torch import to_torch as _to_torch
+    return _to_torch(module)

@@ -28,12 +28,13 @@ class ValueDependentError(RuntimeError):
     """A function being traced by micrornn.compile read a traced tensor's value into Python."""
 
 
-def random_array(draw: Callable[[], np.ndarray]) -> Tensor:
+def random_array(draw: Callable[[], np.ndarray], dropout_p: float | None = None) -> Tensor:
     """A constant Tensor of ``draw()``; inside a compiled function it is a program input that is
-    drawn again on every call (dropout's masks), never a value baked into the program."""
+    drawn again on every call (dropout's masks), never a value baked into the program.
+    ``dropout_p`` says the draw is a dropout mask (kept / (1 - p)), for code generated from a program."""
     out = _leaf(draw())
     if state.record is not None:
-        state.record.random(out, draw)
+        state.record.random(out, (draw, dropout_p))
     return out
 
 

@@ -121,7 +121,7 @@ class Program:
         for v in self.params:
             v.data = v.source.data
         for k, v in enumerate(self.randoms):
-            v.data = v.source() if randoms is None else randoms[k]
+            v.data = v.source[0]() if randoms is None else randoms[k]
         self.generation += 1
         saved = [] if self.grad and self.grad_calls and self.grad_values else None
         keep = saved.append if saved is not None else None

@@ -44,7 +44,7 @@ def dropout(x, p=0.5, training=True, rng=None) -> Tensor:
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: x must be floating point, got {x.dtype} (the kept values are scaled by 1/(1-p))")
     shape, dtype = x.shape, x.dtype  # the mask is a program input under micrornn.compile: drawn on every call
-    return x * random_array(lambda: ((default_rng(rng).random(shape) >= p) / (1.0 - p)).astype(dtype))
+    return x * random_array(lambda: ((default_rng(rng).random(shape) >= p) / (1.0 - p)).astype(dtype), p)
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5) -> Tensor:
