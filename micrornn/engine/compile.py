@@ -135,10 +135,14 @@ def _rebuild(tree, leaves):
 
 
 def _modules(fn) -> list:
-    """The Modules a function belongs to: itself, its ``__self__``, the Modules in its closure."""
+    """The Modules a function belongs to: itself, its ``__self__``, the Modules in its closure and the
+    global names its code reads."""
     found = [fn, getattr(fn, "__self__", None)]
     found += [cell.cell_contents for cell in (getattr(fn, "__closure__", None) or ()) if _has_contents(cell)]
-    return [m for m in found if callable(getattr(m, "named_parameters", None))]
+    code, scope = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
+    found += [scope.get(name) for name in (code.co_names if code is not None else ())]
+    unique = {id(m): m for m in found if callable(getattr(m, "named_parameters", None))}
+    return list(unique.values())
 
 
 def _has_contents(cell) -> bool:
