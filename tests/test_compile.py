@@ -197,3 +197,30 @@ def test_returned_states_are_not_overwritten_by_the_next_call():
     compiled(x2)
     np.testing.assert_array_equal(h1.data, kept)
     np.testing.assert_array_equal(kept, model(x1)[1].data)
+
+
+def test_an_array_argument_returned_unchanged_is_a_copy():
+    compiled = mr.compile(lambda x, w: ((x * w).sum(), x))
+    w = mr.Tensor(np.ones(2), requires_grad=True)
+    first = compiled(np.array([1.0, 2.0]), w)[1]
+    compiled(np.array([5.0, 6.0]), w)
+    np.testing.assert_array_equal(first.data, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_truncated_bptt_loop_carries_the_state_through_the_program(cell):
+    model = nn.SequenceModel(7, 5, 7, cell=cell, dropout=0.0, rng=2)
+    compiled = mr.compile(lambda x, y, h0: model.loss(x, y, h0, reduction="mean"))
+    states = {"ref": None, "got": None}
+    for x, y in _batches(8, T=4, B=2, classes=7, n=4):
+        results = {}
+        for route, fn in (("ref", lambda *a: model.loss(*a, reduction="mean")), ("got", compiled)):
+            model.zero_grad()
+            loss, h_n = fn(x, y, states[route])
+            loss.backward()
+            results[route] = (loss.item(), _grads(model))
+            states[route] = nn.recurrent.detach_state(h_n)  # as the trainer does between chunks
+        assert results["got"][0] == results["ref"][0]
+        for name, g in results["ref"][1].items():
+            np.testing.assert_array_equal(results["got"][1][name], g)
+    assert len(compiled.programs) == 2  # no state on the first chunk, a state afterwards

@@ -242,7 +242,7 @@ def _shares_buffer(out: Value, calls, program: Program) -> bool:
     """Whether an output's array may live in memory the next replay writes again (an ``out=``
     buffer, an input buffer, a constant): such an output is copied when returned."""
     if out.kind != "op":
-        return out.kind == "const"
+        return out.kind != "param"  # inputs, constants and draws live in the program's own arrays
     held = [a for c in calls for a in c.attrs.values() for a in _arrays_in(a)]
     held += [v.data for v in program.inputs + program.consts]
     return any(np.may_share_memory(out.data, a) for a in held)
