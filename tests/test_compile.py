@@ -224,3 +224,16 @@ def test_truncated_bptt_loop_carries_the_state_through_the_program(cell):
         for name, g in results["ref"][1].items():
             np.testing.assert_array_equal(results["got"][1][name], g)
     assert len(compiled.programs) == 2  # no state on the first chunk, a state afterwards
+
+
+def test_values_computed_from_inputs_outside_the_engine_are_refused():
+    w = mr.Tensor(np.arange(15.0).reshape(5, 3), requires_grad=True)
+    one_hot = mr.compile(lambda idx: (F.one_hot(idx, 5) @ w).sum())  # NumPy on the indices: a constant
+    with pytest.raises(ValueDependentError, match="changed with the input values"):
+        one_hot(np.array([0, 1, 4]))
+    masked = mr.compile(lambda x, lengths: (x * mr.Tensor((np.arange(4)[:, None] < lengths.data[None, :]) * 1.0)).sum())
+    with pytest.raises(ValueDependentError, match="constant"):
+        masked(mr.Tensor(np.ones((4, 2)), requires_grad=True), np.array([1, 3]))
+    gathered = mr.compile(lambda idx: w[idx].sum())  # the index is the input itself: fine
+    for idx in (np.array([0, 1, 4]), np.array([2, 2, 3])):
+        assert gathered(idx).item() == w.data[idx].sum()

@@ -18,83 +18,11 @@ from typing import Callable
 import numpy as np
 
 from micrornn.engine.backward import state
-from micrornn.engine.program import Call, Derived, Program, Value
-from micrornn.engine.tensor import Tensor, _leaf, apply
+from micrornn.engine.program import Program
+from micrornn.engine.tensor import Tensor, _leaf
+from micrornn.engine.trace import Tracer, ValueDependentError, check_same_program, random_array
 
 __all__ = ["compile", "Compiled", "ValueDependentError", "random_array"]
-
-
-class ValueDependentError(RuntimeError):
-    """A function being traced by micrornn.compile read a traced tensor's value into Python."""
-
-
-def random_array(draw: Callable[[], np.ndarray], dropout_p: float | None = None) -> Tensor:
-    """A constant Tensor of ``draw()``; inside a compiled function it is a program input that is
-    drawn again on every call (dropout's masks), never a value baked into the program.
-    ``dropout_p`` says the draw is a dropout mask (kept / (1 - p)), for code generated from a program."""
-    out = _leaf(draw())
-    if state.record is not None:
-        state.record.random(out, (draw, dropout_p))
-    return out
-
-
-class _Tracer:
-    """The recorder installed as ``state.record`` while a function is traced."""
-
-    def __init__(self, first_id: int):
-        self.first_id = first_id  # tensors numbered below this existed before the trace (parameters)
-        self.values, self.arrays, self.keep, self.calls = {}, {}, [], []
-        self.kinds = {"input": [], "param": [], "const": [], "random": [], "op": []}
-
-    def add(self, t: Tensor, kind: str, source=None) -> Value:
-        """Register tensor t as a value of the given kind."""
-        v = Value(t.data, kind, source, t.requires_grad, t.name)
-        self.values[id(t)] = v
-        self.keep.append(t)  # alive until the trace ends, so no id is reused
-        self.kinds[kind].append(v)
-        if kind != "const":
-            self.arrays[id(t.data)] = v
-        return v
-
-    def value_of(self, t: Tensor) -> Value:
-        """The value of a tensor an op reads: known, a new wrapper of a known array (``where``'s
-        condition), a parameter (made before the trace) or a constant."""
-        v = self.values.get(id(t))
-        if v is None:
-            v = self.arrays.get(id(t.data)) if t._id >= self.first_id else None
-            if v is not None:
-                self.values[id(t)] = v
-                self.keep.append(t)
-            else:
-                v = self.add(t, "param", t) if t._id < self.first_id else self.add(t, "const")
-        return v
-
-    def op(self, out, prim, inputs, arrays, attrs) -> None:
-        """Record one primitive call (the hook in ``apply``)."""
-        ins = tuple(self.value_of(t) for t in inputs)
-        convert = any(a is not t.data for a, t in zip(arrays, inputs))  # apply's int -> float rule ran
-        needs = tuple(t.requires_grad for t in inputs) if out.requires_grad else None
-        self.calls.append(Call(prim, ins, self.add(out, "op"), dict(attrs), needs, convert))
-
-    def derived(self, out, name, compute, *inputs) -> None:
-        """Record a value computed outside the primitive table with no gradient (comparisons, detach)."""
-        ins = tuple(self.value_of(t) for t in inputs)
-        self.calls.append(Call(Derived(name, compute), ins, self.add(out, "op"), {}, None, False))
-
-    def random(self, out, draw) -> None:
-        """Record a random draw: a program input drawn again on every call."""
-        self.add(out, "random", draw)
-
-    def read(self, t: Tensor, what: str) -> None:
-        """Refuse to turn a traced value into a Python value (that would bake it into the program)."""
-        v = self.values.get(id(t)) or self.arrays.get(id(t.data))
-        traced = v.kind != "const" if v is not None else t._id < self.first_id and t.requires_grad
-        if traced:
-            raise ValueDependentError(
-                f"micrornn.compile: {what} of a traced tensor (shape {t.shape}) reads its value into Python "
-                "while the function is traced, so the program would keep this call's value; shapes are static "
-                "and control flow must not depend on tensor values: compute it with tensor ops (e.g. "
-                "micrornn.where), pass it as a plain (static) argument, or call the function uncompiled")
 
 
 def _flatten(tree, leaves: list, key: list):
@@ -198,12 +126,37 @@ class Compiled:
         return program.outputs_of(program.run(leaves), leaves)
 
     def _trace(self, key, args, kwargs, leaves):
-        """Run fn once with the recorder on; return the new program and the trace's random draws."""
-        tracer = _Tracer(_leaf(np.empty(0))._id + 1)
+        """Trace fn on the call's values, and once more on shuffled values to check that no input value
+        was baked in; return the new program and the first trace's random draws."""
+        tracer, result = self._record(args, kwargs, [_data(leaf) for leaf in leaves], leaves)
+        draws = [v.data for v in tracer.kinds["random"]]
+        shuffled = [_shuffled(_data(leaf)) for leaf in leaves]
+        if any(not np.array_equal(a, _data(b)) for a, b in zip(shuffled, leaves)):
+            try:
+                check, _ = self._record(args, kwargs, shuffled, leaves, draws)
+            except ValueDependentError:
+                raise
+            except Exception:  # noqa: BLE001  (shuffled values the function refuses: no check possible)
+                check = None
+            if check is not None:
+                check_same_program(tracer, check, self.__name__)
+        outputs = []
+        _flatten_outputs(result, outputs)
+        outputs = [tracer.value_of(t) for t in outputs]
+        names = {}
+        for module in self._modules:
+            names.update({id(p): n for n, p in module.named_parameters()})
+        program = Program(self.__name__, tracer.kinds, tracer.calls, outputs, result, names, grad=state.grad_enabled)
+        self.programs[key] = program
+        return program, draws
+
+    def _record(self, args, kwargs, arrays, leaves, draws=None):
+        """Run fn once with the recorder on, the tensor and array arguments replaced by tensors over
+        copies of ``arrays`` (buffers the program owns and refills on every call)."""
+        tracer = Tracer(_leaf(np.empty(0))._id + 1, draws)
         stand_ins = []
-        for leaf in leaves:  # the function sees tensors over buffers the program owns and refills
-            data = leaf.data if isinstance(leaf, Tensor) else leaf
-            t = Tensor(np.array(data, copy=True), requires_grad=getattr(leaf, "requires_grad", False),
+        for array, leaf in zip(arrays, leaves):
+            t = Tensor(np.array(array, copy=True), requires_grad=getattr(leaf, "requires_grad", False),
                        name=getattr(leaf, "name", None))
             tracer.add(t, "input")
             stand_ins.append(t)
@@ -213,15 +166,16 @@ class Compiled:
             result = self.fn(*traced_args, **traced_kwargs)
         finally:
             state.record = previous
-        out_leaves = []
-        _flatten_outputs(result, out_leaves)
-        outputs = [tracer.value_of(t) for t in out_leaves]
-        names = {}
-        for module in self._modules:
-            names.update({id(p): n for n, p in module.named_parameters()})
-        program = Program(self.__name__, tracer.kinds, tracer.calls, outputs, result, names, grad=state.grad_enabled)
-        self.programs[key] = program
-        return program, [v.data for v in tracer.kinds["random"]]
+        return tracer, result
+
+
+def _data(leaf) -> np.ndarray:
+    return leaf.data if isinstance(leaf, Tensor) else leaf
+
+
+def _shuffled(array: np.ndarray) -> np.ndarray:
+    """The same values in another order (still valid indices, lengths, labels): the checking trace's input."""
+    return np.roll(array.reshape(-1), 1).reshape(array.shape)  # differs unless every value is the same
 
 
 def _flatten_outputs(tree, leaves) -> None:

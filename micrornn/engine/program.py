@@ -229,13 +229,13 @@ def _attr_text(value) -> str:
     return repr(value)
 
 
-def _arrays_in(value):
+def arrays_in(value):
     """The ndarrays inside an attribute (tuples included)."""
     if isinstance(value, np.ndarray):
         yield value
     elif isinstance(value, (tuple, list)):
         for item in value:
-            yield from _arrays_in(item)
+            yield from arrays_in(item)
 
 
 def _shares_buffer(out: Value, calls, program: Program) -> bool:
@@ -243,7 +243,7 @@ def _shares_buffer(out: Value, calls, program: Program) -> bool:
     buffer, an input buffer, a constant): such an output is copied when returned."""
     if out.kind != "op":
         return out.kind != "param"  # inputs, constants and draws live in the program's own arrays
-    held = [a for c in calls for a in c.attrs.values() for a in _arrays_in(a)]
+    held = [a for c in calls for a in c.attrs.values() for a in arrays_in(a)]
     held += [v.data for v in program.inputs + program.consts]
     return any(np.may_share_memory(out.data, a) for a in held)
 
