@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from micrornn.engine.compile import Compiled
-from micrornn.engine.program import Derived
+from micrornn.engine.program import OUTPUT, Derived
 
 __all__ = ["to_torch", "torch_code"]
 
@@ -149,8 +149,7 @@ class _Writer:
 
 
 def _result_text(tree, labels) -> str:
-    from micrornn.engine.tensor import Tensor
-    if isinstance(tree, Tensor):
+    if tree is OUTPUT:
         return next(labels)
     if isinstance(tree, (tuple, list)):
         inner = ", ".join(_result_text(t, labels) for t in tree)

@@ -237,3 +237,15 @@ def test_values_computed_from_inputs_outside_the_engine_are_refused():
     gathered = mr.compile(lambda idx: w[idx].sum())  # the index is the input itself: fine
     for idx in (np.array([0, 1, 4]), np.array([2, 2, 3])):
         assert gathered(idx).item() == w.data[idx].sum()
+
+
+def test_no_grad_calls_get_their_own_program_without_a_graph():
+    w = mr.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    compiled = mr.compile(lambda x: (x * w).sum())
+    with mr.no_grad():
+        out = compiled(np.ones(3))
+    assert not out.requires_grad and out.item() == 6.0
+    out = compiled(np.ones(3))
+    assert out.requires_grad and len(compiled.programs) == 2
+    out.backward()
+    np.testing.assert_array_equal(w.grad, np.ones(3))

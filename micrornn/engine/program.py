@@ -91,7 +91,8 @@ class Program:
     """The calls of one traced signature, with its inputs, parameters, constants, random draws, outputs."""
 
     def __init__(self, name, kinds, calls, outputs, result, names, grad):
-        self.name, self.calls, self.outputs, self.result, self.grad = name, calls, outputs, result, grad
+        self.name, self.calls, self.outputs, self.grad = name, calls, outputs, grad
+        self.result = _skeleton(result)  # the returned structure, without the trace's tensors (and graph)
         self.inputs, self.params = kinds["input"], kinds["param"]
         self.consts, self.randoms = kinds["const"], kinds["random"]
         self.grad_calls = [c for c in calls if c.needs is not None]
@@ -248,9 +249,28 @@ def _shares_buffer(out: Value, calls, program: Program) -> bool:
     return any(np.may_share_memory(out.data, a) for a in held)
 
 
-def _rebuild_outputs(tree, made):
-    """The traced result with its Tensors replaced, in order, by this run's."""
+class _Output:
+    """Marks where an output Tensor sits in the structure a function returned."""
+
+    def __repr__(self):
+        return "<output>"
+
+
+OUTPUT = _Output()
+
+
+def _skeleton(tree):
+    """The returned structure with each Tensor replaced by OUTPUT."""
     if isinstance(tree, Tensor):
+        return OUTPUT
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_skeleton(item) for item in tree)
+    return tree
+
+
+def _rebuild_outputs(tree, made):
+    """The returned structure with each OUTPUT replaced, in order, by this run's Tensor."""
+    if tree is OUTPUT:
         return next(made)
     if isinstance(tree, (tuple, list)):
         return type(tree)(_rebuild_outputs(item, made) for item in tree)
