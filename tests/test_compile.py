@@ -249,3 +249,30 @@ def test_no_grad_calls_get_their_own_program_without_a_graph():
     assert out.requires_grad and len(compiled.programs) == 2
     out.backward()
     np.testing.assert_array_equal(w.grad, np.ones(3))
+
+
+@pytest.mark.parametrize("cell,layers,dropout", [("lstm", 1, 0.0), ("gru", 2, 0.3)])
+def test_trainer_compiles_the_unrolled_step_with_the_same_numbers(cell, layers, dropout):
+    from micrornn.engine.compile import Compiled
+    from micrornn.train import TrainConfig, Trainer
+    text = "the quick brown fox jumps over the lazy dog; " * 12
+    runs = {}
+    for compiled in (True, False):
+        config = TrainConfig(cell=cell, hidden_size=8, num_layers=layers, dropout=dropout, seq_len=6, batch_size=3,
+                             steps=6, fused=False, compile=compiled, dtype="float64", val_every=0, sample_every=0,
+                             warmup=0)
+        trainer = Trainer(text, config)
+        losses = [trainer.train_step() for _ in range(6)]
+        assert isinstance(trainer._step_loss(), Compiled) == compiled
+        runs[compiled] = (losses, {n: p.data.copy() for n, p in trainer.model.named_parameters()})
+    assert runs[True][0] == runs[False][0]
+    for name, value in runs[False][1].items():
+        np.testing.assert_array_equal(runs[True][1][name], value)
+
+
+def test_non_contiguous_index_inputs_are_refilled_on_every_call():
+    model = nn.SequenceModel(7, 4, 7, rng=0)
+    compiled = mr.compile(lambda x, y: model.loss(x, y, reduction="sum")[0])
+    for x, y in _batches(9, T=5, B=3, classes=7):
+        x, y = np.asfortranarray(x), y.T.copy().T  # column-major, as a transposed data window is
+        assert compiled(x, y).item() == model.loss(x, y, reduction="sum")[0].item()

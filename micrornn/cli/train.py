@@ -72,6 +72,9 @@ def add_parser(subparsers):
     a("--fused", action=argparse.BooleanOptionalAction, default=None,
       help="run each layer as one fused primitive whose VJP is the hand-written BPTT (the default), or "
            "with --no-fused as the unrolled graph (same model and loss, slower)")
+    a("--compile", action=argparse.BooleanOptionalAction, default=None,
+      help="with --no-fused: trace the unrolled step once with micrornn.compile and replay it (the default; "
+           "same gradients, less Python per step), or run it on the engine each step with --no-compile")
     a("--dtype", choices=("float32", "float64"), help=f"parameter dtype (default {d.dtype})")
     a("--threads", type=non_negative_int, default=DEFAULT_TRAIN_THREADS, metavar="N",
       help=f"BLAS threads, 0 = NumPy's own default (default {DEFAULT_TRAIN_THREADS}: small products "
@@ -185,7 +188,7 @@ def _cell_name(config) -> str:
 
 def _describe(trainer) -> str:
     c, m = trainer.config, trainer.model
-    path = "fused BPTT" if c.fused else "unrolled graph"
+    path = "fused BPTT" if c.fused else "compiled unrolled graph" if c.compile else "unrolled graph"
     kind = _cell_name(c)
     budget = f", time budget {c.time_budget:g} s" if c.time_budget else ""
     extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset))

@@ -156,7 +156,7 @@ class Compiled:
         tracer = Tracer(_leaf(np.empty(0))._id + 1, draws)
         stand_ins = []
         for array, leaf in zip(arrays, leaves):
-            t = Tensor(np.array(array, copy=True), requires_grad=getattr(leaf, "requires_grad", False),
+            t = Tensor(np.array(array, copy=True, order="C"), requires_grad=getattr(leaf, "requires_grad", False),
                        name=getattr(leaf, "name", None))
             tracer.add(t, "input")
             stand_ins.append(t)

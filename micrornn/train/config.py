@@ -32,6 +32,7 @@ class TrainConfig:
     time_budget: float = 0.0         # seconds of wall time, validation included, then stop (0: no limit)
     seed: int = 0
     fused: bool = True               # each layer one primitive (hand-written BPTT); False: the unrolled graph
+    compile: bool = True             # with fused=False: the unrolled step traced once (micrornn.compile), replayed
     dtype: str = "float32"
     val_fraction: float = 0.1
     val_every: int = 250             # 0: validate only at the end

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+
+from micrornn.engine.compile import compile as compile_fn
 from micrornn.train.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -116,7 +118,7 @@ class Trainer:
             manual_seed(int(np.random.SeedSequence([self.config.seed, 3, self.step]).generate_state(1)[0]))
         self.optimizer.lr = self.lr_at(self.step)
         try:
-            loss, h_n = self.model.loss(x, y, h0, reduction="mean")
+            loss, h_n = self._step_loss()(x, y, h0)
             signals = getattr(self, "_signals", None)
             with signals.shield() if signals else contextlib.nullcontext():  # all of the update, or none
                 update(loss, self.optimizer, self.config.clip)
@@ -129,6 +131,15 @@ class Trainer:
             self.stream.seek(k)  # nothing was learned from this chunk: read it again next time
             raise
         return value
+
+    def _step_loss(self):
+        """model.loss(x, y, h0, reduction="mean"), through micrornn.compile for an unrolled model with
+        config.compile on (the same numbers: the compiled gradients equal the uncompiled ones)."""
+        if getattr(self, "_loss_fn", None) is None:
+            def loss(x, y, h0):
+                return self.model.loss(x, y, h0, reduction="mean")
+            self._loss_fn = compile_fn(loss) if self.config.compile and not self.config.fused else loss
+        return self._loss_fn
 
     def lr_at(self, step) -> float:
         """The learning rate of step `step` (0-based): warm-up, then cosine decay over the run, whose
@@ -397,7 +408,7 @@ class Trainer:
         return trainer
 
 
-RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
+RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "compile", "val_every", "sample_every", "sample_length",
                       "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars"}
 
 
