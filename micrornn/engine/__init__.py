@@ -21,7 +21,6 @@ from micrornn.engine.forward import jvp
 from micrornn.engine.random import manual_seed
 from micrornn.engine.anomaly import AnomalyError, detect_anomaly
 from micrornn.engine.value import Value
-from micrornn.engine.compile import Compiled, ValueDependentError, compile, random_array
 
 __all__ = ["ops", "Tensor", "apply", "stack", "concatenate", "where", "maximum", "minimum", "matmul_add",
            "zeros", "ones", "zeros_like", "ones_like", "randn", "arange", "no_grad", "is_grad_enabled", "scope",
