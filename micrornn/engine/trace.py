@@ -34,7 +34,8 @@ class Tracer:
     """The recorder installed as ``state.record`` while a function is traced."""
 
     def __init__(self, first_id: int, replay_draws=None):
-        self.first_id, self.replay_draws = first_id, replay_draws  # tensors numbered below this existed before the trace (parameters)
+        self.first_id = first_id  # tensors numbered below this existed before the trace (parameters)
+        self.replay_draws = replay_draws  # a checking trace reuses the first trace's random draws
         self.values, self.arrays, self.keep, self.calls = {}, {}, [], []
         self.kinds = {"input": [], "param": [], "const": [], "random": [], "op": []}
 

@@ -408,8 +408,8 @@ class Trainer:
         return trainer
 
 
-RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "compile", "val_every", "sample_every", "sample_length",
-                      "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars"}
+RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
+                      "compile", "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars"}
 
 
 def build_model(config, vocab_size) -> SequenceModel:
