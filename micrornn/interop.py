@@ -165,3 +165,9 @@ def load_safetensors(module, path) -> dict:
     arrays, metadata = read_safetensors(path)
     load_torch_state_dict(module, arrays)
     return metadata
+
+
+def to_torch(module):
+    """Any micrornn module as a torch.nn.Module with equal outputs and gradients (see micrornn.interop_torch)."""
+    from micrornn.interop_torch import to_torch as _to_torch
+    return _to_torch(module)

@@ -32,7 +32,7 @@ def test_floor_matches_the_analytic_bptt(dtype, tol, T, B):
 
 def test_every_numpy_contender_computes_the_floors_loss():
     steps = bench.contenders_for("small", "float32")
-    assert list(steps) == ["floor", "bptt", "unrolled", "fused"]
+    assert list(steps) == ["floor", "bptt", "unrolled", "fused", "compiled"]
     assert bench.loss_mismatches(steps, "float32") == []
 
 
@@ -40,7 +40,7 @@ def test_bench_prints_the_table(capsys):
     assert main(TINY + ["--no-extras"]) == 0
     out = capsys.readouterr().out
     for text in ("floor ms", "bptt", "unrolled", "fused", "threads: one", "peak memory", "targets missed",
-                 "unrolled <= 2x", "fused <= 1.1x"):
+                 "unrolled <= 2x", "fused <= 1.1x", "compiled <= 1.3x"):
         assert text in out, text
     assert "loss differs" not in out
 
@@ -56,7 +56,7 @@ def test_a_group_in_a_subprocess_reports_ratios_to_its_own_floor():
     options = bench.Options(sizes=("small",), dtypes=("float32",), rounds={"small": 1}, torch=False, jax=False)
     result = bench.measure_in_subprocess(options, "1")
     rows = {row["contender"]: row for row in result["rows"]}
-    assert set(rows) == {"floor", "bptt", "unrolled", "fused"}
+    assert set(rows) == {"floor", "bptt", "unrolled", "fused", "compiled"}
     assert rows["floor"]["ratio"] == 1.0 and not any(row["loss_mismatch"] for row in rows.values())
     assert rows["fused"]["ratio"] == pytest.approx(rows["fused"]["median"] / rows["floor"]["median"])
     assert "threads: one" in bench.format_timings(result, options)

@@ -12,6 +12,7 @@ from collections import namedtuple
 import numpy as np
 
 from micrornn import bptt
+from micrornn.engine.compile import compile as compile_fn
 from micrornn.bench.floor import RNNFloor
 from micrornn.bench.options import CLASSES, CONTENDERS, FLOOR, SIZES
 from micrornn.nn import SequenceModel
@@ -56,6 +57,20 @@ def engine_step(model, x, targets):
         for p in params:  # what optimizer.zero_grad() does
             p.grad = None
         loss, _ = model.loss(x, targets, reduction="sum")
+        loss.backward()
+        return loss.item()
+    return step
+
+
+def compiled_step(model, x, targets):
+    """engine_step with the loss traced once by micrornn.compile and replayed afterwards."""
+    params = model.parameters()
+    loss_fn = compile_fn(lambda x, targets: model.loss(x, targets, reduction="sum")[0])
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = loss_fn(x, targets)
         loss.backward()
         return loss.item()
     return step
@@ -180,7 +195,8 @@ def contenders_for(size: str, dtype: str, group: str = "numpy", cell: str = "rnn
         if cell == "rnn":
             steps["bptt"] = bptt_step(case)
         steps.update({"unrolled": engine_step(case.model, case.indices, case.targets),
-                      "fused": engine_step(case.fused, case.indices, case.targets)})
+                      "fused": engine_step(case.fused, case.indices, case.targets),
+                      "compiled": compiled_step(case.model, case.indices, case.targets)})
     elif group == "torch":
         steps.update(torch_steps(case))
     elif group == "jax":

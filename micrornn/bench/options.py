@@ -16,7 +16,8 @@ QUICK_PROMISE = "about two minutes on 2 cores (113 s measured at load 2), longer
 CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
 TARGETS = {"bptt": {"small": 1.05, "medium": 1.05, "large": 1.05},
            "unrolled": {"small": 2.0, "medium": 1.25, "large": 1.15},
-           "fused": {"small": 1.1, "medium": 1.1, "large": 1.1}}
+           "fused": {"small": 1.1, "medium": 1.1, "large": 1.1},
+           "compiled": {"small": 1.3, "medium": 1.1, "large": 1.05}}
 GATED_TARGETS = {"fused": {"small": 1.15, "medium": 1.15, "large": 1.15}}  # LSTM, GRU against bptt's NumPy
 MEMORY_TARGET = 1.3  # peak memory of the unrolled step / the floor's
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -29,6 +30,7 @@ CONTENDERS = {
     "bptt": ("bptt", "numpy"),
     "unrolled": ("unrolled", "numpy"),
     "fused": ("fused", "numpy"),
+    "compiled": ("compiled", "numpy"),
     "torch_rnn": ("torch nn.RNN*", "torch"),
     "torch_unrolled": ("torch unrolled", "torch"),
     "jax": ("JAX scan", "jax"),

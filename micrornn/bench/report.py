@@ -32,7 +32,8 @@ def header_lines(options: Options) -> list:
         "calls per time step each way); ratio = median / median of the floor timed in the same process, "
         "contenders interleaved round-robin after a warm-up",
         "bptt = micrornn.bptt.loss_and_grads; unrolled, fused = micrornn "
-        "SequenceModel(fused=False/True).loss + backward; torch nn.RNN on one-hot rows and torch eager "
+        "SequenceModel(fused=False/True).loss + backward; compiled = the unrolled loss through micrornn.compile "
+        "(traced once, replayed); torch nn.RNN on one-hot rows and torch eager "
         "over the unrolled ops run in their own process, JAX jit(value_and_grad(lax.scan)) in another",
         "allocator: " + ("glibc defaults (--default-allocator)" if options.default_allocator else
                          "micrornn.train.allocator.tune_allocator(), as in `micrornn train`"),

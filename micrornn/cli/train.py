@@ -207,7 +207,7 @@ def _cell_name(config) -> str:
 
 def _describe(trainer) -> str:
     c, m = trainer.config, trainer.model
-    path = "fused BPTT" if c.fused else "unrolled graph"
+    path = "fused BPTT" if c.fused else "compiled unrolled graph" if c.compile else "unrolled graph"
     kind = _cell_name(c)
     budget = f", time budget {c.time_budget:g} s" if c.time_budget else ""
     extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset))

@@ -24,6 +24,7 @@ class _State(threading.local):
         self.grad_enabled, self.scope, self.anomaly = True, None, False
         self.check_forward = self.check_backward = None
         self.push_tangent = None  # set by micrornn.jvp while its function runs
+        self.record = None  # set by micrornn.compile while it traces (engine/compile.py)
 
 
 state = _State()

@@ -84,6 +84,8 @@ class Tensor(CompositeMethods):
 
     def _one_element(self, kind):
         """The single element, for float()/int()/bool() (NumPy's rule: exactly one element)."""
+        if state.record is not None:
+            state.record.read(self, f"{kind.__name__}()")
         if self.data.size != 1:
             if kind is bool:
                 raise ValueError(f"the truth value of a tensor with {self.data.size} elements is ambiguous: "
@@ -99,6 +101,8 @@ class Tensor(CompositeMethods):
         if self.data.ndim or self.data.dtype.kind not in "iu":
             raise TypeError(f"only a 0-d integer tensor can be used as an index, got shape {self.shape} "
                             f"and dtype {self.dtype}")
+        if state.record is not None:
+            state.record.read(self, "an index")
         return int(self.data)
 
     def numpy(self) -> np.ndarray:
@@ -107,13 +111,18 @@ class Tensor(CompositeMethods):
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""
+        if state.record is not None:
+            state.record.read(self, "item()")
         if self.data.size != 1:
             raise ValueError(f"item() needs a one-element tensor, got shape {self.shape}")
         return self.data.item()
 
     def detach(self) -> "Tensor":
         """A new leaf sharing this data, cut from the graph."""
-        return _leaf(self.data)
+        out = _leaf(self.data)
+        if state.record is not None:
+            state.record.derived(out, "detach", lambda a: a, self)
+        return out
 
     def retain_grad(self) -> "Tensor":
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
@@ -198,7 +207,11 @@ class Tensor(CompositeMethods):
         """A boolean constant tensor from comparing the data."""
         if other is None:
             return NotImplemented
-        return _leaf(np.asarray(ufunc(self.data, _lift(other, self).data)))
+        other = _lift(other, self)
+        out = _leaf(np.asarray(ufunc(self.data, other.data)))
+        if state.record is not None:
+            state.record.derived(out, ufunc.__name__, lambda a, b: np.asarray(ufunc(a, b)), self, other)
+        return out
 
     def __lt__(self, other): return self._compare(other, np.less)
     def __le__(self, other): return self._compare(other, np.less_equal)
@@ -215,7 +228,11 @@ class Tensor(CompositeMethods):
             if data.dtype.kind not in "biu":
                 raise TypeError(f"{symbol}: needs boolean or integer tensors, got {data.dtype}; compare first, "
                                 "e.g. (x > 0) & (x < 1)")
-        return _leaf(np.asarray(ufunc(*operands)))
+        out = _leaf(np.asarray(ufunc(*operands)))
+        if state.record is not None:
+            state.record.derived(out, ufunc.__name__, lambda *a: np.asarray(ufunc(*a)), self,
+                                 *([] if other is None else [_lift(other, self)]))
+        return out
 
     def __and__(self, other): return self._logical(other, np.bitwise_and, "&")
     def __rand__(self, other): return self._logical(other, np.bitwise_and, "&")
@@ -227,10 +244,14 @@ class Tensor(CompositeMethods):
 
     def any(self, axis=None):
         """Whether any element is true (a boolean constant tensor)."""
+        if state.record is not None:
+            state.record.read(self, "any()")
         return _leaf(np.asarray(self.data.any(axis=_axis(axis, self.ndim, "any"))))
 
     def all(self, axis=None):
         """Whether every element is true (a boolean constant tensor)."""
+        if state.record is not None:
+            state.record.read(self, "all()")
         return _leaf(np.asarray(self.data.all(axis=_axis(axis, self.ndim, "all"))))
 
     # ---- reductions and shapes -------------------------------------------------------------
@@ -387,6 +408,8 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:
         state.push_tangent(out, prim, inputs, saved, attrs)
+    if state.record is not None:
+        state.record.op(out, prim, inputs, arrays, attrs)
     return out
 
 

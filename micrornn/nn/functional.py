@@ -7,6 +7,7 @@ import numpy as np
 
 from micrornn.bptt import fused as fused_ops
 from micrornn.engine.random import default_rng
+from micrornn.engine.compile import random_array
 from micrornn.engine.tensor import Tensor, apply, as_tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -42,8 +43,8 @@ def dropout(x, p=0.5, training=True, rng=None) -> Tensor:
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: x must be floating point, got {x.dtype} (the kept values are scaled by 1/(1-p))")
-    keep = default_rng(rng).random(x.shape) >= p
-    return x * (keep / (1.0 - p)).astype(x.dtype)
+    shape, dtype = x.shape, x.dtype  # the mask is a program input under micrornn.compile: drawn on every call
+    return x * random_array(lambda: ((default_rng(rng).random(shape) >= p) / (1.0 - p)).astype(dtype), p)
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5) -> Tensor:

@@ -49,6 +49,9 @@ class TrainConfig:
     seed: int = option(0, "random seed", metavar="N", low=0)
     fused: bool = option(True, "run each layer as one fused primitive whose VJP is the hand-written BPTT, or with "
                          "--no-fused as the unrolled graph (same model and loss, slower)")
+    compile: bool = option(True, "with --no-fused: trace the unrolled step once with micrornn.compile and replay "
+                           "it (same gradients, less Python per step), or run it on the engine each step with "
+                           "--no-compile")
     dtype: str = option("float32", "parameter dtype", choices=("float32", "float64"))
     val_fraction: float = option(0.1, "the share of the text held out for validation, in (0, 1)", metavar="F",
                                  kind="positive")

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+
+from micrornn.engine.compile import compile as compile_fn
 from micrornn.train.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -103,7 +105,8 @@ class Trainer:
         self.sample_rng = np.random.default_rng([config.seed, 1])
         self.step = 0
         # the generic truncated-BPTT step (train.loop); the carried state is kept as arrays for checkpoints
-        self.tbptt = TruncatedBPTT(self.model, self.optimizer, clip=config.clip, detach=state_arrays)
+        self.tbptt = TruncatedBPTT(self.model, self.optimizer, clip=config.clip, detach=state_arrays,
+                                   forward=self._compiled_forward())
         self.grad_norm = float("nan")  # of the last update, before clipping
         self.early = EarlyStopping(config.patience)
         self.wall_seconds = 0.0  # wall time of all runs, validation included (what time_budget limits)
@@ -138,6 +141,15 @@ class Trainer:
             self.hidden = carried
             raise
         return value
+
+    def _compiled_forward(self):
+        """For an unrolled model with config.compile: the chunk's loss through micrornn.compile (traced
+        once, then replayed; the same gradients as the engine's), else None (TruncatedBPTT's default)."""
+        self.compiled_loss = None
+        if not self.config.compile or self.config.fused:
+            return None
+        step = self.compiled_loss = compile_fn(lambda x, y, h0: self.model.loss(x, y, h0, reduction="mean"))
+        return lambda model, x, y, state: step(x, y, state)
 
     def _record_step(self, loss, grad_norm) -> None:
         """Count an update and keep its loss and gradient norm."""
@@ -479,7 +491,7 @@ class _Run:
 
 
 RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every", "sample_every", "sample_length",
-                      "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars", "log_every"}
+                      "compile", "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars", "log_every"}
 
 
 def build_model(config, vocab_size) -> SequenceModel:
