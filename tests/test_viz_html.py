@@ -209,3 +209,10 @@ def check_page(page, ref, path1, path2):
         assert row["grad"] == "not yet" if grad is None else same(row["grad"], grad) and not row["partial"], node
     page.keyboard.press("ArrowLeft")
     assert press()["status"].startswith("backward 16/17")
+
+
+def test_trace_walks_with_the_engine_and_releases_the_graph():
+    model, x, y = demo_problem(steps=2)
+    trace = trace_backprop(model, x, y)
+    assert trace.extra["root"] is not None  # the loss stays drawable
+    assert all(p.data.flags.writeable for p in model.parameters())  # its saved arrays were released
