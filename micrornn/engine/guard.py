@@ -48,8 +48,9 @@ class Hold:
     __del__ = release
 
 
-def hold(out, inputs, saved) -> Hold | None:
-    """Make the ndarrays in ``saved`` (an op's saved value or tuple) read-only for node ``out``."""
+def hold(inputs, saved) -> Hold | None:
+    """Make the ndarrays in ``saved`` (an op's saved value or tuple) read-only; ``inputs``: the op's
+    input Tensors (a saved view of one also holds what it was made from)."""
     kind = type(saved)
     if kind is np.ndarray:
         arrays = (saved,)
@@ -60,7 +61,7 @@ def hold(out, inputs, saved) -> Hold | None:
     else:
         return None
     with _lock:
-        taken = [a for a in arrays if _take(a, out, inputs)]
+        taken = [a for a in arrays if _take(a, inputs)]
     return Hold(taken) if taken else None
 
 
@@ -81,7 +82,7 @@ def writable_data(tensor) -> np.ndarray:
     return data
 
 
-def _take(a, out, inputs) -> bool:
+def _take(a, inputs) -> bool:
     """Count one more hold on a; True if a is now held (False: it was read-only already)."""
     entry = _held.get(id(a))
     if entry is not None:
@@ -89,17 +90,18 @@ def _take(a, out, inputs) -> bool:
         return True
     if not a.flags.writeable:  # read-only before any graph saw it: not ours to release
         return False
-    sources = _sources(a, out, inputs) if a.base is not None else ()
+    sources = _sources(a, inputs) if a.base is not None else ()
     a.flags.writeable = False
     _held[id(a)] = [a, 1, sources]
     return True
 
 
-def _sources(view, out, inputs) -> list:
-    """Hold the arrays of the graph tensors a saved view was made from (W.data for W.T): the
-    tensors before it in the graph whose data shares the view's memory owner."""
+def _sources(view, inputs) -> list:
+    """Hold the arrays of the graph tensors a saved input view was made from (W.data for W.T):
+    the tensors before it in the graph whose data shares the view's memory owner. (An output
+    that is a view, h_t written into a row of a buffer, has none: view ops save no arrays.)"""
     owner = _owner(view)
-    start = next((t for t in (out, *inputs) if t.data is view), None)
+    start = next((t for t in inputs if t.data is view), None)
     found, stack, seen = [], [start] if start is not None else [], set()
     while stack:
         t = stack.pop()
