@@ -108,7 +108,10 @@ class Tensor(CompositeMethods):
         return self
 
     def backward(self, grad=None, retain_graph=False, create_graph=False) -> None:
-        """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves."""
+        """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves.
+
+        The arrays the graph saved are read-only until it is released: by this call, unless
+        retain_graph=True, or when the graph is dropped (see ``micrornn.engine.guard``)."""
         if create_graph:
             raise ValueError("backward(create_graph=True): .grad holds plain arrays, so a gradient graph "
                              "has nowhere to live; use micrornn.grad(loss, params, create_graph=True), which "
