@@ -300,3 +300,13 @@ def test_backward_through_a_zero_size_matmul(a_shape, b_shape):
     gb = unbroadcast(np.swapaxes(A, -1, -2) @ G, b_shape)
     np.testing.assert_array_equal(a.grad, ga)
     np.testing.assert_array_equal(b.grad, gb)
+
+
+def test_a_deep_copy_of_a_graph_does_not_give_the_original_arrays_back():
+    import copy
+    _, w, y = _product()
+    clone = copy.deepcopy(y)
+    del clone
+    assert guard.is_held(w.data)  # still saved by y's graph
+    y.backward()
+    assert not guard.is_held(w.data) and w.data.flags.writeable

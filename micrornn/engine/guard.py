@@ -42,13 +42,21 @@ class Hold(list):
         if self:  # empty once release() let go of it
             release((self,))
 
+    def __deepcopy__(self, memo):
+        return None  # a copied node holds nothing: its copied saved arrays are its own
+
+    def __reduce__(self):
+        return type(None), ()  # pickled as None, for the same reason
+
 
 def release(holds) -> None:
     """Let go of the arrays of many nodes under one lock (the walker's batch, or one freed node)."""
     with _lock:
         for h in holds:
             for a in h:
-                entry = _held[id(a)]
+                entry = _held.get(id(a))
+                if entry is None or entry[0] is not a:  # a shallow copy's second release: nothing left
+                    continue
                 entry[1] -= 1
                 if not entry[1]:
                     _let_go(a, entry)
