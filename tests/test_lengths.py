@@ -216,3 +216,12 @@ def test_fused_gradients_through_the_final_state_equal_the_graph_with_lengths(ki
         return [x.grad.copy()] + [p.grad.copy() for p in layer.parameters()]
     for a, b in zip(grads(True), grads(False)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_gradcheck_cli_takes_lengths(capsys):
+    from micrornn.cli import main
+    assert main(["gradcheck", "--cell", "lstm", "--bidirectional", "--h0", "--batch", "3", "--lengths", "6,2,4"]) == 0
+    out = capsys.readouterr().out
+    assert "lengths=6,2,4" in out and "PASS: all 14 parameters agree" in out
+    assert main(["gradcheck", "--lengths", "9,1"]) == 2
+    assert "--lengths: expected 2 lengths" in capsys.readouterr().err

@@ -36,6 +36,8 @@ def add_parser(subparsers):
     p.add_argument("--fused", action="store_true",
                    help="build the model with fused=True (every route, fused included, is checked either way)")
     p.add_argument("--h0", action="store_true", help="start from a random initial state instead of zeros")
+    p.add_argument("--lengths", metavar="L1,L2,...",
+                   help="pad the batch: one length per sequence (1..steps); steps past a length do not count")
     p.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step (default 1e-6)")
     p.add_argument("--atol", type=non_negative_float, default=1e-5, help="absolute tolerance vs numeric (1e-5)")
     p.add_argument("--rtol", type=non_negative_float, default=1e-3, help="relative tolerance vs numeric (1e-3)")
@@ -60,6 +62,18 @@ def check_sizes(args, defaults, flags=None) -> None:
         raise UsageError(f"{flag}{str(e)[len(name):]}") from None
 
 
+def _parse_lengths(text, batch, steps) -> list:
+    """--lengths as ints, one per sequence in 1..steps (UsageError naming the option otherwise)."""
+    try:
+        lengths = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--lengths: expected comma-separated integers, got {text!r}") from None
+    if len(lengths) != batch or min(lengths) < 1 or max(lengths) > steps:
+        raise UsageError(f"--lengths: expected {batch} lengths (one per sequence of --batch) in 1..{steps} "
+                         f"(--steps), got {text!r}")
+    return lengths
+
+
 def run(args) -> int:
     """Print the comparison table and a summary; 0 when every parameter passes, else 1."""
     if args.atol == 0 and args.rtol == 0:
@@ -71,6 +85,7 @@ def run(args) -> int:
     if args.break_gate is not None and args.break_gate not in gates:
         raise UsageError(f"gradcheck: --break-gate for {args.cell} must be one of {', '.join(gates)}, "
                          f"got {args.break_gate!r}")
+    lengths = _parse_lengths(args.lengths, args.batch, args.steps) if args.lengths else None
     model, x, targets, h0 = rnncheck.random_problem(
         args.layers, args.input_size, args.hidden_size, args.output_size, args.steps, args.batch,
         args.nonlinearity, args.seed, args.fused, args.h0, cell=args.cell, bidirectional=args.bidirectional,
@@ -81,15 +96,18 @@ def run(args) -> int:
     print(f"gradcheck: SequenceModel(input={args.input_size}, hidden={args.hidden_size}, "
           f"output={args.output_size}, layers={args.layers}, {kind}{extras}), "
           f"T={args.steps}, batch={args.batch}, h0={'random' if args.h0 else 'zeros'}, seed={args.seed}, "
+          + (f"lengths={','.join(map(str, lengths))}, " if lengths is not None else "") +
           f"float64, eps={args.eps:g}")
     broken = divergence.wrong_derivative(args.cell, args.break_gate) if args.break_gate else nullcontext()
     with broken:
         if args.break_gate:
             print(f"(deliberately wrong: the analytic derivative of gate {args.break_gate} is scaled by 1.5)")
-        rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol)
+        rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol, lengths=lengths)
         print(rnncheck.format_table(rows, args.atol, args.rtol))
         passed = all(r.passed for r in rows)
-        if not passed:
+        if not passed and lengths is not None:
+            print("(the first-divergence search runs on full-length batches: run again without --lengths to locate it)")
+        elif not passed:
             print(divergence.describe(divergence.first_divergence(model, x, targets, h0, args.eps, args.atol,
                                                                   args.rtol)))
     print(rnncheck.summary(rows))
