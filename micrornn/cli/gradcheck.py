@@ -8,6 +8,7 @@ from micrornn.check import divergence
 
 from micrornn.check import routes as rnncheck
 from micrornn.nn.cells import CELLS
+from micrornn.cli.cells import CELL_HELP, cell_argument, resolve_cell
 from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
@@ -21,7 +22,8 @@ def add_parser(subparsers):
                     "gradient through the fused layer primitives and central finite differences. When a route "
                     "disagrees, also name the first time step (and gate) where the per-step hidden gradients "
                     "dL/dh_t (dL/dc_t) part ways.")
-    p.add_argument("--cell", choices=list(CELLS), default="rnn", help="cell kind (default rnn)")
+    p.add_argument("--cell", type=cell_argument, default="rnn", metavar="CELL",
+                   help=f"{CELL_HELP} (default rnn); a user cell is checked graph against central differences")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
     p.add_argument("--batch-first", action="store_true", help="the model takes (B, T, I) inputs")
     p.add_argument("--layers", type=positive_int, default=2, help="stacked RNN layers (default 2)")
@@ -62,6 +64,35 @@ def check_sizes(args, defaults, flags=None) -> None:
         raise UsageError(f"{flag}{str(e)[len(name):]}") from None
 
 
+def _run_user_cell(args, cell, lengths) -> int:
+    """A user cell has no analytic or fused route: its graph gradient against central differences."""
+    refused = [flag for flag, on in (("--fused", args.fused), ("--h0", args.h0), ("--break-gate", args.break_gate),
+                                     ("--nonlinearity", args.nonlinearity != "tanh")) if on]
+    if refused:
+        raise UsageError(f"gradcheck: {', '.join(refused)} need a built-in cell ({', '.join(CELLS)}), not {args.cell}")
+    try:
+        model, x, targets, _ = rnncheck.random_problem(
+            args.layers, args.input_size, args.hidden_size, args.output_size, args.steps, args.batch, seed=args.seed,
+            cell=cell, bidirectional=args.bidirectional, batch_first=args.batch_first, bias=not args.no_bias)
+        rows = rnncheck.compare_graph(model, x, targets, args.eps, args.atol, args.rtol, lengths)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--cell {args.cell}: {e}") from None
+    print(f"gradcheck: SequenceModel(input={args.input_size}, hidden={args.hidden_size}, output={args.output_size}, "
+          f"layers={args.layers}, cell {args.cell}), T={args.steps}, batch={args.batch}, seed={args.seed}, float64"
+          + (f", lengths={','.join(map(str, lengths))}" if lengths is not None else ""))
+    print("routes: graph = autograd through the unrolled graph, numeric = central differences (a user cell has no "
+          f"analytic route); graph~numeric = worst |graph - numeric| / ({args.atol:g} + {args.rtol:g}*|numeric|)")
+    width = max([len("parameter")] + [len(name) for name, _, _ in rows])
+    print(f"{'parameter':<{width}}  {'shape':<9} {'graph~numeric':>13}  result")
+    for name, shape, ratio in rows:
+        print(f"{name:<{width}}  {'x'.join(map(str, shape)):<9} {ratio:>13.2e}  {'PASS' if ratio <= 1 else 'FAIL'}")
+    failed = [name for name, _, ratio in rows if not ratio <= 1]
+    worst = max(ratio for _, _, ratio in rows)
+    print(f"FAIL: {len(failed)} of {len(rows)} parameters disagree ({', '.join(failed)}); worst graph~numeric {worst:.2e}"
+          if failed else f"PASS: all {len(rows)} parameters agree; worst graph~numeric {worst:.2e}")
+    return 1 if failed else 0
+
+
 def _parse_lengths(text, batch, steps) -> list:
     """--lengths as ints, one per sequence in 1..steps (UsageError naming the option otherwise)."""
     try:
@@ -79,13 +110,15 @@ def run(args) -> int:
     if args.atol == 0 and args.rtol == 0:
         raise UsageError("gradcheck: --atol and --rtol cannot both be 0")
     check_sizes(args, {"input_size": 3, "hidden_size": 4, "output_size": 5, "layers": 2, "steps": 6, "batch": 2})
+    lengths = _parse_lengths(args.lengths, args.batch, args.steps) if args.lengths else None
+    if args.cell not in CELLS:
+        return _run_user_cell(args, resolve_cell(args.cell), lengths)
     if args.nonlinearity != "tanh" and args.cell != "rnn":
         raise UsageError(f"gradcheck: --nonlinearity applies to --cell rnn only, not {args.cell}")
     gates = CELLS[args.cell].blocks
     if args.break_gate is not None and args.break_gate not in gates:
         raise UsageError(f"gradcheck: --break-gate for {args.cell} must be one of {', '.join(gates)}, "
                          f"got {args.break_gate!r}")
-    lengths = _parse_lengths(args.lengths, args.batch, args.steps) if args.lengths else None
     model, x, targets, h0 = rnncheck.random_problem(
         args.layers, args.input_size, args.hidden_size, args.output_size, args.steps, args.batch,
         args.nonlinearity, args.seed, args.fused, args.h0, cell=args.cell, bidirectional=args.bidirectional,

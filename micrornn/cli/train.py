@@ -18,6 +18,7 @@ from micrornn.train.console import safe_print
 from micrornn.train.lock import CheckpointLocked, checkpoint_lock
 from micrornn.train.trainer import CheckpointSaveError
 from micrornn.train.config import CELLS, PRESETS
+from micrornn.cli.cells import CELL_HELP, cell_argument, resolve_cell
 from micrornn.train.references import standing
 from micrornn.train.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
@@ -42,7 +43,7 @@ def add_parser(subparsers):
                                      "tinyshakespeare, 1,115,394 characters)")
     a("--preset", choices=sorted(PRESETS), help="a configuration for a longer run, stopped at its time budget: rnn, lstm, gru "
       "(15 minutes on 2 cores) or best (60 minutes); options given explicitly override it")
-    a("--cell", choices=CELLS, help=f"recurrent cell (default {d.cell})")
+    a("--cell", type=cell_argument, metavar="CELL", help=f"recurrent cell: {CELL_HELP} (default {d.cell})")
     a("--bidirectional", action="store_true", help="refused: a language model reads left to right")
     a("--dropout", type=_probability, metavar="P", help=f"dropout between stacked layers (default {d.dropout:g})")
     a("--hidden-size", type=positive_int, metavar="N", help=f"hidden units per layer (default {d.hidden_size})")
@@ -161,17 +162,20 @@ def _read_text(data):
 def _make_trainer(args, settings):
     """A new Trainer, or the one saved in --checkpoint when --resume."""
     try:
+        cell = resolve_cell(args.cell)  # a user cell is imported because --cell names it, never from a checkpoint
         if not args.resume:
             text, source = _read_text(args.data)
-            return Trainer(text, TrainConfig(**settings), source)
+            return Trainer(text, TrainConfig(**settings), source, cell)
         try:
-            _, meta, _ = Trainer.read_checkpoint(args.checkpoint)
+            _, meta, _ = Trainer.read_checkpoint(args.checkpoint, cell)
         except FileNotFoundError:
             raise UsageError(f"--resume: checkpoint not found: {args.checkpoint} "
                              f"(drop --resume to start a new run)") from None
         saved = meta.get("data", {}).get("source")
         text, source = _read_text(args.data if args.data is not None else saved)
-        return Trainer.resume(args.checkpoint, text, source, **settings)
+        if cell is not None:  # the class stands for the name: read_checkpoint checked it against the recorded one
+            settings = {k: v for k, v in settings.items() if k != "cell"}
+        return Trainer.resume(args.checkpoint, text, source, cell, **settings)
     except CheckpointError as e:
         raise UsageError(f"--resume: {e}") from None
     except ValueError as e:
@@ -180,6 +184,8 @@ def _make_trainer(args, settings):
 
 def _cell_name(config) -> str:
     """The model kind in words: "tanh RNN", "LSTM", "GRU"."""
+    if config.cell not in CELLS:
+        return config.cell  # a user cell: its import name
     return f"{config.nonlinearity} RNN" if config.cell == "rnn" else config.cell.upper()
 
 

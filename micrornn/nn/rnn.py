@@ -314,7 +314,7 @@ class SequenceModel(Module):
             mask = length_mask(np.asarray(lengths), T)
             return F.cross_entropy(logits, targets, reduction=reduction, mask=mask.T if self.rnn.batch_first
                                    else mask), h_n
-        if self.rnn.fused and reduction != "none":  # the head and the loss as one node too
+        if isinstance(self.rnn, _Layers) and self.rnn.fused and reduction != "none":  # head and loss as one node too
             states, h_n = self.rnn(x, h0)
             head = self.head
             return F.linear_cross_entropy(states, head.weight, head.bias, targets, reduction), h_n

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from micrornn.nn.cells import CELLS as CELL_REGISTRY
+from micrornn.nn.cells import CELLS as CELL_REGISTRY, is_import_name
 from micrornn.train.loop import OPTIMIZERS
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -16,7 +16,7 @@ CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (stored in its checkpoints)."""
-    cell: str = "rnn"                # "rnn" (tanh or relu), "lstm" or "gru"
+    cell: str = "rnn"                # "rnn" (tanh or relu), "lstm", "gru", or a user cell "package.module:Class"
     hidden_size: int = 192
     num_layers: int = 2
     nonlinearity: str = "tanh"       # the vanilla cell's activation (gated cells have their own)
@@ -33,6 +33,7 @@ class TrainConfig:
     time_budget: float = 0.0         # seconds of wall time, validation included, then stop (0: no limit)
     seed: int = 0
     fused: bool = True               # each layer one primitive (hand-written BPTT); False: the unrolled graph
+                                     # (a user cell always runs unrolled)
     dtype: str = "float32"
     val_fraction: float = 0.1
     val_every: int = 250             # 0: validate only at the end
@@ -50,8 +51,10 @@ class TrainConfig:
         for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every", "warmup",
                      "val_chars", "patience"):
             _check_int(name, getattr(self, name), 0)
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.cell not in CELLS and not is_import_name(self.cell):
+            raise ValueError(f"cell must be one of {CELLS} or a user cell 'package.module:Class', got {self.cell!r}")
+        if self.cell not in CELLS and self.nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity applies to cell 'rnn' only, not to {self.cell}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -74,7 +77,7 @@ class TrainConfig:
             raise ValueError(f"dropout acts between stacked layers: it needs num_layers >= 2, got {self.num_layers}")
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused),
+        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused) and self.cell in CELLS,
                        time_budget=float(self.time_budget), dropout=float(self.dropout),
                        state_reset=float(self.state_reset))
 
