@@ -11,7 +11,7 @@ from micrornn.engine import (AnomalyError, Tensor, Value, apply, arange, concate
                              randn, scope, stack, where, zeros, zeros_like)
 from micrornn.engine.creation import tensor  # the function; the module is micrornn.engine.tensor
 from micrornn.engine import cat, hessian, jacobian, value_and_grad, vmap  # PyTorch's cat; function transforms
-from micrornn.engine.compile import compile  # noqa: A004  (micrornn.compile, as jax.jit / torch.compile)
+from micrornn.engine.compile import compile  # noqa: A004, F401  (micrornn.compile, as jax.jit / torch.compile)
 from micrornn import nn, bptt
 from micrornn.nn import functional, optim
 from micrornn.check import gradcheck, gradgradcheck, numerical_grad

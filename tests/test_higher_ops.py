@@ -127,8 +127,8 @@ def test_a_user_primitive_gets_its_rules_from_its_declarations():
                          shared="input", elementwise=True)  # d(a^3)/da = 3 a^2
     x = make_inputs([normal(4)])
     for prim in (triple, cube):
-        assert gradgradcheck(lambda a: mr.apply(prim, a).tanh(), x, eps=1e-6, atol=1e-7, rtol=1e-5)
-        assert dot_product_gap(lambda a: mr.apply(prim, a).tanh(), [x[0].data]) < 1e-13
+        assert gradgradcheck(lambda a: mr.apply(prim, a).tanh(), x, eps=1e-6, atol=1e-7, rtol=1e-5)  # noqa: B023
+        assert dot_product_gap(lambda a: mr.apply(prim, a).tanh(), [x[0].data]) < 1e-13  # noqa: B023
     _, tangent = mr.jvp(lambda a: mr.apply(cube, a), x[0], np.ones(4))
     np.testing.assert_allclose(tangent.data, 3 * x[0].data ** 2, rtol=1e-15)
     with pytest.raises(ValueError, match="shared must be one of"):

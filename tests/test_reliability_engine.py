@@ -70,7 +70,7 @@ def test_no_edit_between_forward_and_backward_changes_a_gradient(kind, edit):
     loss.backward()  # an edit that went through was to an array no VJP reads (a bias)
     for name, g in _grads(reference).items():
         np.testing.assert_array_equal(dict(model.named_parameters())[name].grad, g)
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         _EDITS[edit](p.data)  # released: writeable again
 
 

@@ -141,7 +141,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
     else:  # the gradient does not depend on the inputs: every second derivative is 0
         analytic = [np.zeros(t.shape) for t in wanted]
     del out, grads, directional  # their graphs hold the inputs read-only; the differences perturb them
-    for k, (t, a) in enumerate(zip(wanted, analytic)):
+    for t, a in zip(wanted, analytic):
         n = _numerical_directional(fn, inputs, wanted, u, vs, t, eps)
         bad = _disagree(a, n, atol, rtol)
         if bad.any():

@@ -13,7 +13,7 @@ or index. See docs/compile.md.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def _modules(fn) -> list:
 
 def _has_contents(cell) -> bool:
     try:
-        cell.cell_contents
+        cell.cell_contents  # noqa: B018 (reading an empty cell raises: the read is the test)
         return True
     except ValueError:  # an empty closure cell
         return False

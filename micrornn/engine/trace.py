@@ -9,7 +9,7 @@ the engine (NumPy on ``.data``, ``np.asarray(t)``...) and would be replayed stal
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

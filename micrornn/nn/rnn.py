@@ -21,7 +21,7 @@ from micrornn.nn.module import Module
 from micrornn.bptt.shared import check_lengths, length_mask, reverse_index
 from micrornn.nn.recurrent import Recurrent, Stack, StepScope, stack_states
 from micrornn.engine.random import default_rng
-from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, scope, stack
+from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, scope, stack
 
 __all__ = ["RNN", "LSTM", "GRU", "SequenceModel", "RNNCell", "LSTMCell", "GRUCell", "StepScope",
            "NONLINEARITIES", "CELL_KINDS"]

@@ -51,7 +51,7 @@ class MetricsLog:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
         if self.writer is not None:
-            for key, value in values.items():
+            for key in values:
                 if isinstance(record[key], (int, float)):
                     self.writer.add_scalar(f"{kind}/{key}", record[key], int(step))
         return record

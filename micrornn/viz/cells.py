@@ -147,7 +147,7 @@ def step_edges(cell, input_size: int, what: str = "draw_unrolled") -> StepEdges:
             continue
         for source, labels in _dependencies(out, stops, names).items():
             edges[(source, k)] = [n for n in names.values() if n in labels]
-    order = lambda e: (e[1], e[0] != "x", e[0] if e[0] != "x" else ())
+    order = lambda e: (e[1], e[0] != "x", e[0] if e[0] != "x" else ())  # noqa: E731
     edges = {e: edges[e] for e in sorted(edges, key=order)}  # a fixed order: the DOT text is reproducible
     return StepEdges(state_names(cell, len(entries_out)), edges, tuple(names.values()))
 

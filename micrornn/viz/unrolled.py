@@ -98,30 +98,6 @@ def _steps_and_loss(norms, steps, loss, layers):
     return norms.steps, (loss or norms.loss or "sum")
 
 
-
-
-def _steps_and_loss(norms, steps, loss, layers):
-    """(steps, loss) for the picture: taken from the gradient norms when given, and checked
-    against what the caller asked for, so the picture never shows steps or a loss the data lacks."""
-    if loss not in (None, "sum", "last"):
-        raise ValueError(f"draw_unrolled: loss must be 'sum' or 'last', got {loss!r}")
-    if norms is None:
-        return (4 if steps is None else steps), (loss or "sum")
-    if not norms:
-        raise ValueError("draw_unrolled: hidden_grads holds no gradients")
-    bad_layers = sorted({l for l, _ in norms if not 0 <= l < layers})
-    if bad_layers:
-        raise ValueError(f"draw_unrolled: hidden_grads has layer(s) {bad_layers} but the model has "
-                         f"{layers} layer(s) (0..{layers - 1})")
-    if steps is not None and steps != norms.steps:
-        raise ValueError(f"draw_unrolled: hidden_grads are for a {norms.steps}-step sequence but steps={steps}; "
-                         "leave steps out (it is taken from the gradients) or pass the same number")
-    if loss is not None and norms.loss is not None and loss != norms.loss:
-        raise ValueError(f"draw_unrolled: hidden_grads come from loss={norms.loss!r} but loss={loss!r}; "
-                         "leave loss out (it is taken from the gradients) or pass the same kind")
-    return norms.steps, (loss or norms.loss or "sum")
-
-
 def _layers(model, input_size=None, what="draw_unrolled") -> tuple:
     """(head or None, [_Layer per layer]) of any model whose cells follow the cell protocol."""
     rnn, head, cells = stack_parts(model)
