@@ -35,9 +35,8 @@ def _cells(module) -> list:
     if hasattr(module, "rnn") and hasattr(module, "head"):
         return [(f"rnn.{p}", s, c) for p, s, c in _cells(module.rnn)]
     if hasattr(module, "cells") and hasattr(module, "num_layers") and hasattr(module, "num_directions"):
-        directions = [module.cells] + ([module.reverse_cells] if module.bidirectional else [])
-        found = [("", f"_l{l}" + ("_reverse" if d else ""), cells[l])
-                 for l in range(module.num_layers) for d, cells in enumerate(directions)]
+        found = [("", f"_l{l}" + ("_reverse" if d else ""), module.cell_at(l, d))
+                 for l in range(module.num_layers) for d in range(module.num_directions)]
         for _, _, cell in found:
             if not _has_torch_layout(cell):
                 raise TypeError(f"interop: PyTorch has no layout for a {type(cell).__name__}; "

@@ -114,6 +114,7 @@ def test_four_threads_back_propagating_into_shared_parameters_lose_nothing():
         t.join(60)
     assert not errors
     np.testing.assert_allclose(W.grad, expected, rtol=1e-9, atol=1e-9)
+    assert W.data.flags.writeable  # every graph released: the guard's counts survived the threads
 
 
 # ---- item 8: hvp of integer inputs ---------------------------------------------------------------

@@ -143,3 +143,16 @@ def test_make_cell_must_build_modules_and_the_instance_form_takes_no_sizes():
         Recurrent(lambda i, h: 3, 2, 3)
     with pytest.raises(TypeError, match=r"a cell instance is the one-layer form"):
         Recurrent(MGU(2, 3), 2, 3)
+
+
+def test_interop_reads_a_stacked_recurrent_of_built_in_cells_in_pytorchs_layout():
+    from micrornn.interop import torch_state_dict
+    gru = nn.GRU(2, 3, num_layers=2, bidirectional=True, rng=0)
+    rec = Recurrent(nn.GRUCell, 2, 3, num_layers=2, bidirectional=True)
+    _copy_into(rec, gru)
+    ours, theirs = torch_state_dict(rec), torch_state_dict(gru)
+    assert list(ours) == list(theirs) and "weight_hh_l1_reverse" in ours
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    with pytest.raises(TypeError, match="PyTorch has no layout for a MGU"):
+        torch_state_dict(Recurrent(MGU, 2, 3))

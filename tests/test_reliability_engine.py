@@ -8,6 +8,7 @@ import pytest
 
 import micrornn as mr
 from micrornn.nn import optim
+from micrornn.engine import guard
 from micrornn.engine.backward import state
 from micrornn.engine.ops import unbroadcast
 from micrornn.engine.tensor import scope
@@ -117,12 +118,14 @@ def test_a_dropped_graph_gives_its_arrays_back():
 
 
 def test_an_array_saved_by_two_graphs_is_writeable_after_both_are_released():
-    x, w, y = _product()
+    _, w, y = _product()
     y2 = (w * w).sum()
     y.backward()
+    assert guard.is_held(w.data)
     with pytest.raises(ValueError, match="read-only"):
         w.data[0] = 0.0
     y2.backward()
+    assert not guard.is_held(w.data)
     w.data[0] = 0.0
 
 
@@ -297,3 +300,13 @@ def test_backward_through_a_zero_size_matmul(a_shape, b_shape):
     gb = unbroadcast(np.swapaxes(A, -1, -2) @ G, b_shape)
     np.testing.assert_array_equal(a.grad, ga)
     np.testing.assert_array_equal(b.grad, gb)
+
+
+def test_a_deep_copy_of_a_graph_does_not_give_the_original_arrays_back():
+    import copy
+    _, w, y = _product()
+    clone = copy.deepcopy(y)
+    del clone
+    assert guard.is_held(w.data)  # still saved by y's graph
+    y.backward()
+    assert not guard.is_held(w.data) and w.data.flags.writeable

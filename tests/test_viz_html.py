@@ -280,3 +280,8 @@ def test_browser_steps_a_user_cell_to_the_engines_gradients(tmp_path):
     assert status.startswith("backward") and "PeepholeLSTM cell" in page_file.read_text(encoding="utf-8")
     for name, g in grads.items():
         assert same(shown[name], g), name
+def test_trace_walks_with_the_engine_and_releases_the_graph():
+    model, x, y = demo_problem(steps=2)
+    trace = trace_backprop(model, x, y)
+    assert trace.extra["root"] is not None  # the loss stays drawable
+    assert all(p.data.flags.writeable for p in model.parameters())  # its saved arrays were released

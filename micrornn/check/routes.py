@@ -65,6 +65,8 @@ def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6
     shape = ((2 if bidirectional else 1) * layers, batch, hidden_size)
     h0 = None
     if with_h0:
+        if cell not in CELLS:
+            raise ValueError(f"random_problem: with_h0 needs a built-in cell ({', '.join(CELLS)}), got {cell!r}")
         h0 = tuple(rng.uniform(-0.5, 0.5, size=shape) for _ in CELLS[cell].state_names)
         h0 = h0[0] if len(h0) == 1 else h0
     return model, x, targets, h0
@@ -123,6 +125,15 @@ def compare(model, x, targets, h0=None, eps=1e-6, atol=1e-5, rtol=1e-3, lengths=
         rows.append(Row(name, tuple(p.shape), _max_abs(a - r), tol(r), _worst_ratio(a, n, atol, rtol),
                         _worst_ratio(r, n, atol, rtol), _max_abs(f - a), tol(a), _worst_ratio(f, n, atol, rtol)))
     return rows
+
+
+def compare_graph(model, x, targets, eps=1e-6, atol=1e-5, rtol=1e-3, lengths=None) -> list[tuple]:
+    """For a cell with no analytic route (a user's cell): [(name, shape, worst |graph - numeric| /
+    (atol + rtol |numeric|))] per parameter; each passes when at most 1."""
+    _, graph = model_autograd_grads(model, x, targets, None, lengths)
+    numeric = numeric_grads(model, x, targets, None, eps, lengths)
+    return [(name, tuple(p.shape), _worst_ratio(graph[name], numeric[name], atol, rtol))
+            for name, p in model.named_parameters()]
 
 
 def format_table(rows: list[Row], atol=1e-5, rtol=1e-3) -> str:

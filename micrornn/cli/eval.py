@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from micrornn.cli import UsageError, positive_int
+from micrornn.cli.cells import cell_argument, resolve_cell
 from micrornn.cli.train import DEFAULT_CHECKPOINT
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.train.data import BUNDLED_CORPUS_SHA256, bundled_corpus_path, load_text, split_point
@@ -21,6 +22,9 @@ def add_parser(subparsers):
         description="Score a checkpoint written by `micrornn train` on the validation split of its text (the "
                     "last 10%% by default: nanoGPT's split of tinyshakespeare), read as one stream with the "
                     "hidden state carried, and print nats and bits per character.")
+    p.add_argument("--cell", type=cell_argument, metavar="CELL",
+                   help="the user cell (package.module:Class) a checkpoint was trained with: a checkpoint names it "
+                        "but is never allowed to import it, so loading one needs the same --cell here")
     p.add_argument("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
                    help=f"checkpoint to score (default {DEFAULT_CHECKPOINT})")
     p.add_argument("--data", metavar="PATH",
@@ -32,11 +36,11 @@ def add_parser(subparsers):
     return p
 
 
-def _load(path):
+def _load(path, cell=None):
     if os.path.isdir(path):
         raise UsageError(f"--checkpoint: {path} is a directory, not a checkpoint file")
     try:
-        return load_model(path)
+        return load_model(path, resolve_cell(cell))
     except FileNotFoundError:
         raise UsageError(f"--checkpoint: checkpoint not found: {path}") from None
     except CheckpointError as e:
@@ -66,7 +70,7 @@ def _text(args, meta):
 
 def run(args) -> int:
     """Print the checkpoint, the text scored, and its loss in nats and bits per character."""
-    model, vocab, meta = _load(args.checkpoint)
+    model, vocab, meta = _load(args.checkpoint, args.cell)
     text, name = _text(args, meta)
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     val_fraction = config.get("val_fraction", 0.1)

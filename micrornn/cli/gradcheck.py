@@ -8,6 +8,7 @@ from micrornn.check import divergence
 
 from micrornn.check import routes as rnncheck
 from micrornn.nn.cells import CELLS
+from micrornn.cli.cells import CELL_HELP, cell_argument, resolve_cell
 from micrornn.train.limits import TooBig, check_fits, rnn_run_bytes
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int
 
@@ -21,7 +22,8 @@ def add_parser(subparsers):
                     "gradient through the fused layer primitives and central finite differences. When a route "
                     "disagrees, also name the first time step (and gate) where the per-step hidden gradients "
                     "dL/dh_t (dL/dc_t) part ways.")
-    p.add_argument("--cell", choices=list(CELLS), default="rnn", help="cell kind (default rnn)")
+    p.add_argument("--cell", type=cell_argument, default="rnn", metavar="CELL",
+                   help=f"{CELL_HELP} (default rnn); a user cell is checked graph against central differences")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
     p.add_argument("--batch-first", action="store_true", help="the model takes (B, T, I) inputs")
     p.add_argument("--layers", type=positive_int, default=2, help="stacked RNN layers (default 2)")
@@ -36,6 +38,8 @@ def add_parser(subparsers):
     p.add_argument("--fused", action="store_true",
                    help="build the model with fused=True (every route, fused included, is checked either way)")
     p.add_argument("--h0", action="store_true", help="start from a random initial state instead of zeros")
+    p.add_argument("--lengths", metavar="L1,L2,...",
+                   help="pad the batch: one length per sequence (1..steps); steps past a length do not count")
     p.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step (default 1e-6)")
     p.add_argument("--atol", type=non_negative_float, default=1e-5, help="absolute tolerance vs numeric (1e-5)")
     p.add_argument("--rtol", type=non_negative_float, default=1e-3, help="relative tolerance vs numeric (1e-3)")
@@ -60,11 +64,55 @@ def check_sizes(args, defaults, flags=None) -> None:
         raise UsageError(f"{flag}{str(e)[len(name):]}") from None
 
 
+def _run_user_cell(args, cell, lengths) -> int:
+    """A user cell has no analytic or fused route: its graph gradient against central differences."""
+    refused = [flag for flag, on in (("--fused", args.fused), ("--h0", args.h0), ("--break-gate", args.break_gate),
+                                     ("--nonlinearity", args.nonlinearity != "tanh")) if on]
+    if refused:
+        raise UsageError(f"gradcheck: {', '.join(refused)} need a built-in cell ({', '.join(CELLS)}), not {args.cell}")
+    try:
+        model, x, targets, _ = rnncheck.random_problem(
+            args.layers, args.input_size, args.hidden_size, args.output_size, args.steps, args.batch, seed=args.seed,
+            cell=cell, bidirectional=args.bidirectional, batch_first=args.batch_first, bias=not args.no_bias)
+        rows = rnncheck.compare_graph(model, x, targets, args.eps, args.atol, args.rtol, lengths)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--cell {args.cell}: {e}") from None
+    print(f"gradcheck: SequenceModel(input={args.input_size}, hidden={args.hidden_size}, output={args.output_size}, "
+          f"layers={args.layers}, cell {args.cell}), T={args.steps}, batch={args.batch}, seed={args.seed}, float64"
+          + (f", lengths={','.join(map(str, lengths))}" if lengths is not None else ""))
+    print("routes: graph = autograd through the unrolled graph, numeric = central differences (a user cell has no "
+          f"analytic route); graph~numeric = worst |graph - numeric| / ({args.atol:g} + {args.rtol:g}*|numeric|)")
+    width = max([len("parameter")] + [len(name) for name, _, _ in rows])
+    print(f"{'parameter':<{width}}  {'shape':<9} {'graph~numeric':>13}  result")
+    for name, shape, ratio in rows:
+        print(f"{name:<{width}}  {'x'.join(map(str, shape)):<9} {ratio:>13.2e}  {'PASS' if ratio <= 1 else 'FAIL'}")
+    failed = [name for name, _, ratio in rows if not ratio <= 1]
+    worst = max(ratio for _, _, ratio in rows)
+    print(f"FAIL: {len(failed)} of {len(rows)} parameters disagree ({', '.join(failed)}); worst graph~numeric {worst:.2e}"
+          if failed else f"PASS: all {len(rows)} parameters agree; worst graph~numeric {worst:.2e}")
+    return 1 if failed else 0
+
+
+def _parse_lengths(text, batch, steps) -> list:
+    """--lengths as ints, one per sequence in 1..steps (UsageError naming the option otherwise)."""
+    try:
+        lengths = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--lengths: expected comma-separated integers, got {text!r}") from None
+    if len(lengths) != batch or min(lengths) < 1 or max(lengths) > steps:
+        raise UsageError(f"--lengths: expected {batch} lengths (one per sequence of --batch) in 1..{steps} "
+                         f"(--steps), got {text!r}")
+    return lengths
+
+
 def run(args) -> int:
     """Print the comparison table and a summary; 0 when every parameter passes, else 1."""
     if args.atol == 0 and args.rtol == 0:
         raise UsageError("gradcheck: --atol and --rtol cannot both be 0")
     check_sizes(args, {"input_size": 3, "hidden_size": 4, "output_size": 5, "layers": 2, "steps": 6, "batch": 2})
+    lengths = _parse_lengths(args.lengths, args.batch, args.steps) if args.lengths else None
+    if args.cell not in CELLS:
+        return _run_user_cell(args, resolve_cell(args.cell), lengths)
     if args.nonlinearity != "tanh" and args.cell != "rnn":
         raise UsageError(f"gradcheck: --nonlinearity applies to --cell rnn only, not {args.cell}")
     gates = CELLS[args.cell].blocks
@@ -81,15 +129,18 @@ def run(args) -> int:
     print(f"gradcheck: SequenceModel(input={args.input_size}, hidden={args.hidden_size}, "
           f"output={args.output_size}, layers={args.layers}, {kind}{extras}), "
           f"T={args.steps}, batch={args.batch}, h0={'random' if args.h0 else 'zeros'}, seed={args.seed}, "
+          + (f"lengths={','.join(map(str, lengths))}, " if lengths is not None else "") +
           f"float64, eps={args.eps:g}")
     broken = divergence.wrong_derivative(args.cell, args.break_gate) if args.break_gate else nullcontext()
     with broken:
         if args.break_gate:
             print(f"(deliberately wrong: the analytic derivative of gate {args.break_gate} is scaled by 1.5)")
-        rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol)
+        rows = rnncheck.compare(model, x, targets, h0, eps=args.eps, atol=args.atol, rtol=args.rtol, lengths=lengths)
         print(rnncheck.format_table(rows, args.atol, args.rtol))
         passed = all(r.passed for r in rows)
-        if not passed:
+        if not passed and lengths is not None:
+            print("(the first-divergence search runs on full-length batches: run again without --lengths to locate it)")
+        elif not passed:
             print(divergence.describe(divergence.first_divergence(model, x, targets, h0, args.eps, args.atol,
                                                                   args.rtol)))
     print(rnncheck.summary(rows))

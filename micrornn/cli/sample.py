@@ -7,6 +7,7 @@ import sys
 
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_int
+from micrornn.cli.cells import cell_argument, resolve_cell
 from micrornn.cli.train import DEFAULT_CHECKPOINT
 from micrornn.train.sample import MAX_SAMPLE_LENGTH, generate, load_model
 
@@ -17,6 +18,9 @@ def add_parser(subparsers):
         "sample", help="generate text from a trained checkpoint",
         description="Read a checkpoint written by `micrornn train`, feed it the priming text and "
                     "print it followed by LENGTH sampled characters.")
+    p.add_argument("--cell", type=cell_argument, metavar="CELL",
+                   help="the user cell (package.module:Class) a checkpoint was trained with: a checkpoint names it "
+                        "but is never allowed to import it, so loading one needs the same --cell here")
     p.add_argument("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
                    help=f"checkpoint to sample from (default {DEFAULT_CHECKPOINT})")
     p.add_argument("--length", type=non_negative_int, default=500, metavar="N",
@@ -39,7 +43,7 @@ def run(args) -> int:
     if os.path.isdir(args.checkpoint):
         raise UsageError(f"--checkpoint: {args.checkpoint} is a directory, not a checkpoint file")
     try:
-        model, vocab, _ = load_model(args.checkpoint)
+        model, vocab, _ = load_model(args.checkpoint, resolve_cell(args.cell))
     except FileNotFoundError:
         raise UsageError(f"--checkpoint: checkpoint not found: {args.checkpoint}") from None
     except CheckpointError as e:

@@ -20,6 +20,7 @@ from micrornn.train.lock import CheckpointLocked, checkpoint_lock
 from micrornn.train.metrics import MetricsLog
 from micrornn.train.trainer import CheckpointSaveError
 from micrornn.train.config import PRESETS, config_toml, option_name, preset_settings, read_config, write_config
+from micrornn.cli.cells import CELL_HELP, cell_argument, resolve_cell
 from micrornn.train.references import standing
 from micrornn.train.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
@@ -46,6 +47,7 @@ def add_parser(subparsers):
     a("--config", metavar="FILE.toml", help="read TrainConfig fields (and data) from a TOML file, such as the one "
       "every run writes beside its checkpoint; options given explicitly override it")
     a("--print-config", action="store_true", help="print the configuration as TOML and exit without training")
+    a("--cell", type=cell_argument, metavar="CELL", help=f"recurrent cell: {CELL_HELP} (default {d.cell})")
     a("--bidirectional", action="store_true", help="refused: a language model reads left to right")
     a("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
       help=f"checkpoint file to write (and read with --resume); the run's TOML goes beside it with .toml "
@@ -182,18 +184,21 @@ def _read_text(data, option="--data"):
 def _make_trainer(args, settings):
     """A new Trainer, or the one saved in --checkpoint when --resume."""
     try:
+        cell = resolve_cell(args.cell)  # a user cell is imported because --cell names it, never from a checkpoint
         if not args.resume:
             text, source = _read_text(args.data)
-            return Trainer(text, TrainConfig(**settings), source)
+            return Trainer(text, TrainConfig(**settings), source, cell)
         try:
-            _, meta, _ = Trainer.read_checkpoint(args.checkpoint)
+            _, meta, _ = Trainer.read_checkpoint(args.checkpoint, cell)
         except FileNotFoundError:
             raise UsageError(f"--resume: checkpoint not found: {args.checkpoint} "
                              f"(drop --resume to start a new run)") from None
         saved = meta.get("data", {}).get("source")
         text, source = _read_text(args.data if args.data is not None else saved,
                                   "--data" if args.data is not None else "the checkpoint's training text")
-        return Trainer.resume(args.checkpoint, text, source, **settings)
+        if cell is not None:  # the class stands for the name: read_checkpoint checked it against the recorded one
+            settings = {k: v for k, v in settings.items() if k != "cell"}
+        return Trainer.resume(args.checkpoint, text, source, cell, **settings)
     except CheckpointError as e:
         raise UsageError(f"--resume: {e}") from None
     except ValueError as e:
@@ -202,6 +207,8 @@ def _make_trainer(args, settings):
 
 def _cell_name(config) -> str:
     """The model kind in words: "tanh RNN", "LSTM", "GRU"."""
+    if config.cell not in CELLS:
+        return config.cell  # a user cell: its import name
     return f"{config.nonlinearity} RNN" if config.cell == "rnn" else config.cell.upper()
 
 

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from micrornn.engine import guard
 from micrornn.engine.ops import IndexGrad, ProductGrad, unbroadcast
 
 RELEASED = object()  # a node's ``_saved`` once a backward without retain_graph freed it
@@ -216,24 +217,35 @@ def walk(order, seeds, grads, take, keep=frozenset(), relevant=None, retain_grap
     add, pop, send = grads.add, grads.pop, grads.vjp
     for node, seed in seeds:
         add(node, seed, True)
-    for node in order:
-        g, owned = pop(node)
-        if g is None:
-            if not retain_graph and node._op is not None:
-                node._saved, node._guard = RELEASED, None
-            continue
-        op = node._op
-        if op is None or node._retain or node in keep:
-            take(node, g, owned)
-            if op is None:
+    released = []  # the passed nodes' guards: their saved arrays become writeable together at the end
+    try:
+        for node in order:
+            g, owned = pop(node)
+            op = node._op
+            if g is None:
+                if not retain_graph and op is not None:
+                    node._saved = RELEASED
+                    if node._guard is not None:
+                        released.append(node._guard)
+                        node._guard = None
                 continue
-        parent_grads = send(node, g)
-        if not retain_graph:  # dropping the guard makes the saved arrays writeable again (guard.Hold)
-            node._saved, node._guard = RELEASED, None
-        fresh, needs = op.fresh, node._needs
-        for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
-            if pg is not None and needs[i] and (relevant is None or parent in relevant):
-                add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
+            if op is None or node._retain or node in keep:
+                take(node, g, owned)
+                if op is None:
+                    continue
+            parent_grads = send(node, g)
+            if not retain_graph:
+                node._saved = RELEASED
+                if node._guard is not None:
+                    released.append(node._guard)
+                    node._guard = None
+            fresh, needs = op.fresh, node._needs
+            for i, (parent, pg) in enumerate(zip(node._parents, parent_grads)):
+                if pg is not None and needs[i] and (relevant is None or parent in relevant):
+                    add(parent, pg, fresh if fresh.__class__ is bool else fresh[i])
+    finally:
+        if released:
+            guard.release(released)
 
 
 def backward(root, grad=None, retain_graph=False) -> None:

@@ -29,39 +29,65 @@ _held: dict = {}  # id(array) -> [array, number of holds, arrays held on its beh
 _lock = threading.RLock()  # reentrant: a Hold freed by the collector may be released inside hold()
 
 
-class Hold:
-    """The arrays one graph node saved, read-only until it is released (or freed)."""
+class Hold(list):
+    """The arrays one graph node saved (held read-only); freeing it lets go of them.
 
-    __slots__ = ("arrays",)
+    The node keeps it in ``_guard``: the walker releases the guards of the nodes it passed in one
+    batch at the end of a backward; a node freed by Python lets go in ``__del__`` (at once, by
+    reference counting)."""
 
-    def __init__(self, arrays):
-        self.arrays = arrays
+    __slots__ = ()
 
-    def release(self) -> None:
-        """Let go of every array; the last holder makes an array writeable again."""
-        arrays, self.arrays = self.arrays, ()
-        if arrays:
-            with _lock:
-                for a in arrays:
-                    _let_go(a)
+    def __del__(self) -> None:
+        if self:  # empty once release() let go of it
+            release((self,))
 
-    __del__ = release
+    def __deepcopy__(self, memo):
+        return None  # a copied node holds nothing: its copied saved arrays are its own
+
+    def __reduce__(self):
+        return type(None), ()  # pickled as None, for the same reason
 
 
-def hold(out, inputs, saved) -> Hold | None:
-    """Make the ndarrays in ``saved`` (an op's saved value or tuple) read-only for node ``out``."""
+def release(holds) -> None:
+    """Let go of the arrays of many nodes under one lock (the walker's batch, or one freed node)."""
+    with _lock:
+        for h in holds:
+            for a in h:
+                entry = _held.get(id(a))
+                if entry is None or entry[0] is not a:  # a shallow copy's second release: nothing left
+                    continue
+                entry[1] -= 1
+                if not entry[1]:
+                    _let_go(a, entry)
+            h.clear()
+
+
+def hold(inputs, saved) -> Hold | None:
+    """Make the ndarrays in ``saved`` (an op's saved value or tuple) read-only; ``inputs``: the op's
+    input Tensors (a saved view of one also holds what it was made from)."""
     kind = type(saved)
     if kind is np.ndarray:
         arrays = (saved,)
     elif kind is tuple:
-        arrays = [a for a in saved if type(a) is np.ndarray]
-        if not arrays:  # shapes, axes, indices: nothing to hold
-            return None
-    else:
+        arrays = saved
+    else:  # an index, a shape: nothing to hold
         return None
+    taken = Hold()
     with _lock:
-        taken = [a for a in arrays if _take(a, out, inputs)]
-    return Hold(taken) if taken else None
+        for a in arrays:
+            if type(a) is not np.ndarray:
+                continue
+            entry = _held.get(id(a))
+            if entry is not None:  # the common case: W^T, h_t saved again by the next step
+                entry[1] += 1
+            elif a.flags.writeable:
+                _held[id(a)] = [a, 1, _sources(a, inputs) if a.base is not None else ()]
+                a.flags.writeable = False
+            else:  # read-only before any graph saw it: not ours to give back
+                continue
+            taken.append(a)
+    return taken if taken else None
 
 
 def is_held(array) -> bool:
@@ -81,49 +107,31 @@ def writable_data(tensor) -> np.ndarray:
     return data
 
 
-def _take(a, out, inputs) -> bool:
-    """Count one more hold on a; True if a is now held (False: it was read-only already)."""
-    entry = _held.get(id(a))
-    if entry is not None:
-        entry[1] += 1
-        return True
-    if not a.flags.writeable:  # read-only before any graph saw it: not ours to release
-        return False
-    sources = _sources(a, out, inputs) if a.base is not None else ()
-    a.flags.writeable = False
-    _held[id(a)] = [a, 1, sources]
-    return True
-
-
-def _sources(view, out, inputs) -> list:
-    """Hold the arrays of the graph tensors a saved view was made from (W.data for W.T): the
-    tensors before it in the graph whose data shares the view's memory owner."""
-    owner = _owner(view)
-    start = next((t for t in (out, *inputs) if t.data is view), None)
-    found, stack, seen = [], [start] if start is not None else [], set()
+def _sources(view, inputs) -> list:
+    """Hold the arrays of the graph tensors a saved input view was made from (W.data for W.T):
+    the tensors before it in the graph whose data shares the view's memory owner. (An output
+    that is a view, h_t written into a row of a buffer, has none: view ops save no arrays.)"""
+    stack = [t for t in inputs if t.data is view]
+    if not stack:
+        return ()
+    owner, found, seen = _owner(view), [], set()
     while stack:
-        t = stack.pop()
-        for p in t._parents or ():
+        for p in stack.pop()._parents or ():
             if id(p) in seen or _owner(p.data) is not owner:
                 continue
             seen.add(id(p))
             stack.append(p)
-            if p.data is not view and _take_plain(p.data):
-                found.append(p.data)
+            a = p.data
+            entry = _held.get(id(a))
+            if entry is not None:
+                entry[1] += 1
+            elif a.flags.writeable and a is not view:
+                _held[id(a)] = [a, 1, ()]
+                a.flags.writeable = False
+            else:
+                continue
+            found.append(a)
     return found
-
-
-def _take_plain(a) -> bool:
-    """_take without looking for sources (they are being collected by the caller)."""
-    entry = _held.get(id(a))
-    if entry is not None:
-        entry[1] += 1
-        return True
-    if not a.flags.writeable:
-        return False
-    a.flags.writeable = False
-    _held[id(a)] = [a, 1, ()]
-    return True
 
 
 def _owner(a):
@@ -132,17 +140,14 @@ def _owner(a):
     return base if isinstance(base, np.ndarray) else a
 
 
-def _let_go(a) -> None:
-    """One hold less on a; at none, its sources and then a itself become writeable again."""
-    entry = _held.get(id(a))
-    if entry is None:
-        return
-    entry[1] -= 1
-    if entry[1]:
-        return
+def _let_go(a, entry) -> None:
+    """a's last hold is gone: its sources let go too, then a becomes writeable again."""
     del _held[id(a)]
     for source in entry[2]:
-        _let_go(source)
+        source_entry = _held[id(source)]
+        source_entry[1] -= 1
+        if not source_entry[1]:
+            _let_go(source, source_entry)
     try:
         a.flags.writeable = True
     except ValueError:  # a view whose owner another graph still holds: it stays read-only

@@ -130,7 +130,10 @@ class Tensor(CompositeMethods):
         return self
 
     def backward(self, grad=None, retain_graph=False, create_graph=False) -> None:
-        """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves."""
+        """Back-propagate from this tensor, accumulating into the ``.grad`` of leaves.
+
+        The arrays the graph saved are read-only until it is released: by this call, unless
+        retain_graph=True, or when the graph is dropped (see ``micrornn.engine.guard``)."""
         if create_graph:
             raise ValueError("backward(create_graph=True): .grad holds plain arrays, so a gradient graph "
                              "has nowhere to live; use micrornn.grad(loss, params, create_graph=True), which "
@@ -403,7 +406,7 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
         out.requires_grad = True
         out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
         if saved is not None:  # read-only while the graph lives: an in-place edit fails at the write
-            out._guard = hold(out, inputs, saved)
+            out._guard = hold(inputs, saved)
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:

@@ -8,6 +8,9 @@ one input. Equations and gate order follow PyTorch (LSTM: i, f, g, o; GRU: r, z,
 """
 from __future__ import annotations
 
+import importlib
+import re
+
 import numpy as np
 
 from micrornn.engine import ops
@@ -232,3 +235,29 @@ class GRUCell(_Cell):
 
 
 CELLS: dict = {cls.kind: cls for cls in (RNNCell, LSTMCell, GRUCell)}  # the registry: kind -> cell class
+
+_IMPORT_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def is_import_name(name) -> bool:
+    """True for 'package.module:Class' (how a user cell is named on a command line and in a checkpoint)."""
+    return isinstance(name, str) and bool(_IMPORT_NAME.match(name))
+
+
+def import_cell(name: str):
+    """The cell class/factory named 'package.module:Class', imported now (the caller asked for it by
+    name: a checkpoint alone never leads here). ValueError naming what failed."""
+    if not is_import_name(name):
+        raise ValueError(f"cell {name!r}: expected one of {tuple(CELLS)} or an import name 'package.module:Class'")
+    module_name, attr = name.split(":")
+    try:
+        found = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cell {name}: cannot import {module_name}: {e}") from None
+    for part in attr.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise ValueError(f"cell {name}: {module_name} has no {attr}")
+    if not callable(found):
+        raise ValueError(f"cell {name}: {attr} is a {type(found).__name__}, not a cell class or factory")
+    return found

@@ -87,7 +87,8 @@ class _Layers(Stack):
             flip = (slice(None, None, -1) if mask is None else reverse_index(lengths, T)) if direction else None
             if flip is not None:
                 x = x[flip]
-            outputs, final, states = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)), mask)
+            outputs, final, every_state = self._fused_call(cell, x, init, _zeros(cell, (B, cell.hidden_size)), mask)
+            states = every_state() if return_states else ()  # the per-step states: slices made only when asked
             if flip is not None:
                 outputs, states = outputs[flip], tuple(s[flip] for s in states)
             if mask is not None:
@@ -167,7 +168,7 @@ class RNN(_Layers):
         b = cell.b if cell.b is not None else _zeros(cell, cell.hidden_size)
         hs = apply(fused_ops.RNN_LAYER, x, cell.U, cell.W, b, zeros if h0 is None else h0,
                    nonlinearity=cell.nonlinearity, mask=mask)
-        return hs, hs[x.shape[0] - 1], (hs,)
+        return hs, hs[x.shape[0] - 1], lambda: (hs,)
 
 
 class LSTM(_Layers):
@@ -199,7 +200,8 @@ class LSTM(_Layers):
         b = cell.b if cell.b is not None else _zeros(cell, 4 * H)
         h0, c0 = (zeros, zeros) if init is None else init
         hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
-        return hc[:, :, :H], (hc[T - 1, :, :H], hc[T - 1, :, H:]), (hc[:, :, :H], hc[:, :, H:])
+        hs = hc[:, :, :H]
+        return hs, (hc[T - 1, :, :H], hc[T - 1, :, H:]), lambda: (hs, hc[:, :, H:])
 
 
 class GRU(_Layers):
@@ -224,7 +226,7 @@ class GRU(_Layers):
         b = cell.b if cell.b is not None else _zeros(cell, 3 * H)
         b_hn = cell.b_hn if cell.b_hn is not None else _zeros(cell, H)
         hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
-        return hs, hs[x.shape[0] - 1], (hs,)
+        return hs, hs[x.shape[0] - 1], lambda: (hs,)
 
 
 def cell_import_name(make_cell) -> str:
@@ -313,7 +315,7 @@ class SequenceModel(Module):
             mask = length_mask(np.asarray(lengths), T)
             return F.cross_entropy(logits, targets, reduction=reduction, mask=mask.T if self.rnn.batch_first
                                    else mask), h_n
-        if self.rnn.fused and reduction != "none":  # the head and the loss as one node too
+        if isinstance(self.rnn, _Layers) and self.rnn.fused and reduction != "none":  # head and loss as one node too
             states, h_n = self.rnn(x, h0)
             head = self.head
             return F.linear_cross_entropy(states, head.weight, head.bias, targets, reduction), h_n

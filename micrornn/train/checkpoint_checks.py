@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from micrornn.nn.cells import CELLS
 from micrornn.train.checkpoint import CheckpointError
 
 __all__ = ["check_model_sizes", "check_finite", "check_training_meta", "check_carried_state", "stored_dtype",
@@ -111,7 +112,8 @@ def check_carried_state(hidden, config, path) -> None:
         return
     expected = (config.num_layers, config.batch_size, config.hidden_size)
     parts = hidden if isinstance(hidden, tuple) else (hidden,)
-    count = 2 if getattr(config, "cell", "rnn") == "lstm" else 1
+    layout = CELLS.get(getattr(config, "cell", "rnn"))
+    count = len(parts) if layout is None else len(layout.state_names)  # a user cell's state has its own entries
     shapes = [np.shape(p) if isinstance(p, np.ndarray) else type(p).__name__ for p in parts]
     if len(parts) != count or any(s != expected for s in shapes):
         raise CheckpointError(f"{path}: the carried state has shape(s) {shapes}, expected {count} of {expected}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micrornn.nn.cells import CELLS as CELL_REGISTRY
+from micrornn.nn.cells import CELLS as CELL_REGISTRY, is_import_name
 from micrornn.train.loop import OPTIMIZERS
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -25,7 +25,8 @@ def option(default, help: str, **cli):
 class TrainConfig:
     """Everything that defines a training run (stored in its checkpoints; `micrornn train` options and
     --config TOML keys are generated from these fields)."""
-    cell: str = option("rnn", "recurrent cell", choices=CELLS)
+    cell: str = option("rnn", "recurrent cell: rnn, lstm, gru, or a user cell package.module:Class (its class is "
+                       "imported only from the command line's --cell)")
     hidden_size: int = option(192, "hidden units per layer", metavar="N", low=1)
     num_layers: int = option(2, "stacked recurrent layers", flag="--layers", metavar="N", low=1)
     nonlinearity: str = option("tanh", "the vanilla cell's activation (gated cells have their own)",
@@ -48,7 +49,7 @@ class TrainConfig:
                                 "(0: no limit)", metavar="SECONDS")
     seed: int = option(0, "random seed", metavar="N", low=0)
     fused: bool = option(True, "run each layer as one fused primitive whose VJP is the hand-written BPTT, or with "
-                         "--no-fused as the unrolled graph (same model and loss, slower)")
+                         "--no-fused as the unrolled graph (same model and loss, slower; a user cell always runs unrolled)")
     compile: bool = option(True, "with --no-fused: trace the unrolled step once with micrornn.compile and replay "
                            "it (same gradients, less Python per step), or run it on the engine each step with "
                            "--no-compile")
@@ -75,8 +76,10 @@ class TrainConfig:
         for name in ("steps", "seed", "val_every", "sample_every", "sample_length", "checkpoint_every", "warmup",
                      "val_chars", "patience"):
             _check_int(name, getattr(self, name), 0)
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.cell not in CELLS and not is_import_name(self.cell):
+            raise ValueError(f"cell must be one of {CELLS} or a user cell 'package.module:Class', got {self.cell!r}")
+        if self.cell not in CELLS and self.nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity applies to cell 'rnn' only, not to {self.cell}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -99,7 +102,7 @@ class TrainConfig:
             raise ValueError(f"dropout acts between stacked layers: it needs num_layers >= 2, got {self.num_layers}")
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused),
+        return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused) and self.cell in CELLS,
                        time_budget=float(self.time_budget), dropout=float(self.dropout),
                        state_reset=float(self.state_reset))
 

@@ -14,6 +14,8 @@ from micrornn.train.checkpoint_checks import check_finite, check_model_sizes, st
 from micrornn.train.data import Vocab
 from micrornn.train.loop import set_training
 from micrornn.nn import SequenceModel
+from micrornn.nn.cells import is_import_name
+from micrornn.nn.rnn import cell_import_name
 from micrornn.engine.tensor import Tensor, no_grad
 
 __all__ = ["sample", "generate", "MAX_SAMPLE_LENGTH", "load_model", "model_from_meta", "CHECKPOINT_KIND"]
@@ -102,17 +104,21 @@ def sample(model, vocab, length=200, temperature=1.0, prime="", rng=None, top_k=
     return prime + "".join(generate(model, vocab, length, temperature, prime, rng, top_k))
 
 
-def model_from_meta(meta, path="checkpoint"):
+def model_from_meta(meta, path="checkpoint", cell=None):
     """(SequenceModel, Vocab) rebuilt from the metadata of a `micrornn train` checkpoint, for any
-    cell kind (meta["model"]["cell"]; checkpoints written before there were cells load as "rnn")."""
+    cell kind (meta["model"]["cell"]; checkpoints written before there were cells load as "rnn").
+
+    A user cell is recorded by its import name only, and loading never imports it: the caller
+    passes the class as ``cell`` (the same import name), else CheckpointError says which to pass."""
     if meta.get("kind") != CHECKPOINT_KIND or "model" not in meta or "vocab" not in meta:
         raise CheckpointError(f"{path} is a micrornn checkpoint but not a character model "
                               f"written by `micrornn train` (no model config / vocabulary)")
+    config = dict(meta["model"]) if isinstance(meta["model"], dict) else {}
+    config["cell"] = _user_cell(config.get("cell", "rnn"), cell, path)
     try:
         vocab = Vocab.from_list(meta["vocab"])
-        config = dict(meta["model"])
+        config = dict(meta["model"], cell=config["cell"])
         config["dtype"] = np.dtype(config.get("dtype", "float64"))
-        config.setdefault("cell", "rnn")
         model = SequenceModel(**config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model configuration or vocabulary: {e}") from None
@@ -123,15 +129,32 @@ def model_from_meta(meta, path="checkpoint"):
     return model, vocab
 
 
-def load_model(path):
-    """(model, vocab, meta) from a checkpoint written by `micrornn train` / micrornn.train.
+def _user_cell(recorded, cell, path):
+    """The cell to build: the recorded built-in kind, or for a user cell the class the caller gave
+    (it must carry the recorded import name). Never imports anything."""
+    given = None if cell is None or isinstance(cell, str) else cell_import_name(cell)
+    if not is_import_name(recorded):  # a built-in kind (or nonsense, which SequenceModel names)
+        if given is not None:
+            raise CheckpointError(f"{path} was trained with the built-in cell {recorded!r}, not {given}; drop --cell")
+        return recorded
+    if given is None:
+        raise CheckpointError(f"{path} was trained with the user cell {recorded}; pass --cell {recorded} to load it "
+                              "(a checkpoint never imports code by itself)")
+    if given != recorded:
+        raise CheckpointError(f"{path} was trained with the user cell {recorded}, not {given}; pass --cell {recorded}")
+    return cell
+
+
+def load_model(path, cell=None):
+    """(model, vocab, meta) from a checkpoint written by `micrornn train` / micrornn.train; ``cell``:
+    the class of a user cell the checkpoint names (it is never imported from the checkpoint).
 
     A missing file raises FileNotFoundError; a corrupted, foreign or mismatched one CheckpointError.
     """
     params, meta, _ = load_checkpoint(path)
     check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
     check_finite(params, "parameter", path, stored_dtype(meta))  # in the model's dtype: 1e39 is inf in float32
-    model, vocab = model_from_meta(meta, path)
+    model, vocab = model_from_meta(meta, path, cell)
     try:
         model.load_state_dict(params)
     except ValueError as e:

@@ -38,6 +38,7 @@ from micrornn.train.data import BatchStream, Vocab, compact_dtype, split_point, 
 from micrornn.train.loop import (OPTIMIZERS, TruncatedBPTT, bits_per_char, evaluate, fit, make_optimizer,
                                  set_training, update)
 from micrornn.nn import SequenceModel
+from micrornn.nn.rnn import CELL_KINDS, cell_import_name
 from micrornn.engine.random import manual_seed
 from micrornn.train.plots import plot_history
 from micrornn.train.sample import CHECKPOINT_KIND, model_from_meta, sample
@@ -78,13 +79,15 @@ class CheckpointSaveError(OSError):
 class Trainer:
     """A character language model, its optimizer and data streams, and the loop that trains it."""
 
-    def __init__(self, text, config=None, source=None):
+    def __init__(self, text, config=None, source=None, cell=None):
         """Build vocabulary, train/validation split, model and optimizer for `text`.
 
         `source` (a path, or None for the bundled corpus) is recorded in checkpoints so a resumed
-        run can find its data. ValueError if the text is too short for the configuration.
+        run can find its data. `cell`: a user cell class/factory (config.cell records its import
+        name). ValueError if the text is too short for the configuration.
         """
-        self.config = config = (config or TrainConfig()).validated()
+        self.config = config = with_cell(config or TrainConfig(), cell).validated()
+        self.cell = cell
         if not isinstance(text, str) or not text:
             raise ValueError("training text is empty")
         self.source, self.text_sha256 = source, text_sha256(text)
@@ -100,7 +103,7 @@ class Trainer:
         self.train_ids, self.val_ids = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
         self.stream = BatchStream(self.train_ids, config.batch_size, config.seq_len)
         check_training_fits(config, len(self.vocab))  # refuse absurd sizes before allocating them
-        self.model = build_model(config, len(self.vocab))
+        self.model = build_model(config, len(self.vocab), cell)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.sample_rng = np.random.default_rng([config.seed, 1])
         self.step = 0
@@ -390,11 +393,12 @@ class Trainer:
                 "chars": self.history["val_chars"][-1]}
 
     @staticmethod
-    def read_checkpoint(path):
-        """(params, meta, state) of a `micrornn train` checkpoint; CheckpointError if it is not one."""
+    def read_checkpoint(path, cell=None):
+        """(params, meta, state) of a `micrornn train` checkpoint; CheckpointError if it is not one
+        (or if it names a user cell and `cell` is not that class: a checkpoint never imports code)."""
         params, meta, state = load_checkpoint(path)
         check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
-        model_from_meta(meta, path)  # kind, model config and vocabulary are present and coherent
+        model_from_meta(meta, path, cell)  # kind, model config and vocabulary are present and coherent
         if not isinstance(meta.get("config"), dict) or not isinstance(state, dict) or "optimizer" not in state:
             raise CheckpointError(f"{path} holds a model but no training state; it can be sampled "
                                   f"from but not resumed")
@@ -402,7 +406,7 @@ class Trainer:
         return params, meta, state
 
     @classmethod
-    def resume(cls, path, text, source=None, **overrides):
+    def resume(cls, path, text, source=None, cell=None, **overrides):
         """The trainer saved at `path`, continuing on `text` (which must be the same text).
 
         `overrides` may change steps, lr, lr_schedule, clip, fused and the val/sample/checkpoint
@@ -410,7 +414,7 @@ class Trainer:
         schedule ends at config.steps: resuming with a larger `steps` continues along the
         stretched schedule, so only a resume with the same `steps` repeats the original run.)
         """
-        params, meta, state = cls.read_checkpoint(path)
+        params, meta, state = cls.read_checkpoint(path, cell)
         names = {f.name for f in fields(TrainConfig)}
         try:
             config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in names})
@@ -427,7 +431,7 @@ class Trainer:
         sha = text_sha256(text)
         if sha != meta.get("data", {}).get("sha256"):
             raise ValueError(f"the training text differs from the one {path} was trained on")
-        trainer = cls(text, replace(config, **overrides), source)
+        trainer = cls(text, replace(config, **overrides), source, cell)
         try:
             trainer.model.load_state_dict(params)
             trainer.optimizer.load_state_dict(state["optimizer"])
@@ -494,11 +498,26 @@ RESUME_OVERRIDABLE = {"steps", "lr", "lr_schedule", "clip", "fused", "val_every"
                       "compile", "sample_temperature", "checkpoint_every", "time_budget", "patience", "val_chars", "log_every"}
 
 
-def build_model(config, vocab_size) -> SequenceModel:
-    """The SequenceModel a TrainConfig describes, for a vocabulary of `vocab_size` characters."""
+def with_cell(config, cell):
+    """config naming `cell` (a user cell class/factory) by its import name; config itself when cell is None.
+    ValueError when config names another cell, or names a user cell and none is given."""
+    if cell is None:
+        if config.cell not in CELL_KINDS:
+            raise ValueError(f"cell {config.cell} is a user cell: pass the class too (Trainer(..., cell=...), or "
+                             f"--cell {config.cell})")
+        return config
+    name = cell_import_name(cell)
+    if config.cell not in ("rnn", name):
+        raise ValueError(f"the config names cell {config.cell!r} but the cell given is {name}")
+    return replace(config, cell=name)
+
+
+def build_model(config, vocab_size, cell=None) -> SequenceModel:
+    """The SequenceModel a TrainConfig describes, for a vocabulary of `vocab_size` characters
+    (`cell`: the class of the user cell config.cell names)."""
     return SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
                          fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
-                         cell=config.cell, dropout=config.dropout)
+                         cell=config.cell if cell is None else cell, dropout=config.dropout)
 
 
 def check_training_fits(config, vocab_size) -> None:
