@@ -21,6 +21,7 @@ from micrornn.train.metrics import MetricsLog
 from micrornn.train.trainer import CheckpointSaveError
 from micrornn.train.config import PRESETS, config_toml, option_name, preset_settings, read_config, write_config
 from micrornn.cli.cells import CELL_HELP, cell_argument, resolve_cell
+from micrornn.nn.cells import CELLS
 from micrornn.train.references import standing
 from micrornn.train.threads import DEFAULT_TRAIN_THREADS, blas_threads
 
@@ -47,7 +48,7 @@ def add_parser(subparsers):
     a("--config", metavar="FILE.toml", help="read TrainConfig fields (and data) from a TOML file, such as the one "
       "every run writes beside its checkpoint; options given explicitly override it")
     a("--print-config", action="store_true", help="print the configuration as TOML and exit without training")
-    a("--cell", type=cell_argument, metavar="CELL", help=f"recurrent cell: {CELL_HELP} (default {d.cell})")
+    a("--cell", type=cell_argument, metavar="CELL", help=f"recurrent cell: {CELL_HELP} (default {TrainConfig().cell})")
     a("--bidirectional", action="store_true", help="refused: a language model reads left to right")
     a("--checkpoint", metavar="PATH", default=str(DEFAULT_CHECKPOINT),
       help=f"checkpoint file to write (and read with --resume); the run's TOML goes beside it with .toml "
