@@ -20,8 +20,9 @@ def rnn_run_bytes(input_size, hidden_size, output_size, num_layers, steps, batch
     A cell kind outside the registry (a user's cell) is counted like the vanilla cell."""
     layout = CELLS.get(cell, CELLS["rnn"])
     g, H = len(layout.blocks), hidden_size
-    params = _count(layout.parameter_shapes(input_size, H))  # layer 0, then (num_layers - 1) of the same size
-    params += (num_layers - 1) * _count(layout.parameter_shapes(H, H)) if num_layers > 1 else 0
+    # layer 0 reads the input, every other layer the same H: count one of each (an absurd layer count must
+    # be refused at once, not after a loop over its layers)
+    params = _count(layout.parameter_shapes(input_size, H)) + (num_layers - 1) * _count(layout.parameter_shapes(H, H))
     params += output_size * (H + 1)
     activations = steps * batch * (num_layers * g * H * 2 + output_size * 3)
     return (4 * params + activations) * itemsize + extra
