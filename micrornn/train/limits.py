@@ -28,8 +28,8 @@ def rnn_run_bytes(input_size, hidden_size, output_size, num_layers, steps, batch
     A cell kind outside the registry (a user's cell) is counted like the vanilla cell."""
     layout = CELLS.get(cell, CELLS["rnn"])
     g, H = len(layout.blocks), hidden_size
-    params = sum(_count(layout.parameter_shapes(input_size if l == 0 else H, H)) for l in range(num_layers))
-    params += output_size * (H + 1)
+    params = _count(layout.parameter_shapes(input_size, H)) + (num_layers - 1) * _count(layout.parameter_shapes(H, H))
+    params += output_size * (H + 1)  # (no loop over layers: num_layers may be absurd, that is what is checked)
     activations = steps * batch * (num_layers * g * H * 2 + output_size * 3)
     return (4 * params + activations) * itemsize + extra
 
