@@ -447,7 +447,7 @@ def test_neither_a_refused_nor_a_finished_run_leaves_a_lock_file(tmp_path):
     assert _train_cli(corpus, ck, "--steps", "1").returncode == 0
     refused = _train_cli(corpus, ck, "--resume", "--layers", "2", "--steps", "2")
     _one_line_refusal(refused, "--layers")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "text.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "ck.toml", "text.txt"]  # the run's TOML stays
 
 
 def test_the_lock_still_excludes_a_second_run_and_survives_its_file_being_removed(tmp_path):

@@ -13,7 +13,8 @@ def cell_argument(text: str) -> str:
     """argparse type: a built-in kind or an import name (checked for form here, imported later)."""
     if text in CELLS or is_import_name(text):
         return text
-    raise argparse.ArgumentTypeError(f"expected one of {', '.join(CELLS)} or package.module:Class, got {text!r}")
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(CELLS)}, or a cell class "
+                                     "as package.module:Class)")
 
 
 def resolve_cell(name):

@@ -287,6 +287,12 @@ def _write_run_config(trainer, checkpoint) -> None:
         raise UsageError(f"cannot write {run_config_path(checkpoint)}: {e.strerror or e}") from None
 
 
+def _forget_run_config(checkpoint, config_is_new) -> None:
+    """Remove the TOML this run wrote when it saved no checkpoint to go with it."""
+    if config_is_new:
+        run_config_path(checkpoint).unlink(missing_ok=True)
+
+
 def _lock(stack, checkpoint) -> None:
     """Hold the checkpoint's run lock until the stack closes; UsageError if another run has it."""
     try:
@@ -326,6 +332,7 @@ def _run(args, trainer, checkpoint, plot) -> int:
         else:
             say("--steps 0: nothing to train, no checkpoint written")
         return 0
+    config_is_new = not run_config_path(checkpoint).exists()
     _write_run_config(trainer, checkpoint)
     try:
         with _metrics_log(args, trainer) as metrics:
@@ -338,7 +345,8 @@ def _run(args, trainer, checkpoint, plot) -> int:
         say(f"\ninterrupted twice: stopped at once; saved step {trainer.step} to {checkpoint}")
         return 130
     except FloatingPointError as e:
-        if trainer.step == 0:  # no step finished: nothing was saved
+        if trainer.step == 0:  # no step finished: nothing was saved, so no configuration beside it either
+            _forget_run_config(checkpoint, config_is_new)
             say(f"error: training diverged at step 1 ({e}); no step finished, so no checkpoint was written; "
                 f"start again with a lower rate: --lr {trainer.config.lr / 10:g}", file=sys.stderr)
             return 1
@@ -351,6 +359,7 @@ def _run(args, trainer, checkpoint, plot) -> int:
               f"`micrornn train --resume --checkpoint {checkpoint}`")
         return 130
     if result.step == 0:  # the time budget ended the run before its first step: nothing was saved
+        _forget_run_config(checkpoint, config_is_new)
         say(f"stopped by the {result.stopped_by} before the first step: nothing trained, no checkpoint written; "
             f"give a larger --time-budget", file=sys.stderr)
         return 1

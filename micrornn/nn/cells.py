@@ -170,18 +170,18 @@ class LSTMCell(_Cell):
     def gates(self, x, state=None) -> dict:
         """{'i', 'f', 'g', 'o'}: each gate's activation (B, H) at input x (B, I) and state (h, c)."""
         state = None if state is None else (as_tensor(state[0]), as_tensor(state[1]))
-        return self._gate_values(self._step_input(x, None if state is None else state[0]), state, self.W.T)
+        p = self._step_input(x, None if state is None else state[0])
+        return dict(zip(self.gate_names, self._gate_values(p, state, self.W.T)))
 
-    def _gate_values(self, p, state, W_T) -> dict:
-        """The gate activations from p_t = x_t U^T + b and the state (None: zeros)."""
+    def _gate_values(self, p, state, W_T) -> tuple:
+        """The gate activations (i, f, g, o) from p_t = x_t U^T + b and the state (None: zeros)."""
         H = self.hidden_size
         a = p if state is None else matmul_add(state[0], W_T, p)  # (B, 4H): blocks i, f, g, o
-        return {"i": a[:, :H].sigmoid(), "f": a[:, H:2 * H].sigmoid(), "g": a[:, 2 * H:3 * H].tanh(),
-                "o": a[:, 3 * H:].sigmoid()}
+        return a[:, :H].sigmoid(), a[:, H:2 * H].sigmoid(), a[:, 2 * H:3 * H].tanh(), a[:, 3 * H:].sigmoid()
 
     def step(self, p, state, W_T, out=None):
         """(h_t, c_t) from p_t = x_t U^T + b and (h_{t-1}, c_{t-1}); state None is the zero state."""
-        i, f, g, o = self._gate_values(p, state, W_T).values()
+        i, f, g, o = self._gate_values(p, state, W_T)
         c = i * g if state is None else f * state[1] + i * g  # with c_0 = 0 the forget term is 0
         return o * c.tanh(), c
 
@@ -212,10 +212,10 @@ class GRUCell(_Cell):
     def gates(self, x, h=None) -> dict:
         """{'r', 'z', 'n'}: each gate's activation (B, H) at input x (B, I) and state h."""
         h = None if h is None else as_tensor(h)
-        return self._gate_values(self._step_input(x, h), h, self.W.T)
+        return dict(zip(self.gate_names, self._gate_values(self._step_input(x, h), h, self.W.T)))
 
-    def _gate_values(self, p, h, W_T) -> dict:
-        """The gate activations from p_t = x_t U^T + b and h_{t-1} (None: zeros)."""
+    def _gate_values(self, p, h, W_T) -> tuple:
+        """The gate activations (r, z, n) from p_t = x_t U^T + b and h_{t-1} (None: zeros)."""
         H = self.hidden_size
         if h is None:  # h W^T = 0: r only scales b_hn
             rz = p[:, :2 * H].sigmoid()
@@ -226,11 +226,11 @@ class GRUCell(_Cell):
             hn = hW[:, 2 * H:] if self.b_hn is None else hW[:, 2 * H:] + self.b_hn
         r, z = rz[:, :H], rz[:, H:]
         n_pre = p[:, 2 * H:] if hn is None else p[:, 2 * H:] + r * hn
-        return {"r": r, "z": z, "n": n_pre.tanh()}
+        return r, z, n_pre.tanh()
 
     def step(self, p, h, W_T, out=None) -> Tensor:
         """h_t from p_t = x_t U^T + b and h_{t-1}; h None is the zero state."""
-        _, z, n = self._gate_values(p, h, W_T).values()
+        _, z, n = self._gate_values(p, h, W_T)
         return n - z * n if h is None else n + z * (h - n)  # (1 - z) n + z h
 
 

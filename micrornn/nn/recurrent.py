@@ -146,17 +146,19 @@ def _unroll(cell, x, state, layer, reverse, mask, return_states):
         start = state
         order, outputs = (range(T - 1, -1, -1) if reverse else range(T)), [None] * T
         kept = [] if return_states else None
+        buffer = None
         if fast:
             step, W_T = cell.step, cell.W.T  # one transpose node per layer, not one per step
-            buffer = np.empty((T, B, cell.hidden_size), dtype=dtype)
-            run = lambda x_t, s, t: step(x_t, s, W_T, buffer[t])  # noqa: E731
-        else:
-            run = lambda x_t, s, t: cell(x_t, s)  # noqa: E731
+            if mask is None:  # each h_t is written into its row (with padding, h_t is where's output instead)
+                buffer = np.empty((T, B, cell.hidden_size), dtype=dtype)
         for t in order:
             with scope(StepScope(layer, t + 1, direction)):
-                new = run(inputs[t], state, t)
-                if t == order[0] and not fast:
-                    check_cell_state(cell, new, B, dtype, start)
+                if fast:
+                    new = step(inputs[t], state, W_T, None if buffer is None else buffer[t])
+                else:
+                    new = cell(inputs[t], state)
+                    if t == order[0]:
+                        check_cell_state(cell, new, B, dtype, start)
                 if mask is not None and not mask[t].all():  # padded rows keep the state
                     keep = _leaf(mask[t][:, None])
                     new = where(keep, new, state) if isinstance(new, Tensor) else type(new)(
@@ -168,7 +170,7 @@ def _unroll(cell, x, state, layer, reverse, mask, return_states):
                 state[1].name = f"c{t + 1}"
             if kept is not None:
                 kept.append(_entries(state))
-        stacked = apply(ops.STACK, *outputs, axis=0, out=buffer) if fast else stack(outputs)
+        stacked = apply(ops.STACK, *outputs, axis=0, out=buffer) if buffer is not None else stack(outputs)
         states = None
         if kept is not None:  # in time order, whichever way the loop walked
             kept = kept[::-1] if reverse else kept

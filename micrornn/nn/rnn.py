@@ -298,7 +298,8 @@ class SequenceModel(Module):
             if x.size and (x.data.min() < 0 or x.data.max() >= self.rnn.input_size):
                 raise ValueError(f"SequenceModel: input indices must lie in 0..{self.rnn.input_size - 1}, "
                                  f"got min {x.data.min()} and max {x.data.max()}")
-            return _leaf(np.eye(self.rnn.input_size, dtype=self.head.weight.dtype)[x.data])
+            # a gather from the identity (an op, so micrornn.compile replays it with each call's indices)
+            return _leaf(np.eye(self.rnn.input_size, dtype=self.head.weight.dtype))[x.data]
         return x
 
     def forward(self, x, h0=None, lengths=None):

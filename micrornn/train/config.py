@@ -25,8 +25,8 @@ def option(default, help: str, **cli):
 class TrainConfig:
     """Everything that defines a training run (stored in its checkpoints; `micrornn train` options and
     --config TOML keys are generated from these fields)."""
-    cell: str = option("rnn", "recurrent cell: rnn, lstm, gru, or a user cell package.module:Class (its class is "
-                       "imported only from the command line's --cell)")
+    cell: str = option("rnn", "recurrent cell: one of rnn, lstm, gru, or your own cell class as "
+                       "package.module:Class (imported only when named by the command line's --cell)")
     hidden_size: int = option(192, "hidden units per layer", metavar="N", low=1)
     num_layers: int = option(2, "stacked recurrent layers", flag="--layers", metavar="N", low=1)
     nonlinearity: str = option("tanh", "the vanilla cell's activation (gated cells have their own)",
