@@ -253,6 +253,9 @@ JOBS: dict[str, Job] = {
     "quality-lstm": Job(quality("lstm"), slow=True),
     "quality-gru": Job(quality("gru"), slow=True),
     "quality-best": Job(lambda: text_block(run(["micrornn", "train", "--preset", "best", "--quiet"])), slow=True),
+    "ngram": Job(lambda: text_block(run(["python", str(REPO / "benchmarks" / "ngram_baseline.py"), "--orders", "5",
+                                         "6", "7", "8"], shown="python benchmarks/ngram_baseline.py --orders 5 6 7 8")),
+                 slow=True),
     "headline": Job(headline, checked=True),   # last: it reads the regions above
 }
 

@@ -105,7 +105,7 @@ def test_a_broken_gate_fails_and_names_step_and_gate(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--cell", "gru", "--break-gate", "f"], "--break-gate for gru must be one of r, z, n"),
     (["--cell", "lstm", "--nonlinearity", "relu"], "--nonlinearity applies to --cell rnn only"),
-    (["--cell", "tree"], "expected one of rnn, lstm, gru or package.module:Class"),
+    (["--cell", "tree"], "invalid choice"),
 ])
 def test_usage_errors_exit_2(argv, message, capsys):
     assert main(["gradcheck", *argv]) == 2
