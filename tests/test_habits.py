@@ -236,3 +236,16 @@ def test_docs_table_has_exactly_these_rows():
     table = text.split("<!-- habits table -->")[1].split("<!-- end habits table -->")[0]
     rows = re.findall(r"^\| `([^`]+)`", table, flags=re.M)
     assert rows == list(ROWS)
+
+
+@pytest.mark.parametrize("call", [lambda x: mr.stack([x, x], dim=0), lambda x: mr.concatenate([x, x], dim=0),
+                                  lambda x: mr.functional.softmax(x, dim=0),
+                                  lambda x: mr.functional.log_softmax(x, dim=0)])
+def test_functions_refuse_dim_with_the_numpy_spelling(call):
+    with pytest.raises(TypeError, match="micrornn follows NumPy: use axis=0"):
+        call(mr.zeros(2, 3))
+
+
+def test_transpose_of_two_axes_of_a_3d_tensor_points_to_swapaxes():
+    with pytest.raises(ValueError, match=r"use swapaxes\(0, 1\)"):
+        mr.zeros(2, 3, 4).transpose(0, 1)

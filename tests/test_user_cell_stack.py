@@ -152,3 +152,40 @@ def test_a_checkpoint_never_imports_the_module_it_names(tmp_path):
         done = run(*argv)
         assert done.returncode == 2 and "pass --cell sidefx_cell:MGU" in done.stderr
         assert not marker.exists(), f"{argv[0]} imported the module a checkpoint named"
+
+
+def test_a_user_cell_trains_at_the_default_float32_and_its_hint_names_the_cell(tmp_path, cell_module, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    ck = str(tmp_path / "ck.npz")
+    float32 = [a for a in TINY if a not in ("--dtype", "float64")]  # the default dtype, float32
+    assert main(["train", "--data", str(corpus), "--checkpoint", ck, "--cell", cell_module, "--steps", "2",
+                 "--no-plot", *float32]) == 0
+    out = capsys.readouterr().out
+    assert f"micrornn sample --checkpoint {ck} --cell {cell_module}" in out  # the hint is a command that works
+    model, _, _ = load_model(ck, __import__(cell_module.split(":")[0]).MGU)
+    assert {p.dtype for p in model.parameters()} == {np.dtype(np.float32)}
+
+
+def test_fused_with_a_user_cell_and_a_mismatched_built_in_cell_are_refused(tmp_path, cell_module, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    ck = str(tmp_path / "ck.npz")
+    assert main(["train", "--data", str(corpus), "--checkpoint", ck, "--cell", cell_module, "--fused", "--steps",
+                 "2", "--quiet", "--no-plot", *TINY]) == 2
+    assert "--fused: only the built-in cells" in capsys.readouterr().err
+    assert main(["train", "--data", str(corpus), "--checkpoint", ck, "--cell", "gru", "--steps", "2", "--quiet",
+                 "--no-plot", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", ck, "--cell", "lstm", "--max-chars", "50"]) == 2
+    assert "trained with the built-in cell 'gru', not lstm" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", ck, "--cell", "gru", "--max-chars", "50"]) == 0
+
+
+def test_sequence_model_casts_a_user_cell_to_its_dtype():
+    model = nn.SequenceModel(5, 4, 5, cell=MGU, dtype=np.float32)
+    assert {p.dtype for p in model.parameters()} == {np.dtype(np.float32)}
+    x, y = np.random.default_rng(0).integers(0, 5, (6, 2)), np.random.default_rng(1).integers(0, 5, (6, 2))
+    loss, _ = model.loss(x, y)
+    loss.backward()
+    assert loss.dtype == np.float32

@@ -40,7 +40,7 @@ def _load(path, cell=None):
     if os.path.isdir(path):
         raise UsageError(f"--checkpoint: {path} is a directory, not a checkpoint file")
     try:
-        return load_model(path, resolve_cell(cell))
+        return load_model(path, resolve_cell(cell) or cell)  # a built-in --cell must match too
     except FileNotFoundError:
         raise UsageError(f"--checkpoint: checkpoint not found: {path}") from None
     except CheckpointError as e:

@@ -43,7 +43,7 @@ def run(args) -> int:
     if os.path.isdir(args.checkpoint):
         raise UsageError(f"--checkpoint: {args.checkpoint} is a directory, not a checkpoint file")
     try:
-        model, vocab, _ = load_model(args.checkpoint, resolve_cell(args.cell))
+        model, vocab, _ = load_model(args.checkpoint, resolve_cell(args.cell) or args.cell)  # a built-in --cell must match too
     except FileNotFoundError:
         raise UsageError(f"--checkpoint: checkpoint not found: {args.checkpoint}") from None
     except CheckpointError as e:

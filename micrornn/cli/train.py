@@ -185,6 +185,9 @@ def _make_trainer(args, settings):
     """A new Trainer, or the one saved in --checkpoint when --resume."""
     try:
         cell = resolve_cell(args.cell)  # a user cell is imported because --cell names it, never from a checkpoint
+        if cell is not None and settings.get("fused"):
+            raise UsageError(f"--fused: only the built-in cells ({', '.join(CELLS)}) have a fused path; "
+                             f"{args.cell} runs unrolled (drop --fused)")
         if not args.resume:
             text, source = _read_text(args.data)
             return Trainer(text, TrainConfig(**settings), source, cell)
@@ -375,7 +378,8 @@ def _run(args, trainer, checkpoint, plot) -> int:
         except KeyboardInterrupt:
             text = "(interrupted)"
         say(f"--- sample (temperature {t:g}) ---\n{text}\n---")
-    say(f"checkpoint: {checkpoint} (sample from it: micrornn sample --checkpoint {checkpoint})")
+    cell_option = f" --cell {trainer.config.cell}" if trainer.config.cell not in CELLS else ""  # never imported by itself
+    say(f"checkpoint: {checkpoint} (sample from it: micrornn sample --checkpoint {checkpoint}{cell_option})")
     if plot is not None:
         try:
             plot_history(trainer.history, plot, title=f"micrornn: character-level {_cell_name(trainer.config)}")

@@ -18,7 +18,7 @@ from micrornn.engine import ops
 from micrornn.engine.tensor import (Tensor, apply, concatenate, is_grad_enabled, matmul_add, maximum, minimum,
                                     no_grad, scope, stack, where)
 from micrornn.engine import numpy_protocol  # noqa: F401  (installs Tensor.__array_ufunc__/__array_function__)
-from micrornn.engine.habits import cat  # importing it installs the dim=/keepdim= hints on Tensor methods
+from micrornn.engine.habits import cat, concatenate, stack  # installs the dim=/keepdim= hints too
 from micrornn.engine.creation import arange, ones, ones_like, randn, zeros, zeros_like
 from micrornn.engine.transforms import grad, hvp
 from micrornn.engine.forward import jvp

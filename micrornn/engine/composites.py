@@ -166,7 +166,9 @@ class CompositeMethods(TorchSpellings):
         """``axes`` checked to be a permutation of this tensor's axes (negative axes allowed)."""
         axes = normalize_axis(tuple(axes), self.ndim, op)
         if sorted(axes) != list(range(self.ndim)):
-            raise ValueError(f"{op}: axes {axes} are not a permutation of a {self.ndim}-d tensor's axes")
+            hint = (f"; to exchange two axes (PyTorch's transpose(a, b)) use swapaxes({axes[0]}, {axes[1]})"
+                    if len(axes) == 2 else "")
+            raise ValueError(f"{op}: axes {axes} are not a permutation of a {self.ndim}-d tensor's axes{hint}")
         return axes
 
     def squeeze(self, axis=None):

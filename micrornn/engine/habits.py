@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-from micrornn.engine.tensor import Tensor, concatenate
+from micrornn.engine.tensor import Tensor, concatenate as _concatenate, stack as _stack
 
 # PyTorch keyword -> how to write it here, given the value the user passed
 TORCH_KEYWORDS = {
@@ -60,7 +60,9 @@ def cat(tensors, axis=0, **kwargs):
     refuse_torch_keywords("cat", kwargs)
     if kwargs:
         raise TypeError(f"cat: unexpected arguments {sorted(kwargs)}")
-    return concatenate(tensors, axis)
+    return _concatenate(tensors, axis)
 
 
 install_keyword_checks(Tensor)  # engine/__init__ imports this module, as it does numpy_protocol
+stack = numpy_keywords(_stack)  # micrornn.stack(ts, dim=0) says "use axis=0"
+concatenate = numpy_keywords(_concatenate)

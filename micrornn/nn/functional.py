@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from micrornn.bptt import fused as fused_ops
+from micrornn.engine.habits import numpy_keywords  # dim= refused with the NumPy spelling
 from micrornn.engine.random import default_rng
 from micrornn.engine.compile import random_array
 from micrornn.engine.tensor import Tensor, apply, as_tensor, stack
@@ -71,11 +72,13 @@ def embedding(indices, weight) -> Tensor:
     return weight[indices]
 
 
+@numpy_keywords
 def log_softmax(x, axis=-1) -> Tensor:
     """log softmax(x) = x - logsumexp(x): finite for logits of any size (Tensor.log_softmax)."""
     return as_tensor(x).log_softmax(axis)
 
 
+@numpy_keywords
 def softmax(x, axis=-1) -> Tensor:
     """softmax(x) = exp(x - logsumexp(x)): never overflows (Tensor.softmax)."""
     return as_tensor(x).softmax(axis)

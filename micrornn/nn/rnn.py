@@ -274,6 +274,8 @@ class SequenceModel(Module):
             if nonlinearity != "tanh":
                 raise ValueError(f"nonlinearity applies to cell='rnn' only, not to {name}")
             self.rnn = Recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+            if any(p.dtype != np.dtype(dtype) for p in self.rnn.parameters()):
+                self.rnn.astype(dtype)  # the model's dtype holds for the user's cells too (one dtype per op)
             self.rnn.cell_class = cell  # recorded (as its import name) by config
         self.head = Linear(self.rnn.num_directions * hidden_size, output_size, bias=bias, dtype=dtype, rng=rng)
 

@@ -132,9 +132,9 @@ def model_from_meta(meta, path="checkpoint", cell=None):
 def _user_cell(recorded, cell, path):
     """The cell to build: the recorded built-in kind, or for a user cell the class the caller gave
     (it must carry the recorded import name). Never imports anything."""
-    given = None if cell is None or isinstance(cell, str) else cell_import_name(cell)
+    given = None if cell is None else cell if isinstance(cell, str) else cell_import_name(cell)
     if not is_import_name(recorded):  # a built-in kind (or nonsense, which SequenceModel names)
-        if given is not None:
+        if given is not None and given != recorded:
             raise CheckpointError(f"{path} was trained with the built-in cell {recorded!r}, not {given}; drop --cell")
         return recorded
     if given is None:
