@@ -15,8 +15,8 @@ It imports nothing else from micrornn; every other package builds on it.
     habits.py          PyTorch spellings: cat, and dim=/keepdim= refused with the NumPy spelling
 """
 from micrornn.engine import ops
-from micrornn.engine.tensor import (Tensor, apply, concatenate, is_grad_enabled, matmul_add, maximum, minimum,
-                                    no_grad, scope, stack, where)
+from micrornn.engine.tensor import (Tensor, apply, is_grad_enabled, matmul_add, maximum, minimum, no_grad, scope,
+                                    where)
 from micrornn.engine import numpy_protocol  # noqa: F401  (installs Tensor.__array_ufunc__/__array_function__)
 from micrornn.engine.habits import cat, concatenate, stack  # installs the dim=/keepdim= hints too
 from micrornn.engine.creation import arange, ones, ones_like, randn, zeros, zeros_like
