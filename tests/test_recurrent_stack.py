@@ -1,5 +1,7 @@
 """nn.Recurrent as the one time loop of every cell: layers, directions, dropout, PyTorch's state order,
 return_states, and the check of what a cell returns."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -156,3 +158,11 @@ def test_interop_reads_a_stacked_recurrent_of_built_in_cells_in_pytorchs_layout(
         np.testing.assert_array_equal(ours[key], theirs[key])
     with pytest.raises(TypeError, match="PyTorch has no layout for a MGU"):
         torch_state_dict(Recurrent(MGU, 2, 3))
+
+
+def test_dropout_on_a_single_layer_warns_that_it_does_nothing():
+    with pytest.warns(UserWarning, match="with num_layers=1 it does nothing"):
+        nn.Recurrent(MGU, 3, 4, dropout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nn.Recurrent(MGU, 3, 4, num_layers=2, dropout=0.5)

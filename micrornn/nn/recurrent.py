@@ -15,6 +15,7 @@ own length). Without lengths none of this costs a node.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -294,6 +295,9 @@ class Recurrent(Stack):
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.dropout, self.num_directions, self.single = float(dropout), 2 if bidirectional else 1, False
+        if self.dropout and self.num_layers == 1:
+            warnings.warn("Recurrent: dropout acts between stacked layers; with num_layers=1 it does nothing",
+                          stacklevel=2)
         sizes = [self.input_size] + [self.num_directions * size] * (self.num_layers - 1)
         cells = [make_cell(sizes[l], size) for l in range(self.num_layers) for _ in range(self.num_directions)]
         self.__dict__["cells"] = cells  # an attribute (parameters rnn.cells.0.*), read through the property
