@@ -406,7 +406,7 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
         out.requires_grad = True
         out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
         if saved is not None:  # read-only while the graph lives: an in-place edit fails at the write
-            out._guard = hold(inputs, saved)
+            out._guard = hold(inputs, saved, out.data)
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:
