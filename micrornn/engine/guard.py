@@ -59,7 +59,14 @@ def release(holds) -> None:
                     continue
                 entry[1] -= 1
                 if not entry[1]:
-                    _let_go(a, entry)
+                    if entry[2]:
+                        _let_go(a, entry)
+                    else:  # the common case, inline: no sources
+                        del _held[id(a)]
+                        try:
+                            a.setflags(write=True)
+                        except ValueError:  # a view whose owner another graph still holds
+                            pass
             h.clear()
 
 
@@ -77,6 +84,17 @@ def hold(inputs, saved, output=None) -> Hold | None:
     only for the counts of arrays that can be shared."""
     kind = type(saved)
     if kind is np.ndarray:
+        if saved is output:  # the op saved its fresh result (tanh, sigmoid, exp): the fast path
+            for t in inputs:
+                if t.data is saved:
+                    break
+            else:
+                if id(saved) not in _held:  # else an array the forward returned again: counted below
+                    if not saved.flags.writeable:  # read-only before any graph saw it: not ours
+                        return None
+                    _held[id(saved)] = [saved, 1, ()]
+                    saved.setflags(write=False)  # setflags: a third of the cost of assigning flags.writeable
+                    return Hold((saved,))
         arrays = (saved,)
     elif kind is tuple:
         arrays = saved
@@ -90,20 +108,20 @@ def hold(inputs, saved, output=None) -> Hold | None:
             if t.data is a:
                 if t._op is not None:  # an input node's data: its own Hold covers it (or will)
                     own = t._guard
-                    if own is None or not _contains(own, a):
+                    if not own or (own[0] is not a and not _contains(own, a)):
                         shared = [(t, a)] if shared is None else shared + [(t, a)]
                 else:  # a leaf's data (a parameter): counted, the leaf outlives every graph
                     shared = [(None, a)] if shared is None else shared + [(None, a)]
                 break
         else:
-            if a is output:  # a fresh result: the only reference is the node's, no count to share
-                if a.flags.writeable and id(a) not in _held:
+            if a is output and id(a) not in _held:  # a fresh result: only the node refers to it
+                if a.flags.writeable:
                     _held[id(a)] = [a, 1, ()]
                     a.setflags(write=False)  # setflags: a third of the cost of assigning a.flags.writeable
                     if taken is None:
                         taken = Hold()
                     taken.append(a)
-            elif a.base is not None:  # a view of something a user may hold
+            elif a is output or a.base is not None:  # held elsewhere too, or a view a user may hold
                 shared = [(None, a)] if shared is None else shared + [(None, a)]
     if shared is not None:
         with _lock:
