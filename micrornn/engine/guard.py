@@ -11,6 +11,13 @@ An array saved by several nodes or graphs is counted, and made writeable by the 
 view (``W.T``, ``h[t]``, ``out.reshape(...)``) also holds the arrays of the tensors it was made
 from in the graph (``W.data``), since writing those would change the view.
 
+What it costs: only arrays a user can reach are held (an op's inputs and output, and views); an
+array the forward made for its VJP alone stays as it is. The data of an input node (h_t saved by
+its tanh, W^T) is held once, by that node, not again by each op that saves it: a parent outlives
+its children, and a backward through a child whose parent a backward already released is refused
+before it reads anything (``topological_order``). So an unrolled RNN step holds one new array
+(h_t), without the lock.
+
 A raw NumPy write into a held array (``W.data *= -1``, ``W.numpy()[0] = 1``) fails at the write
 with NumPy's "read-only" ValueError. Updates made through micrornn (optimizer steps,
 ``load_state_dict``, ``p -= x`` under no_grad) go through ``writable_data``: a held parameter
