@@ -168,6 +168,45 @@ def test_in_place_operators_and_load_state_dict_update_a_copy_under_a_live_graph
     loss.backward()  # through the values the graph saw
 
 
+def test_an_intermediate_saved_by_later_ops_stays_read_only_until_its_graph_is_released():
+    # h is held once, by its own node (tanh saves its output); the products that save it again rely on it
+    x = mr.Tensor(np.ones((2, 3)), requires_grad=True)
+    w = mr.Tensor(np.full((3, 3), 0.5), requires_grad=True)
+    h = (x @ w).tanh()
+    y = ((h @ w) * h).sum()
+    for target in (h.data, w.data, w.T.data):
+        with pytest.raises(ValueError, match="read-only"):
+            target[0, 0] = 9.0
+    y.backward()
+    h.data[0, 0] = 9.0  # released: writeable again
+    w.data[0, 0] = 9.0
+
+
+def test_a_backward_through_a_child_of_a_released_node_is_refused_before_any_gradient():
+    # the price of holding h only by its own node: after a backward through h, h is writeable while a
+    # product that saved it is alive; a backward through that product must never use the edited h
+    x = mr.Tensor([0.5, 1.0], requires_grad=True)
+    w = mr.Tensor([2.0, 3.0], requires_grad=True)
+    h = x.tanh()
+    z = (h * w).sum()
+    h.sum().backward()
+    h.data[...] = 0.0
+    with pytest.raises(RuntimeError, match="already"):
+        z.backward()
+    assert w.grad is None
+    with pytest.raises(RuntimeError, match="already"):
+        mr.grad(z, [w])
+
+
+def test_the_unrolled_loop_names_and_labels_each_step():
+    model = mr.nn.SequenceModel(3, 4, 3, rng=0)
+    out, _ = model.rnn(mr.Tensor(np.eye(3)[_X]))
+    hs = sorted((n for n in _graph(out.sum()) if n.name and n.name.startswith("h")), key=lambda n: n.name)
+    assert [h.name for h in hs] == ["h1", "h2", "h3"]
+    assert [h.scope.step for h in hs] == [1, 2, 3]
+    assert out.scope.step is None and state.scope is None  # the label is restored after the loop
+
+
 def test_a_model_step_then_a_fresh_forward_trains_without_false_alarms():
     model = mr.nn.SequenceModel(3, 4, 3, rng=0)
     opt = optim.Adam(model.parameters(), lr=0.01)

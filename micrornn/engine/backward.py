@@ -217,10 +217,20 @@ def walk(order, seeds, grads, take, keep=frozenset(), relevant=None, retain_grap
     add, pop, send = grads.add, grads.pop, grads.vjp
     for node, seed in seeds:
         add(node, seed, True)
+    # ndarray gradients without anomaly checks: pop and vjp inline (two calls fewer per node)
+    fast = type(grads) is ArrayGrads and not grads.anomaly
+    if fast:
+        dense_pop, pending, owned_nodes, fold = grads.dense.pop, grads.pending, grads.owned, grads._fold
     released = []  # the passed nodes' guards: their saved arrays become writeable together at the end
     try:
         for node in order:
-            g, owned = pop(node)
+            if fast:
+                if node in pending:
+                    fold(node)
+                g = dense_pop(node, None)
+                owned = node in owned_nodes
+            else:
+                g, owned = pop(node)
             op = node._op
             if g is None:
                 if not retain_graph and op is not None:
@@ -233,7 +243,7 @@ def walk(order, seeds, grads, take, keep=frozenset(), relevant=None, retain_grap
                 take(node, g, owned)
                 if op is None:
                     continue
-            parent_grads = send(node, g)
+            parent_grads = op.vjp(g, node._saved, node._needs) if fast else send(node, g)
             if not retain_graph:
                 node._saved = RELEASED
                 if node._guard is not None:

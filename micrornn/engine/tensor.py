@@ -405,8 +405,9 @@ def apply(prim: ops.Primitive, *inputs: Tensor, **attrs) -> Tensor:
     if True in needs and state.grad_enabled:
         out.requires_grad = True
         out._op, out._parents, out._saved, out._needs = prim, inputs, saved, needs
-        if saved is not None:  # read-only while the graph lives: an in-place edit fails at the write
-            out._guard = hold(inputs, saved)
+        kind = type(saved)  # arrays are read-only while the graph lives: an in-place edit fails at the write
+        if kind is tuple or kind is np.ndarray:  # (an index or a shape holds nothing)
+            out._guard = hold(inputs, saved, out.data)
     if state.anomaly:
         state.check_forward(out, prim, inputs)
     if state.push_tangent is not None:

@@ -23,6 +23,7 @@ import numpy as np
 from micrornn.bptt.shared import check_lengths, length_mask, reverse_index
 from micrornn.engine import ops
 from micrornn.engine.backward import gc_paused
+from micrornn.engine.backward import state as engine_state
 from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, scope, stack, where
 from micrornn.nn import functional as F
 from micrornn.nn.layers import check_size
@@ -152,6 +153,9 @@ def _unroll(cell, x, state, layer, reverse, mask, return_states):
             step, W_T = cell.step, cell.W.T  # one transpose node per layer, not one per step
             if mask is None:  # each h_t is written into its row (with padding, h_t is where's output instead)
                 buffer = np.empty((T, B, cell.hidden_size), dtype=dtype)
+                if kept is None:  # the plain loop: no scope object or check per step
+                    state = _fast_loop(step, inputs, state, W_T, buffer, order, outputs, layer, direction)
+                    return apply(ops.STACK, *outputs, axis=0, out=buffer), state, None
         for t in order:
             with scope(StepScope(layer, t + 1, direction)):
                 if fast:
@@ -177,6 +181,24 @@ def _unroll(cell, x, state, layer, reverse, mask, return_states):
             kept = kept[::-1] if reverse else kept
             states = (stacked,) + tuple(stack([k[e] for k in kept]) for e in range(1, len(kept[0])))
         return stacked, state, states
+
+
+def _fast_loop(step, inputs, state, W_T, buffer, order, outputs, layer, direction):
+    """The built-in cells' time loop without lengths or kept states: each h_t written into its row
+    of ``buffer`` and named; returns the final state. The step label is set directly (the caller's
+    ``with scope`` restores the label it found)."""
+    labels = engine_state
+    try:
+        for t in order:
+            labels.scope = StepScope(layer, t + 1, direction)
+            state = step(inputs[t], state, W_T, buffer[t])
+            h = outputs[t] = state if type(state) is not tuple else state[0]
+            h.name = f"h{t + 1}"
+            if h is not state:
+                state[1].name = f"c{t + 1}"
+    finally:
+        labels.scope = StepScope(layer, None, direction)
+    return state
 
 
 def stack_states(finals: list):
