@@ -146,8 +146,9 @@ def stamp() -> str:
     return f"<small>Measured {datetime.date.today().isoformat()} on {machine()}{load}.</small>\n"
 
 
-def run(command: list[str], shown: str | None = None, ok=(0,), cwd: Path | None = None) -> str:
-    """`$ command` and its output (stdout and stderr), run from a temporary folder unless cwd is given."""
+def run(command: list[str], shown: str | None = None, ok=(0,), cwd: Path | None = None, stderr: bool = True) -> str:
+    """`$ command` and its output (stdout, and stderr unless it is progress only), run from a temporary
+    folder unless cwd is given."""
     program = [sys.executable, "-m", "micrornn", *command[1:]] if command[0] == "micrornn" else \
         [sys.executable, *command[1:]] if command[0] == "python" else command
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -156,7 +157,7 @@ def run(command: list[str], shown: str | None = None, ok=(0,), cwd: Path | None 
         done = subprocess.run(program, cwd=cwd or tmp, env=env, capture_output=True, text=True)
     if done.returncode not in ok:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
-    return f"$ {shown or ' '.join(command)}\n{done.stdout}{done.stderr}"
+    return f"$ {shown or ' '.join(command)}\n{done.stdout}{done.stderr if stderr else ''}"
 
 
 def example(name: str, *args: str) -> list[str]:
@@ -245,7 +246,7 @@ JOBS: dict[str, Job] = {
     "rtrl": Job(lambda: text_block(run(example("rtrl_vs_bptt"), shown="python examples/rtrl_vs_bptt.py")),
                 slow=True),
     "bench": Job(lambda: text_block(run(["micrornn", "bench", "--quick", "--clock", "cpu", "--cells",
-                                         "rnn,lstm,gru"])), slow=True),
+                                         "rnn,lstm,gru"], stderr=False)), slow=True),  # stderr: progress
     "scalar": Job(lambda: text_block(run(["python", str(REPO / "benchmarks" / "scalar_throughput.py")],
                                          shown="python benchmarks/scalar_throughput.py")), slow=True),
     "train-default": Job(default_training, slow=True),
