@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.engine.compile import Compiled
+from micrornn.engine.compile import Compiled, ValueDependentError
 from micrornn.engine.program import OUTPUT, Derived
 
 __all__ = ["to_torch", "torch_code"]
@@ -166,6 +166,8 @@ def _trace(module, args, training):
             m.fused = False  # the fused layers' analytic primitives have no torch translation: unroll them
         module.train(training)
         return Compiled(module).program(*args)
+    except ValueDependentError as error:
+        raise ValueDependentError(f"to_torch({type(module).__name__}): {error}") from None
     finally:
         for m, flag in fused:
             m.fused = flag
@@ -248,7 +250,9 @@ def to_torch(module):
             return run(self, *args)
 
         def _generate(self, args):
-            arrays = [np.zeros(tuple(a.shape), dtype=_numpy_dtype(a.dtype)) for a in args]
+            # the call's own values (a copy), and the trace's check on rolled values refuses constants computed
+            # from them outside the engine: tracing on zeros would freeze such a constant at its value for zeros
+            arrays = [np.array(a.detach().cpu().numpy(), dtype=_numpy_dtype(a.dtype)) for a in args]
             program = _trace(self._source, arrays, self.training)
             names = [f"a{k}" for k in range(len(program.inputs))]
             writer = _Writer(program, names, buffer_prefix=f"s{len(self._forwards)}_c")

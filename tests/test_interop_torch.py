@@ -9,6 +9,7 @@ import pytest
 
 import micrornn as mr
 from micrornn import nn
+from micrornn.engine.compile import ValueDependentError
 from micrornn.interop import to_torch
 
 torch = pytest.importorskip("torch", reason="to_torch exports to PyTorch: these tests need torch installed")
@@ -136,7 +137,8 @@ def test_dropout_exports_as_a_fresh_torch_mask():
 DDP_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch, torch.distributed as dist
     from micrornn import nn
-    from micrornn.interop import to_torch
+    from micrornn.engine.compile import ValueDependentError
+from micrornn.interop import to_torch
 
     def work(rank, folder):
         dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
@@ -172,3 +174,28 @@ def test_ddp_on_two_processes_gives_the_gradients_of_one_process_on_the_whole_ba
     loss.backward()
     for name, p in model.named_parameters():
         _close(ddp[name], p.grad, name)
+
+
+class _OneHotFirst(nn.Module):
+    """A forward whose one-hot is NumPy on the indices: a constant computed from the input values."""
+
+    def __init__(self):
+        super().__init__()
+        self.rec = nn.Recurrent(Peephole(7, 5))
+
+    def __call__(self, idx):
+        return self.rec(mr.functional.one_hot(idx, 7))[0]
+
+
+def test_a_constant_computed_from_the_input_values_is_refused_not_frozen():
+    x = np.random.default_rng(3).integers(0, 7, (6, 3))
+    with pytest.raises(ValueDependentError, match="changed with the input values"):
+        to_torch(_OneHotFirst())(torch.as_tensor(x))
+
+
+def test_index_inputs_trace_on_the_call_values():
+    model = nn.SequenceModel(7, 5, 7, cell="gru", rng=1)
+    exported = to_torch(model)
+    for seed in (3, 4):
+        x = np.random.default_rng(seed).integers(0, 7, (6, 3))
+        _close(exported(torch.as_tensor(x))[0].detach().numpy(), model(x)[0].data, f"logits, seed {seed}")
