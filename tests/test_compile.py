@@ -284,10 +284,11 @@ def test_non_contiguous_index_inputs_are_refilled_on_every_call():
 
 @pytest.mark.parametrize("cell,fused", [("rnn", False), ("rnn", True), ("lstm", False), ("lstm", True),
                                         ("gru", False), ("gru", True), ("user", False)])
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_lengths_as_a_static_argument_give_the_uncompiled_gradients(cell, fused, reduction):
+@pytest.mark.parametrize("reduction,bidirectional", [("sum", False), ("mean", False), ("sum", True)])
+def test_lengths_as_a_static_argument_give_the_uncompiled_gradients(cell, fused, reduction, bidirectional):
     kind = MinimalGatedCell if cell == "user" else cell
-    model = nn.SequenceModel(7, 5, 7, cell=kind, rng=1, **({"fused": fused} if cell != "user" else {}))
+    model = nn.SequenceModel(7, 5, 7, cell=kind, rng=1, bidirectional=bidirectional,
+                             **({"fused": fused} if cell != "user" else {}))
 
     def loss(x, y, lengths):
         return model.loss(x, y, reduction=reduction, lengths=lengths)[0]
