@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micrornn.engine.compile import Compiled
+from micrornn.engine.compile import Compiled, ValueDependentError, _flatten
 from micrornn.engine.program import OUTPUT, Derived
 
 __all__ = ["to_torch", "torch_code"]
@@ -157,7 +157,7 @@ def _result_text(tree, labels) -> str:
     return repr(tree)
 
 
-def _trace(module, args, training):
+def _trace(module, args, training, kwargs=None):
     """The module's program for these (NumPy) arguments, traced unrolled in the given mode."""
     fused = [(m, m.fused) for m in module.modules() if getattr(m, "fused", False) is True]
     modes = [(m, m.training) for m in module.modules()]
@@ -165,7 +165,9 @@ def _trace(module, args, training):
         for m, _ in fused:
             m.fused = False  # the fused layers' analytic primitives have no torch translation: unroll them
         module.train(training)
-        return Compiled(module).program(*args)
+        return Compiled(module).program(*args, **(kwargs or {}))
+    except ValueDependentError as error:
+        raise ValueDependentError(f"to_torch({type(module).__name__}): {error}") from None
     finally:
         for m, flag in fused:
             m.fused = flag
@@ -240,16 +242,26 @@ def to_torch(module):
                 self.register_parameter(name, p)
             self._source, self._forwards = module, {}
 
-        def forward(self, *args):
-            key = (tuple((tuple(a.shape), str(a.dtype)) for a in args), self.training)
+        def forward(self, *args, **kwargs):
+            """The module's own call signature: tensors (nested in tuples too) are inputs, ``lengths`` and the
+            other values are static (their values key the generated code)."""
+            if kwargs.get("lengths") is not None:
+                kwargs["lengths"] = _static_lengths(kwargs["lengths"])
+            arrays = _to_numpy((args, kwargs), torch)  # the call's own values (copies)
+            leaves, key = [], []
+            _flatten(arrays, leaves, key)
+            key = (tuple(key), self.training)
             run = self._forwards.get(key)
             if run is None:
-                run = self._forwards[key] = self._generate(args)
-            return run(self, *args)
+                run = self._forwards[key] = self._generate(*arrays)
+            tensors = []
+            _torch_leaves((args, kwargs), tensors, torch)
+            return run(self, *tensors)
 
-        def _generate(self, args):
-            arrays = [np.zeros(tuple(a.shape), dtype=_numpy_dtype(a.dtype)) for a in args]
-            program = _trace(self._source, arrays, self.training)
+        def _generate(self, args, kwargs):
+            # traced on the call's own values, and the trace's check on rolled values refuses constants computed
+            # from them outside the engine: tracing on zeros would freeze such a constant at its value for zeros
+            program = _trace(self._source, args, self.training, kwargs)
             names = [f"a{k}" for k in range(len(program.inputs))]
             writer = _Writer(program, names, buffer_prefix=f"s{len(self._forwards)}_c")
             body = writer.forward_lines()
@@ -262,6 +274,37 @@ def to_torch(module):
 
     Exported.__name__ = Exported.__qualname__ = f"Torch{type(module).__name__}"
     return Exported()
+
+
+def _static_lengths(lengths) -> tuple:
+    """lengths (a torch tensor, array or sequence of ints) as a tuple of ints: a static argument."""
+    data = lengths.detach().cpu().numpy() if hasattr(lengths, "detach") else np.asarray(lengths)
+    return tuple(int(v) for v in np.asarray(data).reshape(-1))
+
+
+def _to_numpy(tree, torch):
+    """The tree with each torch tensor replaced by a NumPy copy."""
+    if isinstance(tree, torch.Tensor):
+        return np.array(tree.detach().cpu().numpy(), dtype=_numpy_dtype(tree.dtype))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_to_numpy(item, torch) for item in tree)
+    if isinstance(tree, dict):
+        return {k: _to_numpy(v, torch) for k, v in tree.items()}
+    return tree
+
+
+def _torch_leaves(tree, leaves: list, torch) -> None:
+    """The torch tensors (and arrays, as tensors) of a tree, in the order micrornn.compile numbers its inputs."""
+    if isinstance(tree, torch.Tensor):
+        leaves.append(tree)
+    elif isinstance(tree, np.ndarray):
+        leaves.append(torch.as_tensor(tree))
+    elif isinstance(tree, (tuple, list)):
+        for item in tree:
+            _torch_leaves(item, leaves, torch)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            _torch_leaves(item, leaves, torch)
 
 
 def _numpy_dtype(torch_dtype) -> np.dtype:

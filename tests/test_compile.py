@@ -231,9 +231,13 @@ def test_values_computed_from_inputs_outside_the_engine_are_refused():
     one_hot = mr.compile(lambda idx: (F.one_hot(idx, 5) @ w).sum())  # NumPy on the indices: a constant
     with pytest.raises(ValueDependentError, match="changed with the input values"):
         one_hot(np.array([0, 1, 4]))
-    masked = mr.compile(lambda x, lengths: (x * mr.Tensor((np.arange(4)[:, None] < lengths.data) * 1.0)).sum())
+    mask_of = lambda x, lengths: (x * mr.Tensor((np.arange(4)[:, None] < np.asarray(lengths)) * 1.0)).sum()  # noqa: E731
     with pytest.raises(ValueDependentError, match="constant"):
-        masked(mr.Tensor(np.ones((4, 2)), requires_grad=True), np.array([1, 3]))
+        mr.compile(mask_of)(mr.Tensor(np.ones((4, 2)), requires_grad=True), np.array([1, 3]))
+    static = mr.compile(mask_of, static_argnums=(1,))  # a static argument's values key the program instead
+    for lengths in (np.array([1, 3]), np.array([4, 2]), np.array([1, 3])):
+        assert static(mr.Tensor(np.ones((4, 2))), lengths).item() == lengths.sum()
+    assert len(static.programs) == 2
     gathered = mr.compile(lambda idx: w[idx].sum())  # the index is the input itself: fine
     for idx in (np.array([0, 1, 4]), np.array([2, 2, 3])):
         assert gathered(idx).item() == w.data[idx].sum()
@@ -276,3 +280,39 @@ def test_non_contiguous_index_inputs_are_refilled_on_every_call():
     for x, y in _batches(9, T=5, B=3, classes=7):
         x, y = np.asfortranarray(x), y.T.copy().T  # column-major, as a transposed data window is
         assert compiled(x, y).item() == model.loss(x, y, reduction="sum")[0].item()
+
+
+@pytest.mark.parametrize("cell,fused", [("rnn", False), ("rnn", True), ("lstm", False), ("lstm", True),
+                                        ("gru", False), ("gru", True), ("user", False)])
+@pytest.mark.parametrize("reduction,bidirectional", [("sum", False), ("mean", False), ("sum", True)])
+def test_lengths_as_a_static_argument_give_the_uncompiled_gradients(cell, fused, reduction, bidirectional):
+    kind = MinimalGatedCell if cell == "user" else cell
+    model = nn.SequenceModel(7, 5, 7, cell=kind, rng=1, bidirectional=bidirectional,
+                             **({"fused": fused} if cell != "user" else {}))
+
+    def loss(x, y, lengths):
+        return model.loss(x, y, reduction=reduction, lengths=lengths)[0]
+    for compiled in (mr.compile(loss, static_argnums=(2,)), mr.compile(loss, static_argnames=("lengths",))):
+        rng = np.random.default_rng(5)
+        for lengths in ([6, 4, 2], [3, 6, 5], [6, 4, 2]):
+            x, y = rng.integers(0, 7, (6, 3)), rng.integers(0, 7, (6, 3))
+            y[np.arange(6)[:, None] >= np.array(lengths)] = 99  # padding may hold anything
+            results = []
+            for fn in (loss, compiled):
+                model.zero_grad()
+                out = fn(x, y, np.array(lengths))
+                out.backward()
+                results.append((out.item(), _grads(model)))
+            assert abs(results[1][0] - results[0][0]) <= 1e-12 * abs(results[0][0])
+            for name, g in results[0][1].items():
+                np.testing.assert_allclose(results[1][1][name], g, rtol=1e-12, atol=1e-12, err_msg=name)
+        assert len(compiled.programs) == 2  # one per distinct lengths
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_layers_compile_with_index_inputs(cell):
+    model = nn.SequenceModel(7, 5, 7, cell=cell, fused=True, rng=1)
+    compiled = mr.compile(lambda x, y: model.loss(x, y, reduction="sum")[0])
+    for x, y in _batches(9, T=6, B=3, classes=7, n=2):
+        got, ref = _step(compiled, model, x, y), _step(lambda *a: model.loss(*a, reduction="sum")[0], model, x, y)
+        assert got[0] == ref[0]

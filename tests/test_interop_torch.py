@@ -9,6 +9,7 @@ import pytest
 
 import micrornn as mr
 from micrornn import nn
+from micrornn.engine.compile import ValueDependentError
 from micrornn.interop import to_torch
 
 torch = pytest.importorskip("torch", reason="to_torch exports to PyTorch: these tests need torch installed")
@@ -136,7 +137,8 @@ def test_dropout_exports_as_a_fresh_torch_mask():
 DDP_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch, torch.distributed as dist
     from micrornn import nn
-    from micrornn.interop import to_torch
+    from micrornn.engine.compile import ValueDependentError
+from micrornn.interop import to_torch
 
     def work(rank, folder):
         dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
@@ -172,3 +174,49 @@ def test_ddp_on_two_processes_gives_the_gradients_of_one_process_on_the_whole_ba
     loss.backward()
     for name, p in model.named_parameters():
         _close(ddp[name], p.grad, name)
+
+
+class _OneHotFirst(nn.Module):
+    """A forward whose one-hot is NumPy on the indices: a constant computed from the input values."""
+
+    def __init__(self):
+        super().__init__()
+        self.rec = nn.Recurrent(Peephole(7, 5))
+
+    def __call__(self, idx):
+        return self.rec(mr.functional.one_hot(idx, 7))[0]
+
+
+def test_a_constant_computed_from_the_input_values_is_refused_not_frozen():
+    x = np.random.default_rng(3).integers(0, 7, (6, 3))
+    with pytest.raises(ValueDependentError, match="changed with the input values"):
+        to_torch(_OneHotFirst())(torch.as_tensor(x))
+
+
+def test_index_inputs_trace_on_the_call_values():
+    model = nn.SequenceModel(7, 5, 7, cell="gru", rng=1)
+    exported = to_torch(model)
+    for seed in (3, 4):
+        x = np.random.default_rng(seed).integers(0, 7, (6, 3))
+        _close(exported(torch.as_tensor(x))[0].detach().numpy(), model(x)[0].data, f"logits, seed {seed}")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_the_export_takes_the_modules_call_signature_with_lengths_and_state(cell):
+    model = nn.SequenceModel(7, 5, 7, cell=cell, rng=1)
+    exported = to_torch(model)
+    rng = np.random.default_rng(6)
+    for lengths in ([6, 4, 2], [3, 6, 5]):
+        x = rng.integers(0, 7, (6, 3))
+        logits, h_n = model(x, None, lengths=np.array(lengths))
+        tlogits, th_n = exported(torch.as_tensor(x), h0=None, lengths=torch.tensor(lengths))
+        _close(tlogits.detach().numpy(), logits.data, f"logits, lengths {lengths}")
+        for t, m in zip(th_n if isinstance(th_n, tuple) else (th_n,), h_n if isinstance(h_n, tuple) else (h_n,)):
+            _close(t.detach().numpy(), m.data, f"final state, lengths {lengths}")
+    rec = nn.Recurrent(Peephole(4, 3))
+    x = rng.normal(size=(5, 2, 4))
+    state = tuple(rng.normal(size=(2, 3)) for _ in range(2))
+    out, _ = rec(x, state=tuple(mr.Tensor(s) for s in state), lengths=[5, 3])
+    tout, _ = to_torch(rec)(torch.as_tensor(x), state=tuple(torch.as_tensor(s) for s in state), lengths=[5, 3])
+    _close(tout.detach().numpy(), out.data, "user cell with a state and lengths")
+    _close(to_torch(rec)(torch.as_tensor(x), state=None)[0].detach().numpy(), rec(x)[0].data, "state=None")

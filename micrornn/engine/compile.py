@@ -25,10 +25,33 @@ from micrornn.engine.trace import Tracer, ValueDependentError, check_same_progra
 __all__ = ["compile", "Compiled", "ValueDependentError", "random_array"]
 
 
+class _Static:
+    """An argument named static: its value (an array's bytes) keys the program and the trace sees it as it is."""
+
+    __slots__ = ("value", "key")
+
+    def __init__(self, value):
+        data = value.data if isinstance(value, Tensor) else value
+        if isinstance(data, np.ndarray):
+            self.key = ("static array", data.shape, data.dtype.str, data.tobytes())
+        elif isinstance(data, (tuple, list)) and all(isinstance(v, (int, np.integer)) for v in data):
+            self.key = ("static ints", tuple(int(v) for v in data))
+        else:
+            try:
+                hash(data)
+            except TypeError:
+                raise TypeError(f"micrornn.compile: the static argument of type {type(data).__name__} is neither an "
+                                "array nor hashable; its value keys the program") from None
+            self.key = ("static", type(data).__name__, data)
+        self.value = value
+
+
 def _flatten(tree, leaves: list, key: list):
     """Append the tensors and arrays of nested tuples/lists/dicts to ``leaves`` and describe the tree
     (shapes and dtypes of leaves, values of everything else) in ``key``."""
-    if isinstance(tree, Tensor):
+    if isinstance(tree, _Static):
+        key.append(tree.key)
+    elif isinstance(tree, Tensor):
         leaves.append(tree)
         key.append(("T", tree.data.shape, tree.data.dtype.str, tree.requires_grad))
     elif isinstance(tree, np.ndarray):
@@ -53,6 +76,8 @@ def _flatten(tree, leaves: list, key: list):
 
 def _rebuild(tree, leaves):
     """The tree with its tensor and array leaves taken in order from the iterator ``leaves``."""
+    if isinstance(tree, _Static):
+        return tree.value
     if isinstance(tree, (Tensor, np.ndarray)):
         return next(leaves)
     if isinstance(tree, (tuple, list)):
@@ -84,7 +109,7 @@ def _has_contents(cell) -> bool:
 class Compiled:
     """A function that traces itself once per input signature and replays the program afterwards."""
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, static_argnums=(), static_argnames=()):
         if not callable(fn):
             raise TypeError(f"micrornn.compile: expected a callable, got {type(fn).__name__}")
         self.fn, self.__wrapped__ = fn, fn
@@ -92,6 +117,20 @@ class Compiled:
         self.__doc__ = getattr(fn, "__doc__", None)
         self.programs: dict = {}
         self._modules = _modules(fn)
+        self.static_argnums = tuple(static_argnums) if isinstance(static_argnums, (tuple, list)) else (static_argnums,)
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        code = getattr(fn, "__code__", None)
+        if code is not None:  # a static name of a positional parameter marks its position too
+            params = code.co_varnames[:code.co_argcount]
+            self.static_argnums += tuple(params.index(n) for n in self.static_argnames if n in params)
+
+    def _marked(self, args, kwargs):
+        """args and kwargs with the static arguments wrapped (their values key the program)."""
+        if not self.static_argnums and not self.static_argnames:
+            return args, kwargs
+        args = tuple(_Static(a) if k in self.static_argnums else a for k, a in enumerate(args))
+        kwargs = {n: _Static(v) if n in self.static_argnames else v for n, v in kwargs.items()}
+        return args, kwargs
 
     def __repr__(self):
         return f"<micrornn.compile of {self.__name__}: {len(self.programs)} program(s)>"
@@ -104,6 +143,7 @@ class Compiled:
 
     def program(self, *args, **kwargs) -> Program:
         """The program for this call's signature (traced now when it is new)."""
+        args, kwargs = self._marked(args, kwargs)
         leaves, key = self._key(args, kwargs)
         program = self.programs.get(key)
         if program is None or not program.current():
@@ -118,6 +158,7 @@ class Compiled:
                 f"(compiled.__wrapped__) to micrornn.jvp")
         if state.record is not None:  # called inside another trace: its ops go into that program
             return self.fn(*args, **kwargs)
+        args, kwargs = self._marked(args, kwargs)
         leaves, key = self._key(args, kwargs)
         program = self.programs.get(key)
         if program is None or not program.current():
@@ -187,12 +228,14 @@ def _flatten_outputs(tree, leaves) -> None:
             _flatten_outputs(item, leaves)
 
 
-def compile(fn: Callable) -> Compiled:  # noqa: A001  (micrornn.compile, as jax.jit / torch.compile)
+def compile(fn: Callable, static_argnums=(), static_argnames=()) -> Compiled:  # noqa: A001  (as jax.jit)
     """Trace ``fn`` once per input signature into a program of primitive calls and replay it after.
 
     Tensors and arrays among the arguments are inputs (their shapes and dtypes key the program; NumPy
     arrays reach ``fn`` as constant Tensors); every other argument is static (its value keys the
-    program). The outputs are Tensors whose ``backward()`` fills ``.grad`` as the uncompiled call
+    program), and so are the arguments at ``static_argnums`` / named in ``static_argnames`` (an array
+    there, e.g. ``lengths``, reaches ``fn`` as it is and its values key the program: one program per
+    distinct value). The outputs are Tensors whose ``backward()`` fills ``.grad`` as the uncompiled call
     would. A result's arrays are valid until backward has run and the next call replays the program.
     """
-    return Compiled(fn)
+    return Compiled(fn, static_argnums, static_argnames)

@@ -105,7 +105,8 @@ def check_same_program(first: Tracer, second: Tracer, name: str) -> None:
         raise ValueDependentError(
             f"micrornn.compile({name}): {what} changed with the input values while the function was traced, so "
             "the program would replay this call's values; it was computed from an input outside the engine (NumPy "
-            "on .data, np.asarray of a tensor): compute it with tensor ops, or pass it as a static argument")
+            "on .data, np.asarray of a tensor): compute it with tensor ops, or mark that argument static "
+            "(micrornn.compile(fn, static_argnames=('lengths',)) or static_argnums=...)")
     if [c.prim.name for c in first.calls] != [c.prim.name for c in second.calls]:
         fail("the sequence of operations")
     for k, (a, b) in enumerate(zip(first.kinds["const"], second.kinds["const"])):

@@ -121,6 +121,8 @@ def unroll(cell, x, state=None, layer=0, reverse=False, lengths=None, return_sta
     index = None
     if mask is not None and reverse:  # each sequence reversed within its length: then a forward walk
         index, reverse = reverse_index(lengths, T), False
+        if x.dtype.kind in "iu" and hasattr(cell, "input_size"):  # one-hot rows (a gather compile replays), reversed
+            x = _leaf(np.eye(cell.input_size, dtype=_param_dtype(cell)))[x.data]
         x = x[index]
     with gc_paused(3 * T):  # about three nodes per step
         outputs, final, states = _unroll(cell, x, state, layer, reverse, mask, return_states)
@@ -365,3 +367,9 @@ class Recurrent(Stack):
             return output, final
         states = tuple(self._caller_layout(s) for s in states)
         return output, final, states[0] if len(states) == 1 and isinstance(finals[0], Tensor) else states
+
+
+def _param_dtype(cell) -> np.dtype:
+    """The dtype of a cell's first parameter (float64 for a cell without any)."""
+    return next((p.dtype for p in cell.parameters()), np.dtype(np.float64))
+
