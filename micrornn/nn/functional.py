@@ -135,19 +135,22 @@ def cross_entropy(logits, targets, reduction="mean", mask=None) -> Tensor:
 
 
 def _masked_cross_entropy(logits, targets, reduction, mask) -> Tensor:
-    """cross_entropy over the rows where mask is True only."""
+    """cross_entropy over the positions where mask is True only. The target is picked by a one-hot
+    comparison (recorded ops, so micrornn.compile replays it with each call's targets); a skipped
+    position may hold any target, adds 0 and gives its logits exactly zero gradient."""
     raw = np.asarray(getattr(targets, "data", targets))
     keep = np.asarray(getattr(mask, "data", mask))
     if keep.dtype != bool or keep.shape != raw.shape:
         raise ValueError(f"cross_entropy: mask must be booleans of the targets' shape {raw.shape}, "
                          f"got {keep.dtype} of shape {keep.shape}")
-    targets = _checked_targets(np.where(keep, raw, 0) if raw.dtype.kind in "iu" else raw, logits.shape)
-    if reduction == "none":  # every position, 0 where skipped (and a zero gradient there)
-        return cross_entropy(logits, targets, reduction="none") * keep.astype(logits.dtype)
-    rows = np.flatnonzero(keep)
-    flat = logits.reshape(-1, logits.shape[-1])[rows]  # only the kept rows enter the graph
-    total = cross_entropy(flat, targets.reshape(-1)[rows], reduction="sum")
-    return total if reduction == "sum" else total / max(len(rows), 1)
+    _checked_targets(np.where(keep, raw, 0) if raw.dtype.kind in "iu" else raw, logits.shape)  # the kept ones
+    hit = as_tensor(targets)[..., None] == Tensor(np.arange(logits.shape[-1]))  # one-hot rows of the targets
+    picked = (logits * hit.astype(logits.dtype)).sum(axis=-1)  # logits[target]
+    losses = (logits.logsumexp(axis=-1) - picked) * Tensor(keep.astype(logits.dtype))  # -log softmax[target], kept
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    return total if reduction == "sum" else total / max(int(keep.sum()), 1)
 
 
 def linear_cross_entropy(x, weight, bias, targets, reduction="mean") -> Tensor:

@@ -316,31 +316,10 @@ class SequenceModel(Module):
             logits, h_n = self(x, h0, lengths)
             T = logits.shape[1] if self.rnn.batch_first else logits.shape[0]
             mask = length_mask(np.asarray(lengths), T)
-            return _masked_cross_entropy(logits, targets, mask.T if self.rnn.batch_first else mask, reduction), h_n
+            return F.cross_entropy(logits, targets, reduction, mask=mask.T if self.rnn.batch_first else mask), h_n
         if isinstance(self.rnn, _Layers) and self.rnn.fused and reduction != "none":  # head and loss as one node too
             states, h_n = self.rnn(x, h0)
             head = self.head
             return F.linear_cross_entropy(states, head.weight, head.bias, targets, reduction), h_n
         logits, h_n = self(x, h0)
         return F.cross_entropy(logits, targets, reduction=reduction), h_n
-
-
-def _masked_cross_entropy(logits, targets, mask, reduction) -> Tensor:
-    """F.cross_entropy(..., mask=mask) with the target picked by a one-hot comparison (recorded ops, so
-    micrornn.compile replays it with each call's targets); the padded targets may hold anything."""
-    if reduction not in ("sum", "mean", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
-    raw = np.asarray(getattr(targets, "data", targets))
-    if raw.shape != mask.shape:
-        raise ValueError(f"cross_entropy: targets of shape {raw.shape} do not match the lengths mask {mask.shape}")
-    F._checked_targets(np.where(mask, raw, 0), logits.shape)  # the real steps' targets are class indices
-    classes = logits.shape[-1]
-    hit = as_tensor(targets)[..., None] == _leaf(np.arange(classes))  # one-hot rows (none on bad padding)
-    picked = (logits * hit.astype(logits.dtype)).sum(axis=-1)  # logits[target]: one nonzero term per row
-    keep = _leaf(mask.astype(logits.dtype))
-    losses = (logits.logsumexp(axis=-1) - picked) * keep  # -log softmax(logits)[target] on real steps, else 0
-    if reduction == "none":
-        return losses
-    total = losses.sum()
-    return total if reduction == "sum" else total / max(int(mask.sum()), 1)
-
