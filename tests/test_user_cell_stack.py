@@ -189,3 +189,12 @@ def test_sequence_model_casts_a_user_cell_to_its_dtype():
     loss, _ = model.loss(x, y)
     loss.backward()
     assert loss.dtype == np.float32
+
+
+def test_train_load_model_is_the_public_loader(tmp_path):
+    config = TrainConfig(hidden_size=6, num_layers=1, seq_len=8, batch_size=4, steps=2, val_every=0, sample_every=0,
+                         dtype="float64")
+    trainer = Trainer(TEXT, config)
+    trainer.run(checkpoint=tmp_path / "ck.npz", progress=False, log=lambda s: None)
+    model, vocab, meta = mr.train.load_model(tmp_path / "ck.npz")  # the name the API contract gives
+    assert isinstance(model, nn.SequenceModel) and len(vocab) == model.head.out_features and meta["step"] == 2

@@ -11,7 +11,8 @@ from micrornn.train.trainer import (OPTIMIZERS, RunResult, TrainConfig, Trainer,
                                     make_optimizer, plot_history, update)
 from micrornn.train.loop import FitResult, StepInfo, TruncatedBPTT
 from micrornn.train.metrics import MetricsLog, read_log
+from micrornn.train.sample import load_model
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "bits_per_char", "plot_history", "TruncatedBPTT", "StepInfo", "FitResult", "MetricsLog",
-           "read_log"]
+           "read_log", "load_model"]
