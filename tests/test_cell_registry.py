@@ -95,3 +95,14 @@ def test_the_two_detach_functions_say_what_they_return():
     h = mr.Tensor(np.ones((2, 3)), requires_grad=True) * 2
     assert isinstance(nn.detach_state_tensors((h, h))[0], mr.Tensor)
     assert isinstance(detach_state_arrays((h, h))[0], np.ndarray)
+
+
+def test_the_memory_refusal_counts_each_kind_s_blocks_from_the_registry():
+    import re
+
+    def counted(layer):
+        with pytest.raises(ValueError) as refused:
+            layer(3, 10 ** 6, num_layers=2)
+        return int(re.search(r"makes ([\d,]+) weights", str(refused.value)).group(1).replace(",", ""))
+    rnn = counted(nn.RNN)
+    assert counted(nn.LSTM) == len(nn.LSTMCell.blocks) * rnn and counted(nn.GRU) == len(nn.GRUCell.blocks) * rnn

@@ -48,7 +48,7 @@ class _Layers(Stack):
         self.num_directions = 2 if bidirectional else 1
         rng, D = default_rng(rng), self.num_directions
         check_model_memory(type(self).__name__, {"input_size": input_size, "hidden_size": hidden_size,
-                           "num_layers": num_layers}, dtype, self.cell_kind, D)  # before any array
+                           "num_layers": num_layers}, dtype, len(CELLS[self.cell_kind].blocks), D)  # before any array
         sizes = [self.input_size] + [D * self.hidden_size] * (self.num_layers - 1)
         self.cells = [make_cell(sizes[l], self.hidden_size, bias, dtype, rng) for l in range(self.num_layers)]
         if bidirectional:
@@ -252,7 +252,8 @@ class SequenceModel(Module):
         rng = default_rng(rng)
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
         check_model_memory("SequenceModel", {"input_size": input_size, "hidden_size": hidden_size,  # before any array
-                           "output_size": output_size, "num_layers": num_layers}, dtype, cell, 1 + bool(bidirectional))
+                           "output_size": output_size, "num_layers": num_layers}, dtype,
+                           len(CELLS[cell].blocks) if isinstance(cell, str) and cell in CELLS else 1, 1 + bool(bidirectional))
         if isinstance(cell, str) and cell not in CELL_KINDS:
             raise ValueError(f"cell must be one of {CELL_KINDS} or a cell class/factory, got {cell!r}")
         if not isinstance(cell, str) and not callable(cell):

@@ -8,7 +8,6 @@ import numpy as np
 
 __all__ = ["physical_memory", "check_model_memory", "check_array_memory"]
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per cell kind (any other cell: counted as 1)
 
 
 def physical_memory() -> int:
@@ -31,18 +30,19 @@ def check_array_memory(shape, dtype, what="a parameter") -> None:
                          f"more than this machine's {_gigabytes(physical_memory())} of memory")
 
 
-def check_model_memory(owner: str, sizes: dict, dtype=np.float64, cell="rnn", directions=1) -> None:
+def check_model_memory(owner: str, sizes: dict, dtype=np.float64, blocks=1, directions=1) -> None:
     """ValueError naming the largest size when a recurrent model of these sizes (input_size,
     hidden_size, output_size, num_layers; checked as positive integers elsewhere) cannot fit in memory.
 
-    Counts the weights only (a lower bound): U (G*H, I), W (G*H, H) per layer and direction, head (O, D*H).
+    Counts the weights only (a lower bound): U (G*H, I), W (G*H, H) per layer and direction, head (O, D*H),
+    with G = ``blocks``, the cell's row blocks (its registry entry's ``blocks``; a user's cell counts as 1).
     """
     values = {k: v for k, v in sizes.items() if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0}
     if len(values) != len(sizes):
         return  # a bad size: the constructor's own check names it
     I, H = int(values.get("input_size", 1)), int(values.get("hidden_size", 1))
     O, L = int(values.get("output_size", 0)), int(values.get("num_layers", 1))
-    G = GATES.get(cell, 1) if isinstance(cell, str) else 1
+    G = int(blocks)
     count = directions * G * H * (I + H + (L - 1) * (directions * H + H)) + O * directions * H
     need = count * np.dtype(dtype).itemsize
     if need > physical_memory():
