@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from micrornn.nn.optim import SGD, Adagrad, Adam, clip_grad_norm_, clip_grad_value_
+from micrornn.nn.optim import SGD, Adagrad, Adam, AdamW, clip_grad_norm_, clip_grad_value_
 
 TOL = dict(atol=1e-12, rtol=1e-10)
 
@@ -70,7 +70,8 @@ def test_adam_matches_hand_computation():
 
 
 @pytest.mark.parametrize("opt_cls,kw", [(SGD, {"lr": 0.1, "momentum": 0.9}),
-                                        (Adagrad, {"lr": 0.1}), (Adam, {"lr": 0.1})])
+                                        (Adagrad, {"lr": 0.1}), (Adam, {"lr": 0.1}),
+                                        (AdamW, {"lr": 0.1, "weight_decay": 0.1})])
 def test_updates_in_place_and_keep_dtype(opt_cls, kw):
     p = P([1.0, 2.0])
     p.data = p.data.astype(np.float32)
@@ -190,7 +191,8 @@ def test_clip_grad_value():
 
 @pytest.mark.parametrize("opt_cls,kw", [(SGD, {"lr": 0.1, "momentum": 0.9}),
                                         (Adagrad, {"lr": 0.1}),
-                                        (Adam, {"lr": 0.05, "betas": (0.8, 0.99)})])
+                                        (Adam, {"lr": 0.05, "betas": (0.8, 0.99)}),
+                                        (AdamW, {"lr": 0.05, "weight_decay": 0.3, "matrices_only": True})])
 def test_state_dict_round_trip_gives_identical_continued_updates(opt_cls, kw):
     rng = np.random.default_rng(0)
     grads = [[rng.normal(size=(2, 3)), rng.normal(size=3)] for _ in range(6)]
@@ -255,3 +257,61 @@ def test_adam_refuses_a_bad_step_count_before_changing_anything():
     for name in ("exp_avg", "exp_avg_sq"):
         np.testing.assert_array_equal(after["state"][0][name], before["state"][0][name])
     assert after["state"][0]["step"] == before["state"][0]["step"] == 1
+
+
+def adamw_by_hand(x, grads, lr, b1, b2, eps, wd):
+    """PyTorch's AdamW written out: p *= 1 - lr*wd, then the bias-corrected Adam step."""
+    x, m, v = np.array(x, dtype=float), np.zeros_like(x, dtype=float), np.zeros_like(x, dtype=float)
+    for t, g in enumerate(grads, start=1):
+        x = x * (1 - lr * wd)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        x = x - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return x
+
+
+def test_adamw_matches_hand_computation_and_differs_from_adam():
+    lr, b1, b2, eps, wd = 0.01, 0.9, 0.99, 1e-8, 0.5
+    expected = adamw_by_hand(X0, GRADS, lr, b1, b2, eps, wd)
+    got = run(AdamW, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+    np.testing.assert_allclose(got, expected, **TOL)
+    assert np.abs(got - run(Adam, lr=lr, betas=(b1, b2), eps=eps)).max() > 1e-4  # the decay did something
+    np.testing.assert_allclose(run(AdamW, lr=lr, weight_decay=0.0), run(Adam, lr=lr), **TOL)
+
+
+def test_adamw_matrices_only_leaves_vectors_undecayed():
+    rng = np.random.default_rng(1)
+    W, b = P(rng.normal(size=(2, 3))), P(rng.normal(size=3))
+    W0, b0 = W.data.copy(), b.data.copy()
+    gW, gb = [rng.normal(size=(2, 3)) for _ in range(3)], [rng.normal(size=3) for _ in range(3)]
+    opt = AdamW([W, b], lr=0.05, weight_decay=0.2, matrices_only=True)
+    for g1, g2 in zip(gW, gb):
+        W.grad, b.grad = g1.copy(), g2.copy()
+        opt.step()
+    np.testing.assert_allclose(W.data, adamw_by_hand(W0, gW, 0.05, 0.9, 0.999, 1e-8, 0.2), **TOL)
+    np.testing.assert_allclose(b.data, adamw_by_hand(b0, gb, 0.05, 0.9, 0.999, 1e-8, 0.0), **TOL)
+
+
+def test_adamw_refuses_bad_hyperparameters():
+    with pytest.raises(ValueError, match="weight_decay"):
+        AdamW([P([1.0])], weight_decay=-1.0)
+    with pytest.raises(ValueError, match="matrices_only"):
+        AdamW([P([1.0])], matrices_only="yes")
+
+
+def test_adamw_matches_torch_adamw():
+    torch = pytest.importorskip("torch", reason="the comparison with torch.optim.AdamW needs torch")
+    rng = np.random.default_rng(2)
+    start = [rng.normal(size=(3, 4)), rng.normal(size=4)]
+    grads = [[rng.normal(size=(3, 4)), rng.normal(size=4)] for _ in range(5)]
+    ours = [P(a) for a in start]
+    theirs = [torch.tensor(a, requires_grad=True) for a in start]
+    opt = AdamW(ours, lr=0.02, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.1)
+    topt = torch.optim.AdamW(theirs, lr=0.02, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.1)
+    for gs in grads:
+        for p, t, g in zip(ours, theirs, gs):
+            p.grad, t.grad = g.copy(), torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), atol=1e-12, rtol=1e-10)

@@ -37,12 +37,20 @@ def assert_same_state(a, b):
     val_b = dict(zip(b.history["val_step"], b.history["val_loss"]))  # + one at each stop
     assert all(val_b[s] == v for s, v in val_a.items())
     assert a.sample_rng.bit_generator.state == b.sample_rng.bit_generator.state
+    assert a.optimizer.hyperparameters == b.optimizer.hyperparameters
+    assert (a.ema is None) == (b.ema is None)
+    for name, avg in ({} if a.ema is None else a.ema.average).items():
+        np.testing.assert_array_equal(avg, b.ema.average[name], err_msg=f"ema {name}")
 
 
-@pytest.mark.parametrize("optimizer,fused,layers", [("adam", False, 2), ("adagrad", True, 1), ("sgd", False, 1)])
-def test_resume_is_exact(tmp_path, optimizer, fused, layers):
-    """N steps, save, resume for M == N + M straight, across epoch boundaries and a sample."""
-    cfg = tiny(optimizer=optimizer, fused=fused, num_layers=layers, steps=30, val_every=7, sample_every=9)
+@pytest.mark.parametrize("optimizer,fused,layers,extra", [
+    ("adam", False, 2, {}), ("adagrad", True, 1, {}), ("sgd", False, 1, {}),
+    ("adamw", True, 2, {"weight_decay": 0.1, "ema": 0.9}),
+    ("adamw", False, 1, {"weight_decay": 0.05, "ema": 0.8, "cell": "gru", "gate_bias": 1.0})])
+def test_resume_is_exact(tmp_path, optimizer, fused, layers, extra):
+    """N steps, save, resume for M == N + M straight, across epoch boundaries and a sample (adamw: its decay
+    and the EMA of the weights round-trip too)."""
+    cfg = tiny(optimizer=optimizer, fused=fused, num_layers=layers, steps=30, val_every=7, sample_every=9, **extra)
     straight = Trainer(TEXT, cfg)
     assert straight.stream.steps_per_epoch < 30  # the run wraps around the data
     quiet_run(straight)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -95,7 +96,8 @@ def _parser_for(kind, meta):
     if kind is int:
         return positive_int if meta.get("low", 0) >= 1 else non_negative_int
     if kind is float:
-        return {"probability": _probability, "positive": positive_float}.get(meta.get("kind"), non_negative_float)
+        return {"probability": _probability, "positive": positive_float, "real": _finite_float}.get(
+            meta.get("kind"), non_negative_float)
     return str
 
 
@@ -107,6 +109,17 @@ def _default_text(f, kind) -> str:
     if kind is bool:
         return f" (default {option_name(f.name) if default else '--no-' + option_name(f.name)[2:]})"
     return f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+
+
+def _finite_float(text):
+    """argparse type: any finite number (negative allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _probability(text):

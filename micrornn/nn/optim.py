@@ -1,4 +1,4 @@
-"""Optimizers (SGD, Adagrad, Adam) and gradient clipping.
+"""Optimizers (SGD, Adagrad, Adam, AdamW) and gradient clipping.
 
 Parameters are anything with a `.data` ndarray and a `.grad` ndarray-or-None. Updates are written
 into `.data` in place (so every reference to a parameter's array stays valid) and computed in the
@@ -10,7 +10,7 @@ import numpy as np
 
 from micrornn.engine.guard import writable_data
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_"]
 
 
 def _param_list(params, who):
@@ -111,7 +111,7 @@ class Optimizer:
             if g is None:
                 continue
             new_state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
-            delta = self._update(g, new_state)
+            delta = self._update_param(p, g, new_state)
             if not _all_finite(delta):
                 raise FloatingPointError(
                     f"{type(self).__name__}.step: the update of {_param_label(i, p)} contains NaN or Inf "
@@ -125,6 +125,10 @@ class Optimizer:
     def _update(self, grad, state):
         """Return the amount to subtract from the parameter; update `state` in place."""
         raise NotImplementedError
+
+    def _update_param(self, param, grad, state):
+        """The amount to subtract from `param` (an optimizer whose step reads the parameter overrides this)."""
+        return self._update(grad, state)
 
     def state_dict(self):
         """Return a copy of the optimizer state: type, hyperparameters, step count, buffers."""
@@ -267,6 +271,35 @@ class Adam(Optimizer):
         if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
             raise ValueError(f"{who}: step of parameter {i} must be a non-negative integer, got {step!r}")
         return {**entry, "step": int(step)}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (PyTorch's AdamW): p -= lr * weight_decay * p, then the Adam step.
+
+    ``matrices_only=True`` decays only parameters with ndim >= 2 (weight matrices), never biases or gains.
+    """
+
+    hyper_names = ("lr", "betas", "eps", "weight_decay", "matrices_only")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, matrices_only=False):
+        Optimizer.__init__(self, params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                           matrices_only=matrices_only)
+        for s in self.state:
+            s["step"] = 0
+
+    def _validated(self, lr, betas, eps, weight_decay, matrices_only):
+        if not isinstance(matrices_only, (bool, np.bool_)):
+            raise ValueError(f"AdamW: matrices_only must be True or False, got {matrices_only!r}")
+        return {**super()._validated(lr, betas, eps),
+                "weight_decay": _non_negative("AdamW", "weight_decay", weight_decay),
+                "matrices_only": bool(matrices_only)}
+
+    def _update_param(self, param, grad, state):
+        # p_new = p - lr * wd * p - lr * m_hat / (sqrt(v_hat) + eps)   (decay decoupled from the gradient)
+        delta = self._update(grad, state)
+        if self.weight_decay and (param.data.ndim >= 2 or not self.matrices_only):
+            delta = delta + (self.lr * self.weight_decay) * param.data
+        return delta
 
 
 def _grads(params):

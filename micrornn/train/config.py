@@ -35,7 +35,15 @@ class TrainConfig:
     seq_len: int = option(32, "BPTT truncation length", metavar="T", low=1)
     batch_size: int = option(32, "parallel streams", metavar="B", low=1)
     steps: int = option(5000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
-    optimizer: str = option("adam", "the optimizer; sgd uses momentum 0.9", choices=tuple(sorted(OPTIMIZERS)))
+    optimizer: str = option("adam", "the optimizer; sgd uses momentum 0.9; adamw is adam with decoupled weight decay "
+                            "(--weight-decay)", choices=tuple(sorted(OPTIMIZERS)))
+    weight_decay: float = option(0.0, "adamw's decoupled weight decay: each step p -= lr * WD * p on the weight "
+                                 "matrices only (never biases or gains); needs --optimizer adamw", metavar="WD")
+    gate_bias: float = option(0.0, "at model creation set the lstm forget-gate / gru update-gate bias to B "
+                              "(positive: the cells keep their state); lstm and gru only", metavar="B", kind="real")
+    ema: float = option(0.0, "keep an exponential moving average of the weights (avg = D*avg + (1-D)*p after "
+                        "each step) for validation, samples and the checkpoint's model; 0 = off", metavar="D",
+                        kind="probability")
     lr: float | None = option(None, "learning rate (default: adam 3e-3, adagrad 0.1, sgd 0.5)", metavar="LR",
                                 kind="positive")
     lr_schedule: str = option("cosine", "cosine: decay the lr to 0 at the last step; constant: keep it",
@@ -98,13 +106,26 @@ class TrainConfig:
             _check_float(name, value)
             if value >= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+        _check_float("weight_decay", self.weight_decay)
+        if self.weight_decay and self.optimizer != "adamw":
+            raise ValueError(f"weight_decay {self.weight_decay} needs optimizer adamw (decoupled decay), "
+                             f"got optimizer {self.optimizer}")
+        if isinstance(self.gate_bias, bool) or not isinstance(self.gate_bias, (int, float, np.floating)) \
+                or not math.isfinite(self.gate_bias):
+            raise ValueError(f"gate_bias must be a finite number, got {self.gate_bias!r}")
+        if self.gate_bias and self.cell not in ("lstm", "gru"):
+            raise ValueError(f"gate_bias sets the lstm forget / gru update gate; cell {self.cell} has neither")
+        _check_float("ema", self.ema)
+        if self.ema >= 1:
+            raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
         if self.dropout and self.num_layers < 2:
             raise ValueError(f"dropout acts between stacked layers: it needs num_layers >= 2, got {self.num_layers}")
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused) and self.cell in CELLS,
                        time_budget=float(self.time_budget), dropout=float(self.dropout),
-                       state_reset=float(self.state_reset))
+                       state_reset=float(self.state_reset), weight_decay=float(self.weight_decay),
+                       gate_bias=float(self.gate_bias), ema=float(self.ema))
 
 
 # Named configurations for `micrornn train --preset NAME`: TOML files in micrornn/train/presets/ (copy one,

@@ -10,22 +10,28 @@ from dataclasses import dataclass, field
 import numpy as np
 from micrornn.train.progress import progress_bar
 
-from micrornn.nn.optim import SGD, Adagrad, Adam, clip_grad_norm_, grad_norm
+from micrornn.nn.optim import SGD, Adagrad, Adam, AdamW, clip_grad_norm_, grad_norm
 from micrornn.engine.tensor import Tensor, no_grad
 from micrornn.nn.functional import cross_entropy, mse_loss
 from micrornn.nn.module import Module
 from micrornn.nn.recurrent import detach_state_tensors
 
-# name -> (class, default learning rate, extra arguments)
-OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adagrad": (Adagrad, 0.1, {}), "sgd": (SGD, 0.5, {"momentum": 0.9})}
+# name -> (class, default learning rate, extra arguments); adamw decays weight matrices only (never biases)
+OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adamw": (AdamW, 3e-3, {"matrices_only": True}), "adagrad": (Adagrad, 0.1, {}),
+              "sgd": (SGD, 0.5, {"momentum": 0.9})}
 EVAL_CHUNK = 1024  # evaluation reads its one stream this many characters at a time
 
 
-def make_optimizer(name, params, lr=None):
-    """An optimizer by name ('adam', 'adagrad', 'sgd' (momentum 0.9)); lr None: its default."""
+def make_optimizer(name, params, lr=None, weight_decay=0.0):
+    """An optimizer by name ('adam', 'adamw' (decoupled decay of weight matrices only), 'adagrad', 'sgd'
+    (momentum 0.9)); lr None: its default. weight_decay > 0 needs 'adamw' (ValueError otherwise)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     cls, default_lr, extra = OPTIMIZERS[name]
+    if name == "adamw":
+        extra = {**extra, "weight_decay": weight_decay}
+    elif weight_decay:
+        raise ValueError(f"weight decay {weight_decay} needs optimizer adamw (decoupled decay), not {name}")
     return cls(params, lr=default_lr if lr is None else lr, **extra)
 
 

@@ -147,12 +147,15 @@ def _user_cell(recorded, cell, path):
 
 def load_model(path, cell=None):
     """(model, vocab, meta) from a checkpoint written by `micrornn train` / micrornn.train; ``cell``:
-    the class of a user cell the checkpoint names (it is never imported from the checkpoint).
+    the class of a user cell the checkpoint names (it is never imported from the checkpoint). A run
+    trained with an EMA of its weights (``--ema``) loads as its averaged weights.
 
     A missing file raises FileNotFoundError; a corrupted, foreign or mismatched one CheckpointError.
     """
-    params, meta, _ = load_checkpoint(path)
+    params, meta, state = load_checkpoint(path)
     check_model_sizes(meta, params, path)  # before the model is built: no huge allocation
+    if isinstance(state, dict) and isinstance(state.get("ema"), dict):
+        params = state["ema"]  # a run with --ema: its averaged weights are the model (params: exact resume)
     check_finite(params, "parameter", path, stored_dtype(meta))  # in the model's dtype: 1e39 is inf in float32
     model, vocab = model_from_meta(meta, path, cell)
     try:

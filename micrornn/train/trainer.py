@@ -24,6 +24,7 @@ import math
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -33,11 +34,12 @@ from micrornn.engine.compile import compile as compile_fn
 from micrornn.train.progress import progress_bar, write
 
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from micrornn.train.checkpoint_checks import (check_carried_state, check_model_sizes, check_training_meta)
+from micrornn.train.checkpoint_checks import (check_carried_state, check_finite, check_model_sizes, check_training_meta,
+                                              stored_dtype)
 from micrornn.train.data import BatchStream, Vocab, compact_dtype, split_point, text_sha256
 from micrornn.train.loop import (OPTIMIZERS, TruncatedBPTT, bits_per_char, evaluate, fit, make_optimizer,
                                  set_training, update)
-from micrornn.nn import SequenceModel
+from micrornn.nn import SequenceModel, init_gate_bias
 from micrornn.nn.rnn import CELL_KINDS, cell_import_name
 from micrornn.engine.random import manual_seed
 from micrornn.train.plots import plot_history
@@ -49,6 +51,7 @@ from micrornn.train.interrupts import RunSignals
 from micrornn.train.schedule import learning_rate
 from micrornn.train.carried_state import reset_some_streams, state_arrays
 from micrornn.train.stopping import Budget, EarlyStopping
+from micrornn.train.ema import WeightAverage
 
 __all__ = ["TrainConfig", "Trainer", "RunResult", "OPTIMIZERS", "make_optimizer", "update", "fit",
            "evaluate", "bits_per_char", "plot_history", "build_model"]
@@ -104,7 +107,8 @@ class Trainer:
         self.stream = BatchStream(self.train_ids, config.batch_size, config.seq_len)
         check_training_fits(config, len(self.vocab))  # refuse absurd sizes before allocating them
         self.model = build_model(config, len(self.vocab), cell)
-        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
+        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr, config.weight_decay)
+        self.ema = WeightAverage(self.model, config.ema) if config.ema else None  # updated after every step
         self.sample_rng = np.random.default_rng([config.seed, 1])
         self.step = 0
         # the generic truncated-BPTT step (train.loop); the carried state is kept as arrays for checkpoints
@@ -157,6 +161,8 @@ class Trainer:
     def _record_step(self, loss, grad_norm) -> None:
         """Count an update and keep its loss and gradient norm."""
         self.step += 1
+        if self.ema is not None:
+            self.ema.update()
         self.grad_norm = grad_norm
         self.history["step"].append(self.step)
         self.history["loss"].append(loss)
@@ -168,19 +174,25 @@ class Trainer:
         progress = max(min(step, cfg.steps) / cfg.steps if cfg.steps else 0.0, self.time_progress)
         return learning_rate(cfg.lr, step, progress, cfg.warmup, cfg.lr_schedule)
 
+    def averaged(self):
+        """A context in which the model holds the EMA weights (config.ema), restored exactly afterwards."""
+        return nullcontext() if self.ema is None else self.ema.swapped_in()
+
     def evaluate(self, ids=None, max_chars=None) -> float:
-        """Loss in nats/char on `ids` (default: the validation split) read as one stream."""
+        """Loss in nats/char on `ids` (default: the validation split) read as one stream (EMA weights if on)."""
         ids = self.val_ids if ids is None else ids
         ids = ids[:len(ids) if max_chars is None else int(max_chars) + 1]  # only what is scored
-        return evaluate(self.model, np.asarray(ids, dtype=np.int64), max_chars=max_chars)
+        with self.averaged():
+            return evaluate(self.model, np.asarray(ids, dtype=np.int64), max_chars=max_chars)
 
     def sample(self, length=200, temperature=None, prime="", rng=None) -> str:
         """Text from the model (temperature None: the config's); uses the trainer's RNG by default."""
         temperature = self.config.sample_temperature if temperature is None else temperature
         was_training = set_training(self.model, False)  # no dropout while generating
         try:
-            return sample(self.model, self.vocab, length, temperature, prime,
-                          self.sample_rng if rng is None else rng)
+            with self.averaged():
+                return sample(self.model, self.vocab, length, temperature, prime,
+                              self.sample_rng if rng is None else rng)
         finally:
             set_training(self.model, was_training)
 
@@ -375,6 +387,8 @@ class Trainer:
                 "early_stopping": {"best": self.early.best if self.early.best_step is not None else None,
                                    "best_step": self.early.best_step, "bad": self.early.bad}}
         state = {"optimizer": self.optimizer.state_dict(), "hidden": self.hidden}
+        if self.ema is not None:  # the parameters stay the trained weights (exact resume); load_model uses these
+            state["ema"] = self.ema.state_dict()
         save_checkpoint(path, self.model.state_dict(), meta, state)
 
     def _wall_seconds_now(self) -> float:
@@ -435,6 +449,12 @@ class Trainer:
         try:
             trainer.model.load_state_dict(params)
             trainer.optimizer.load_state_dict(state["optimizer"])
+            if trainer.ema is not None:
+                if not isinstance(state.get("ema"), dict):
+                    raise CheckpointError(f"{path}: the config has ema {config.ema} but the checkpoint holds no "
+                                          "averaged weights")
+                check_finite(state["ema"], "ema average", path, stored_dtype(meta))
+                trainer.ema.load_state_dict(state["ema"])
             trainer.step = int(meta["step"])
             hidden = state.get("hidden")
             check_carried_state(hidden, trainer.config, path)
@@ -515,9 +535,12 @@ def with_cell(config, cell):
 def build_model(config, vocab_size, cell=None) -> SequenceModel:
     """The SequenceModel a TrainConfig describes, for a vocabulary of `vocab_size` characters
     (`cell`: the class of the user cell config.cell names)."""
-    return SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
-                         fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
-                         cell=config.cell if cell is None else cell, dropout=config.dropout)
+    model = SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
+                          fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
+                          cell=config.cell if cell is None else cell, dropout=config.dropout)
+    if getattr(config, "gate_bias", 0.0):
+        init_gate_bias(model, config.gate_bias)  # the lstm forget / gru update gate
+    return model
 
 
 def check_training_fits(config, vocab_size) -> None:

@@ -1,0 +1,161 @@
+"""The training recipe: gate-bias init, the EMA of the weights, weight decay through the trainer."""
+import numpy as np
+import pytest
+
+import micrornn as mr
+from micrornn.nn import GRUCell, LSTMCell, SequenceModel, init_gate_bias
+from micrornn.nn.cells import CELLS
+from micrornn.train import TrainConfig, Trainer, evaluate
+from micrornn.train.ema import WeightAverage
+from micrornn.train.sample import load_model
+
+TEXT = ("To be, or not to be, that is the question:\n"
+        "Whether 'tis nobler in the mind to suffer\n"
+        "The slings and arrows of outrageous fortune,\n") * 4
+
+
+def tiny(**kw):
+    base = dict(hidden_size=12, num_layers=1, seq_len=8, batch_size=4, steps=10, val_every=0, sample_every=0,
+                sample_length=20, dtype="float64", warmup=0, state_reset=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+def quiet_run(trainer, **kw):
+    return trainer.run(progress=False, log=lambda s: None, **kw)
+
+
+# ---- gate bias ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell,gate", [("lstm", "f"), ("gru", "z")])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_gate_bias_lands_in_the_memory_gate_block(cell, gate, fused, bidirectional):
+    model = SequenceModel(5, 4, 5, num_layers=2, cell=cell, fused=fused, bidirectional=bidirectional, rng=3)
+    before = {name: p.data.copy() for name, p in model.named_parameters()}
+    changed = init_gate_bias(model, 2.5)
+    cells = list(model.rnn.cells) + list(getattr(model.rnn, "reverse_cells", []))
+    assert changed == len(cells) == 2 * (2 if bidirectional else 1)
+    for c in cells:  # the gate view: with U, W zero the gate is sigmoid(its bias block)
+        c.U.data[...] = 0.0
+        c.W.data[...] = 0.0
+        x = mr.tensor(np.ones((1, c.input_size)))
+        state = (mr.tensor(np.ones((1, 4))), mr.tensor(np.ones((1, 4)))) if cell == "lstm" else mr.tensor(np.ones((1, 4)))
+        gates = c.gates(x, state)
+        np.testing.assert_allclose(gates[gate].data, 1 / (1 + np.exp(-2.5)), rtol=1e-12)
+        others = [g for g in type(c).gate_names if g != gate]
+        assert all(not np.allclose(gates[g].data, 1 / (1 + np.exp(-2.5))) for g in others)
+    for name, p in model.named_parameters():  # only the b vectors changed
+        if not name.endswith(".b"):
+            continue
+        H, k = 4, CELLS[cell].blocks.index(gate)
+        rest = np.delete(np.arange(p.data.size), np.arange(k * H, (k + 1) * H))
+        np.testing.assert_array_equal(p.data[rest], before[name][rest])
+
+
+def test_positive_gru_update_bias_keeps_the_state():
+    """micrornn's GRU is h' = (1 - z) n + z h: a large positive z bias keeps h (the sign keeps memory)."""
+    c = GRUCell(3, 4, rng=0)
+    init_gate_bias(c, 8.0)
+    h = mr.tensor(np.random.default_rng(1).normal(size=(2, 4)))
+    out = c(mr.tensor(np.random.default_rng(2).normal(size=(2, 3))), h)
+    np.testing.assert_allclose(out.data, h.data, atol=2e-3)
+    lstm = LSTMCell(3, 4, rng=0)
+    init_gate_bias(lstm, 8.0)
+    zeros = mr.tensor(np.zeros((2, 4)))
+    assert np.all(lstm.gates(mr.tensor(np.zeros((2, 3))), (zeros, zeros))["f"].data > 0.999)  # c' = f c + i g
+
+
+def test_gate_bias_refuses_cells_without_a_memory_gate():
+    with pytest.raises(ValueError, match="vanilla rnn cell has no forget/update gate"):
+        init_gate_bias(SequenceModel(5, 4, 5), 1.0)
+    from user_cells import MGUCell
+    with pytest.raises(ValueError, match="user cell MGUCell"):
+        init_gate_bias(SequenceModel(5, 4, 5, cell=MGUCell), 1.0)
+    assert init_gate_bias(SequenceModel(5, 4, 5), 0.0) == 0  # 0: nothing to do, no error
+    with pytest.raises(ValueError, match="finite"):
+        init_gate_bias(LSTMCell(2, 2), float("nan"))
+    with pytest.raises(ValueError, match="gate_bias"):
+        Trainer(TEXT, tiny(gate_bias=1.0))  # cell rnn
+
+
+def test_trainer_applies_the_gate_bias_at_creation():
+    trainer = Trainer(TEXT, tiny(cell="lstm", gate_bias=1.5, steps=0))
+    b = trainer.model.rnn.cells[0].b.data
+    np.testing.assert_array_equal(b[12:24], 1.5)
+    assert not np.any(b[:12] == 1.5)
+
+
+# ---- weight decay through the trainer -------------------------------------------------------------
+def test_weight_decay_needs_adamw_and_decays_matrices_only():
+    with pytest.raises(ValueError, match="needs optimizer adamw"):
+        Trainer(TEXT, tiny(weight_decay=0.1))
+    trainer = Trainer(TEXT, tiny(optimizer="adamw", weight_decay=0.5, lr=0.01))
+    assert trainer.optimizer.hyperparameters["weight_decay"] == 0.5
+    assert trainer.optimizer.hyperparameters["matrices_only"] is True
+    plain = Trainer(TEXT, tiny(optimizer="adam", lr=0.01))
+    quiet_run(trainer, steps=1)  # one step: the gradients are the same, only the decay differs
+    quiet_run(plain, steps=1)
+    for (name, p), (_, q) in zip(trainer.model.named_parameters(), plain.model.named_parameters()):
+        same = np.array_equal(p.data, q.data)
+        assert same == (p.data.ndim < 2), name  # biases follow adam exactly, matrices shrink
+
+
+# ---- EMA of the weights ---------------------------------------------------------------------------
+def test_weight_average_is_the_moving_average_and_swaps_exactly():
+    model = SequenceModel(4, 3, 4, rng=0)
+    ema = WeightAverage(model, 0.9)
+    by_hand = {n: p.data.copy() for n, p in model.named_parameters()}
+    for k in range(3):
+        for p in model.parameters():
+            p.data += 0.1 * (k + 1)
+        ema.update()
+        for n, p in model.named_parameters():
+            by_hand[n] = 0.9 * by_hand[n] + 0.1 * p.data
+    trained = {n: p.data.copy() for n, p in model.named_parameters()}
+    for n in by_hand:
+        np.testing.assert_allclose(ema.average[n], by_hand[n], rtol=1e-14)
+    with ema.swapped_in():
+        for n, p in model.named_parameters():
+            np.testing.assert_array_equal(p.data, ema.average[n])
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.data, trained[n])
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, 1.0)
+    with pytest.raises(ValueError, match="expected shape"):
+        ema.load_state_dict({n: np.zeros(1) for n in by_hand})
+
+
+def test_ema_is_used_for_validation_and_is_the_checkpoint_model(tmp_path):
+    trainer = Trainer(TEXT, tiny(ema=0.8, steps=6, optimizer="adamw", weight_decay=0.1))
+    quiet_run(trainer, checkpoint=tmp_path / "ck.npz")
+    ids = np.asarray(trainer.val_ids, dtype=np.int64)
+    with trainer.ema.swapped_in():
+        averaged = evaluate(trainer.model, ids)
+    raw = evaluate(trainer.model, ids)
+    assert averaged != raw
+    assert trainer.evaluate() == averaged
+    assert trainer.history["val_loss"][-1] == averaged  # the final validation scored the averaged weights
+    model, _, _ = load_model(tmp_path / "ck.npz")  # what `micrornn eval` / `sample` load
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.data, trainer.ema.average[name], err_msg=name)
+    resumed = Trainer.resume(tmp_path / "ck.npz", TEXT)  # the parameters are the trained weights
+    for (name, p), (_, q) in zip(resumed.model.named_parameters(), trainer.model.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+
+
+def test_ema_checkpoint_without_averages_is_refused(tmp_path):
+    from micrornn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    trainer = Trainer(TEXT, tiny(ema=0.5, steps=2))
+    quiet_run(trainer, checkpoint=tmp_path / "ck.npz")
+    params, meta, state = load_checkpoint(tmp_path / "ck.npz")
+    del state["ema"]
+    save_checkpoint(tmp_path / "bad.npz", params, meta, state)
+    with pytest.raises(CheckpointError, match="no averaged weights"):
+        Trainer.resume(tmp_path / "bad.npz", TEXT)
+
+
+def test_best_checkpoint_holds_the_averages(tmp_path):
+    trainer = Trainer(TEXT, tiny(ema=0.7, steps=6, val_every=2, patience=5))
+    quiet_run(trainer, checkpoint=tmp_path / "ck.npz")
+    from micrornn.train.checkpoint import load_checkpoint
+    _, _, state = load_checkpoint(tmp_path / "ck_best.npz")
+    assert set(state["ema"]) == {n for n, _ in trainer.model.named_parameters()}
