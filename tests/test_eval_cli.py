@@ -126,3 +126,22 @@ def test_train_preset_with_overrides_and_the_final_report(trained, tmp_path, cap
     assert config["time_budget"] == 900.0 and config["hidden_size"] == 12 and config["fused"] is True
     assert (config["patience"], config["val_chars"], config["warmup"], config["state_reset"]) == (3, 30, 2, 0.1)
     assert (tmp_path / "preset_best.npz").is_file()
+
+
+def test_eval_windows_protocol_prints_it_and_matches_the_library(trained, capsys):
+    from micrornn.train import windowed_loss
+    ck, _ = trained
+    model, vocab, _ = load_model(ck)
+    val = vocab.encode(TEXT[int(len(TEXT) * 0.9):])
+    args = ["eval", "--checkpoint", str(ck), "--protocol", "windows", "--window", "16", "--windows", "30", "--seed", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "protocol windows" in out and "30 random windows of 16 predictions" in out and "seed 4" in out
+    assert scores(out)[0] == pytest.approx(windowed_loss(model, val, 16, 30, 4), abs=1e-4)
+    assert main(["eval", "--checkpoint", str(ck)]) == 0
+    assert "protocol stream" in capsys.readouterr().out
+    for bad, message in ((["--window", "500"], "--window 500"), (["--windows", "0"], "--windows"),
+                         (["--protocol", "random"], "--protocol"), (["--seed", "-1"], "--seed")):
+        assert main(["eval", "--checkpoint", str(ck), "--protocol", "windows", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (bad, err)

@@ -1,4 +1,5 @@
-"""`micrornn eval`: validation loss of a checkpoint, in nats and bits per character."""
+"""`micrornn eval`: validation loss of a checkpoint, in nats and bits per character (one stream, or nanoGPT's
+random windows)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,13 +7,14 @@ import os
 import time
 from pathlib import Path
 
-from micrornn.cli import UsageError, positive_int
+from micrornn.cli import UsageError, non_negative_int, positive_int
 from micrornn.cli.cells import cell_argument, resolve_cell
 from micrornn.cli.train import DEFAULT_CHECKPOINT
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.train.data import BUNDLED_CORPUS_SHA256, bundled_corpus_path, load_text, split_point
 from micrornn.train.loop import bits_per_char, evaluate
 from micrornn.train.sample import load_model
+from micrornn.train.windows import windowed_loss
 
 
 def add_parser(subparsers):
@@ -21,7 +23,8 @@ def add_parser(subparsers):
         "eval", help="validation loss of a checkpoint in nats and bits per character",
         description="Score a checkpoint written by `micrornn train` on the validation split of its text (the "
                     "last 10%% by default: nanoGPT's split of tinyshakespeare), read as one stream with the "
-                    "hidden state carried, and print nats and bits per character.")
+                    "hidden state carried (--protocol stream), or as nanoGPT's estimate: random windows each run "
+                    "from a zero state (--protocol windows), and print nats and bits per character.")
     p.add_argument("--cell", type=cell_argument, metavar="CELL",
                    help="the user cell (package.module:Class) a checkpoint was trained with: a checkpoint names it "
                         "but is never allowed to import it, so loading one needs the same --cell here")
@@ -33,6 +36,16 @@ def add_parser(subparsers):
                    help="which part of the text to score (default val)")
     p.add_argument("--max-chars", type=positive_int, metavar="N",
                    help="score only the first N characters of the part (default: all of it)")
+    p.add_argument("--protocol", choices=("stream", "windows"), default="stream",
+                   help="stream: the part read as one stream with the state carried; windows: the mean loss over "
+                        "--windows random windows of --window characters, each from a zero state (nanoGPT's "
+                        "estimate) (default stream)")
+    p.add_argument("--window", type=positive_int, default=256, metavar="N",
+                   help="--protocol windows: predictions per window (default 256)")
+    p.add_argument("--windows", type=positive_int, default=2000, metavar="N",
+                   help="--protocol windows: how many windows (default 2000)")
+    p.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
+                   help="--protocol windows: the seed that draws the windows (default 0)")
     return p
 
 
@@ -91,9 +104,19 @@ def run(args) -> int:
     scored = len(ids) - 1 if args.max_chars is None else min(args.max_chars, len(ids) - 1)
     which = {"val": f"validation split (last {1 - cut / len(text):.0%})", "train": "training split",
              "all": "whole text"}[args.split]
-    print(f"text: {name}, {which}: {len(part):,} characters, {scored:,} predictions as one stream")
     start = time.perf_counter()
-    nats = evaluate(model, ids, max_chars=args.max_chars)
+    if args.protocol == "windows":
+        ids = ids[:scored + 1]
+        if args.window > scored:
+            raise UsageError(f"--window {args.window}: the {which} scored has only {scored:,} predictions; "
+                             f"use a smaller --window")
+        print(f"text: {name}, {which}: {len(part):,} characters; protocol windows: {args.windows:,} random windows "
+              f"of {args.window} predictions from a zero state (seed {args.seed})")
+        nats = windowed_loss(model, ids, args.window, args.windows, args.seed)
+    else:
+        print(f"text: {name}, {which}: {len(part):,} characters; protocol stream: {scored:,} predictions as one "
+              f"stream, the state carried")
+        nats = evaluate(model, ids, max_chars=args.max_chars)
     print(f"{args.split}: {nats:.4f} nats/char, {bits_per_char(nats):.4f} bits/char "
           f"({time.perf_counter() - start:.1f} s)")
     return 0
