@@ -159,3 +159,33 @@ def test_best_checkpoint_holds_the_averages(tmp_path):
     from micrornn.train.checkpoint import load_checkpoint
     _, _, state = load_checkpoint(tmp_path / "ck_best.npz")
     assert set(state["ema"]) == {n for n, _ in trainer.model.named_parameters()}
+
+
+# ---- the command line -----------------------------------------------------------------------------
+def test_cli_trains_with_the_recipe_and_eval_loads_the_average(tmp_path, capsys):
+    from micrornn.cli import main
+    corpus, ck = tmp_path / "corpus.txt", tmp_path / "ck.npz"
+    corpus.write_text(TEXT, encoding="utf-8")
+    tiny_cli = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
+                "--sample-every", "0", "--dtype", "float64", "--no-plot", "--quiet", "--data", str(corpus)]
+    assert main(["train", *tiny_cli, "--checkpoint", str(ck), "--steps", "4", "--cell", "gru", "--optimizer",
+                 "adamw", "--weight-decay", "0.1", "--gate-bias", "-0.5", "--ema", "0.9"]) == 0
+    model, _, meta = load_model(ck)
+    assert meta["config"]["weight_decay"] == 0.1 and meta["config"]["gate_bias"] == -0.5
+    assert meta["config"]["ema"] == 0.9
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(ck)]) == 0
+    nats = float(capsys.readouterr().out.split(" nats/char")[0].rsplit(" ", 1)[1])
+    assert nats == pytest.approx(evaluate(model, model_ids(meta)), abs=1e-4)
+    for bad, words in ((["--weight-decay", "0.1"], "needs optimizer adamw"),
+                       (["--gate-bias", "1"], "gate_bias"), (["--ema", "1"], "--ema"),
+                       (["--cell", "gru", "--gate-bias", "nan"], "--gate-bias")):
+        assert main(["train", *tiny_cli, "--checkpoint", str(tmp_path / "x.npz"), "--steps", "1", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, (bad, err)
+
+
+def model_ids(meta):
+    from micrornn.train.data import Vocab
+    vocab = Vocab.from_list(meta["vocab"])
+    return vocab.encode(TEXT[int(len(TEXT) * 0.9):])
