@@ -124,8 +124,7 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused) and self.cell in CELLS,
                        time_budget=float(self.time_budget), dropout=float(self.dropout),
-                       state_reset=float(self.state_reset), weight_decay=float(self.weight_decay),
-                       gate_bias=float(self.gate_bias), ema=float(self.ema))
+                       state_reset=float(self.state_reset))
 
 
 # Named configurations for `micrornn train --preset NAME`: TOML files in micrornn/train/presets/ (copy one,
