@@ -175,7 +175,9 @@ def test_cli_trains_with_the_recipe_and_eval_loads_the_average(tmp_path, capsys)
     assert meta["config"]["ema"] == 0.9
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(ck)]) == 0
-    nats = float(capsys.readouterr().out.split(" nats/char")[0].rsplit(" ", 1)[1])
+    out = capsys.readouterr().out
+    assert "its averaged weights (ema 0.9)" in out
+    nats = float(out.split(" nats/char")[0].rsplit(" ", 1)[1])
     assert nats == pytest.approx(evaluate(model, model_ids(meta)), abs=1e-4)
     for bad, words in ((["--weight-decay", "0.1"], "needs optimizer adamw"),
                        (["--gate-bias", "1"], "gate_bias"), (["--ema", "1"], "--ema"),

@@ -100,7 +100,8 @@ def run(args) -> int:
     m = model.config
     cell = m.get("cell", "rnn")
     print(f"checkpoint: {args.checkpoint} (step {meta.get('step', '?')}, {m['num_layers']}-layer {cell}, "
-          f"hidden {m['hidden_size']}, {model.num_parameters():,} parameters)")
+          f"hidden {m['hidden_size']}, {model.num_parameters():,} parameters"
+          f"{', its averaged weights (ema ' + format(config['ema'], 'g') + ')' if config.get('ema') else ''})")
     scored = len(ids) - 1 if args.max_chars is None else min(args.max_chars, len(ids) - 1)
     which = {"val": f"validation split (last {1 - cut / len(text):.0%})", "train": "training split",
              "all": "whole text"}[args.split]

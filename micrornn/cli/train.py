@@ -233,8 +233,9 @@ def _describe(trainer) -> str:
     path = "fused BPTT" if c.fused else "compiled unrolled graph" if c.compile else "unrolled graph"
     kind = _cell_name(c)
     budget = f", time budget {c.time_budget:g} s" if c.time_budget else ""
-    extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset))
-                     if value)
+    extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset),
+                                                               ("weight decay", c.weight_decay),
+                                                               ("gate bias", c.gate_bias), ("ema", c.ema)) if value)
     return (f"data: {len(trainer.train_ids):,} training / {len(trainer.val_ids):,} validation characters, "
             f"vocabulary of {len(trainer.vocab)}\n"
             f"model: {c.num_layers}-layer {kind}, hidden {c.hidden_size}, "
