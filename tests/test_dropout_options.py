@@ -269,3 +269,19 @@ def test_train_options_exist_and_bad_values_exit_2(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "micrornn", "train", "--output-dropout", "1.5"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_the_options_export_to_torch_as_fresh_masks_of_the_locked_shape():
+    torch = pytest.importorskip("torch", reason="to_torch needs torch")
+    from micrornn.interop import to_torch
+    from micrornn.interop_torch import torch_code
+    model = SequenceModel(9, 5, 9, num_layers=2, rng=1, **OPTIONS["all locked"])
+    x = np.random.default_rng(6).integers(0, 9, (4, 3))
+    exported = to_torch(model)
+    assert not torch.equal(exported(torch.as_tensor(x))[0], exported(torch.as_tensor(x))[0])
+    masks = [line for line in torch_code(model, x, training=True).splitlines() if "bernoulli_" in line]
+    shapes = [m.split("torch.empty(")[1].split(", dtype")[0] for m in masks]
+    assert shapes == ["(1, 3, 9)", "(1, 3, 5)", "(1, 3, 5)"]  # input, between layers, output: (1, B, F)
+    exported.eval()
+    np.testing.assert_allclose(exported(torch.as_tensor(x))[0].detach().numpy(), model.eval()(x)[0].data,
+                               rtol=1e-12, atol=1e-14)
