@@ -1,6 +1,6 @@
 """Composites built only from primitives (no hand-written backward): activations, softmax, losses,
-dropout (plain, locked across time, or of whole vectors), layer_norm, embedding, one_hot; and linear_cross_entropy, which applies the fused
-head-and-loss primitive of fused_ops."""
+dropout (plain, locked across time, or of whole vectors), layer_norm, embedding, one_hot; and
+linear_cross_entropy, which applies the fused head-and-loss primitive of fused_ops."""
 from __future__ import annotations
 
 import numpy as np
