@@ -163,7 +163,7 @@ def test_repr_shows_the_module_tree_with_shapes():
     mr.manual_seed(0)
     text = repr(nn.SequenceModel(8, 16, 5, num_layers=2))
     lines = text.splitlines()
-    assert lines[0] == "SequenceModel("
+    assert lines[0] == "SequenceModel(input_dropout=0.0, output_dropout=0.0, locked_dropout=False"  # its own settings
     assert lines[1].startswith("  (rnn): RNN(") and all(
         setting in lines[1] for setting in ("input_size=8", "hidden_size=16", "num_layers=2"))
     assert "    (cells.0): RNNCell(" in text and "U: (16, 8), W: (16, 16), b: (16,))" in text

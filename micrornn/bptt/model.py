@@ -241,6 +241,10 @@ def step_grads(model, x, targets, h0=None, lengths=None):
 def _route(model, x, targets, h0, lengths, want_steps):
     """The stack route for any cell kind and direction count: (loss, grads, step grads, directions)."""
     _check_no_dropout(model.rnn)
+    for name in ("input_dropout", "output_dropout"):  # the model's own dropout, around the stack
+        if getattr(model, name, 0) and getattr(model, "training", True):
+            raise ValueError(f"model.{name}={getattr(model, name)} in training mode is random: the analytic route "
+                             "computes the model without dropout; call model.eval() first")
     kind, layers = read_stack(model)
     x, targets = np.asarray(x), np.asarray(targets)
     first = layers[0][0][1]

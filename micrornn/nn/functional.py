@@ -1,6 +1,6 @@
 """Composites built only from primitives (no hand-written backward): activations, softmax, losses,
-dropout, layer_norm, embedding, one_hot; and linear_cross_entropy, which applies the fused
-head-and-loss primitive of fused_ops."""
+dropout (plain, locked across time, or of whole vectors), layer_norm, embedding, one_hot; and
+linear_cross_entropy, which applies the fused head-and-loss primitive of fused_ops."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,17 +35,35 @@ def softplus(x) -> Tensor:
     return stack([x * 0.0, x], axis=-1).logsumexp(axis=-1)
 
 
-def dropout(x, p=0.5, training=True, rng=None) -> Tensor:
-    """Zero each element with probability p and scale the rest by 1/(1-p); x itself when not training."""
+def check_probability(name: str, p) -> float:
+    """p as a float; ValueError naming ``name`` unless p is a number in [0, 1)."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:
-        raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
+        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
+    return float(p)
+
+
+def dropout(x, p=0.5, training=True, rng=None, *, shared_axes=()) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p); x itself when not training.
+
+    shared_axes: axes along which one draw is shared (the mask has size 1 there): (0,) on a time-major
+    (T, B, F) sequence locks the mask across time, (-1,) drops whole feature vectors."""
+    check_probability("dropout: p", p)
     x = as_tensor(x)
     if not training or p == 0:
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: x must be floating point, got {x.dtype} (the kept values are scaled by 1/(1-p))")
-    shape, dtype = x.shape, x.dtype  # the mask is a program input under micrornn.compile: drawn on every call
+    if any(not -x.ndim <= a < x.ndim for a in shared_axes):
+        raise ValueError(f"dropout: shared_axes {tuple(shared_axes)} out of range for x of shape {x.shape}")
+    shared = {a % x.ndim for a in shared_axes}
+    shape = tuple(1 if a in shared else n for a, n in enumerate(x.shape))
+    dtype = x.dtype  # the mask is a program input under micrornn.compile: drawn on every call
     return x * random_array(lambda: ((default_rng(rng).random(shape) >= p) / (1.0 - p)).astype(dtype), p)
+
+
+def locked_dropout(x, p=0.5, training=True, time_axis=0, rng=None) -> Tensor:
+    """Variational dropout: one mask per sequence, shared by every step along ``time_axis``."""
+    return dropout(x, p, training, rng, shared_axes=(time_axis,))
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5) -> Tensor:

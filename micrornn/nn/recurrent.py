@@ -230,11 +230,14 @@ def split_states(state, count: int, batch: int, hidden_size, owner: str) -> list
 class Stack(Module):
     """Layers and directions of cells over one time loop (what ``Recurrent`` and nn.RNN/LSTM/GRU share).
 
-    A subclass sets num_layers, num_directions, dropout, batch_first and provides ``cell_at(layer,
-    direction)``; it may run a direction its own way by overriding ``_direction``.
+    A subclass sets num_layers, num_directions, dropout, locked_dropout, batch_first and provides
+    ``cell_at(layer, direction)``; it may run a direction its own way by overriding ``_direction``.
+    Dropout acts on each layer's output before the next layer (never on the recurrent state); with
+    ``locked_dropout`` its mask (1, B, features) is drawn once per call and shared by every time step.
     """
 
     num_layers, num_directions, dropout, batch_first, fused = 1, 1, 0.0, False, False
+    locked_dropout = False
 
     @property
     def bidirectional(self) -> bool:
@@ -266,7 +269,8 @@ class Stack(Module):
                     top_states.append(_entries(result[2]))
             layer_input = outputs[0] if len(outputs) == 1 else concatenate(outputs, axis=2)
             if l < self.num_layers - 1 and self.dropout:
-                layer_input = F.dropout(layer_input, self.dropout, self.training)
+                layer_input = F.dropout(layer_input, self.dropout, self.training,
+                                        shared_axes=(0,) if self.locked_dropout else ())  # time-major here
             if top_states:
                 states = tuple(e[0] if len(e) == 1 else concatenate(list(e), axis=2) for e in zip(*top_states))
         return layer_input, finals, states
@@ -294,11 +298,13 @@ class Recurrent(Stack):
     Tensor h, or a tuple whose first entry is h); the zero state comes from
     ``cell.initial_state(batch)`` when it has one, else zeros of (B, cell.hidden_size).
     ``return_states=True`` adds every step's state of the top layer (each entry (T, B, D*H)).
+    ``locked_dropout=True`` draws the between-layer dropout mask once per call, shared across time.
     """
 
     def __init__(self, make_cell, input_size=None, hidden_size=None, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False):
+                 dropout=0.0, batch_first=False, *, locked_dropout=False):
         self.batch_first = bool(batch_first)
+        self.locked_dropout = check_flag("locked_dropout", locked_dropout)
         if isinstance(make_cell, Module):
             if input_size is not None or hidden_size is not None or num_layers != 1 or bidirectional or dropout:
                 raise TypeError(f"Recurrent({type(make_cell).__name__}(...)): a cell instance is the one-layer form; "
@@ -367,6 +373,13 @@ class Recurrent(Stack):
             return output, final
         states = tuple(self._caller_layout(s) for s in states)
         return output, final, states[0] if len(states) == 1 and isinstance(finals[0], Tensor) else states
+
+
+def check_flag(name: str, value) -> bool:
+    """value as a bool; TypeError naming ``name`` unless it is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _param_dtype(cell) -> np.dtype:

@@ -19,7 +19,7 @@ from micrornn.nn.layers import Linear, check_size
 from micrornn.nn.sizes import check_model_memory
 from micrornn.nn.module import Module
 from micrornn.bptt.shared import check_lengths, length_mask, reverse_index
-from micrornn.nn.recurrent import Recurrent, Stack, StepScope, stack_states
+from micrornn.nn.recurrent import Recurrent, Stack, StepScope, check_flag, stack_states
 from micrornn.engine.random import default_rng
 from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, scope, stack
 
@@ -37,7 +37,7 @@ class _Layers(Stack):
     _fused_takes_indices = False  # whether the fused primitive gathers rows for index inputs itself
 
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-               dtype, rng, make_cell):
+               dtype, rng, make_cell, locked_dropout=False):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -45,6 +45,7 @@ class _Layers(Stack):
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.bias, self.batch_first, self.fused = bool(bias), bool(batch_first), bool(fused)
         self.dropout = float(dropout)
+        self.locked_dropout = check_flag("locked_dropout", locked_dropout)
         self.num_directions = 2 if bidirectional else 1
         rng, D = default_rng(rng), self.num_directions
         check_model_memory(type(self).__name__, {"input_size": input_size, "hidden_size": hidden_size,
@@ -147,13 +148,13 @@ class RNN(_Layers):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, fused=False, dtype=np.float64, rng=None, *, dropout=0.0,
-                 bidirectional=False):
+                 bidirectional=False, locked_dropout=False):
         self.nonlinearity = check_nonlinearity(nonlinearity)
         if fused and callable(nonlinearity):
             raise ValueError("RNN: fused=True needs nonlinearity 'tanh' or 'relu' (the analytic BPTT knows "
                              "only those); a callable nonlinearity runs unrolled (fused=False)")
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, lambda i, h, b, dt, r: RNNCell(i, h, nonlinearity, b, dt, r))
+                    dtype, rng, lambda i, h, b, dt, r: RNNCell(i, h, nonlinearity, b, dt, r), locked_dropout)
 
     def forward(self, x, h0=None, lengths=None, return_states=False):
         """x (T, B, I) floats, or (T, B) integer indices standing for one-hot inputs; time-major
@@ -177,9 +178,9 @@ class LSTM(_Layers):
     cell_kind = LSTMCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
-                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, LSTMCell)
+                    dtype, rng, LSTMCell, locked_dropout)
 
     def forward(self, x, state=None, lengths=None, return_states=False):
         """x as for RNN; state (h0, c0), each (D*num_layers, B, H), or None (zeros); lengths (B,) or
@@ -210,9 +211,9 @@ class GRU(_Layers):
     cell_kind = GRUCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
-                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, GRUCell)
+                    dtype, rng, GRUCell, locked_dropout)
 
     def forward(self, x, h0=None, lengths=None, return_states=False):
         """x as for RNN; h0 (D*num_layers, B, H) or None (zeros); lengths (B,) or None."""
@@ -244,12 +245,22 @@ class SequenceModel(Module):
     cell: "rnn", "lstm" or "gru" (nn.RNN/LSTM/GRU, unrolled or fused), or a cell class/factory
     ``make_cell(input_size, hidden_size)`` stacked by ``nn.Recurrent`` (index inputs reach it as one-hot
     rows (B, input_size), float inputs as they are). For the LSTM, h0 and h_n are (h, c) tuples.
+
+    Regularization, in training mode only (``model.eval()`` turns it off): ``dropout`` between stacked
+    layers; ``input_dropout`` drops whole input vectors (a character's one-hot row at (t, b));
+    ``output_dropout`` drops the top layer's outputs before the head; ``locked_dropout=True`` draws
+    each of these masks once per sequence and call, shape (1, B, features), shared by every time step
+    (for one-hot inputs: a character dropped from the whole sequence). The recurrent state is never
+    dropped. Masks come from micrornn's seeded generator; survivors are scaled by 1/(1-p).
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
                  fused=False, bias=True, batch_first=False, dtype=np.float64, rng=None, *, cell="rnn",
-                 bidirectional=False, dropout=0.0):
+                 bidirectional=False, dropout=0.0, input_dropout=0.0, output_dropout=0.0, locked_dropout=False):
         rng = default_rng(rng)
+        self.input_dropout = F.check_probability("input_dropout", input_dropout)
+        self.output_dropout = F.check_probability("output_dropout", output_dropout)
+        self.locked_dropout = locked = check_flag("locked_dropout", locked_dropout)
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
         check_model_memory("SequenceModel", {"input_size": input_size, "hidden_size": hidden_size,  # before any array
                            "output_size": output_size, "num_layers": num_layers}, dtype,
@@ -260,21 +271,22 @@ class SequenceModel(Module):
             raise TypeError(f"cell must be one of {CELL_KINDS} or a cell class/factory, got {type(cell).__name__}")
         if cell == "rnn":
             self.rnn = RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, fused, dtype,
-                           rng, dropout=dropout, bidirectional=bidirectional)
+                           rng, dropout=dropout, bidirectional=bidirectional, locked_dropout=locked)
         elif isinstance(cell, str):
             if nonlinearity != "tanh":
                 raise ValueError(f"nonlinearity applies to cell='rnn' only; the {cell.upper()} has fixed "
                                  f"gates, got nonlinearity={nonlinearity!r}")
             layer = LSTM if cell == "lstm" else GRU
             self.rnn = layer(input_size, hidden_size, num_layers, bias, batch_first, dropout=dropout,
-                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng)
+                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng, locked_dropout=locked)
         else:
             name = getattr(cell, "__name__", type(cell).__name__)
             if fused:
                 raise ValueError(f"fused=True needs a built-in cell ({', '.join(CELL_KINDS)}); {name} runs unrolled")
             if nonlinearity != "tanh":
                 raise ValueError(f"nonlinearity applies to cell='rnn' only, not to {name}")
-            self.rnn = Recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+            self.rnn = Recurrent(cell, input_size, hidden_size, num_layers, bidirectional, dropout, batch_first,
+                                 locked_dropout=locked)
             if any(p.dtype != np.dtype(dtype) for p in self.rnn.parameters()):
                 self.rnn.astype(dtype)  # the model's dtype holds for the user's cells too (one dtype per op)
             self.rnn.cell_class = cell  # recorded (as its import name) by config
@@ -290,25 +302,40 @@ class SequenceModel(Module):
                 "num_layers": r.num_layers, "nonlinearity": getattr(r, "nonlinearity", "tanh"),
                 "fused": r.fused, "bias": getattr(r, "bias", self.head.bias is not None), "batch_first": r.batch_first,
                 "dtype": str(self.head.weight.dtype), "cell": r.cell_kind if user is None else cell_import_name(user),
-                "bidirectional": r.bidirectional, "dropout": r.dropout}
+                "bidirectional": r.bidirectional, "dropout": r.dropout, "input_dropout": self.input_dropout,
+                "output_dropout": self.output_dropout, "locked_dropout": self.locked_dropout}
 
     def _rnn_input(self, x):
-        """x for the stack: index inputs become one-hot rows for a user cell (built-in layers gather rows)."""
+        """x for the stack: index inputs become one-hot rows for a user cell (built-in layers gather rows
+        themselves) and whenever input dropout acts, which then scales each row by its mask."""
         x = as_tensor(x)
-        if x.dtype.kind in "iu" and isinstance(self.rnn, Recurrent):
+        dropping = self.training and self.input_dropout > 0
+        if x.dtype.kind in "iu" and (dropping or isinstance(self.rnn, Recurrent)):
             if x.ndim != 2:
                 raise ValueError(f"SequenceModel: integer input must be indices of shape (T, B), got shape {x.shape}")
             if x.size and (x.data.min() < 0 or x.data.max() >= self.rnn.input_size):
                 raise ValueError(f"SequenceModel: input indices must lie in 0..{self.rnn.input_size - 1}, "
                                  f"got min {x.data.min()} and max {x.data.max()}")
             # a gather from the identity (an op, so micrornn.compile replays it with each call's indices)
-            return _leaf(np.eye(self.rnn.input_size, dtype=self.head.weight.dtype))[x.data]
+            x = _leaf(np.eye(self.rnn.input_size, dtype=self.head.weight.dtype))[x.data]
+        if dropping and x.ndim == 3:  # (a wrong shape is left for the layer to name)
+            return F.dropout(x, self.input_dropout, shared_axes=(self._time_axis(),) if self.locked_dropout else (-1,))
         return x
+
+    def _output(self, states):
+        """The top layer's outputs as the head reads them: with output dropout while training."""
+        if not (self.training and self.output_dropout > 0):
+            return states
+        return F.dropout(states, self.output_dropout, shared_axes=(self._time_axis(),) if self.locked_dropout else ())
+
+    def _time_axis(self) -> int:
+        """Where time is in the caller's layout."""
+        return 1 if self.rnn.batch_first else 0
 
     def forward(self, x, h0=None, lengths=None):
         """Logits o_t = h_t V^T + c for every step (one product over all steps) and h_n."""
         states, h_n = self.rnn(self._rnn_input(x), h0, lengths=lengths)
-        return self.head(states), h_n
+        return self.head(self._output(states)), h_n
 
     def loss(self, x, targets, h0=None, reduction="sum", lengths=None):
         """(L = sum_t L_t softmax cross-entropy (or mean / none), h_n); with lengths only the real
@@ -319,8 +346,8 @@ class SequenceModel(Module):
             mask = length_mask(np.asarray(lengths), T)
             return F.cross_entropy(logits, targets, reduction, mask=mask.T if self.rnn.batch_first else mask), h_n
         if isinstance(self.rnn, _Layers) and self.rnn.fused and reduction != "none":  # head and loss as one node too
-            states, h_n = self.rnn(x, h0)
+            states, h_n = self.rnn(self._rnn_input(x), h0)
             head = self.head
-            return F.linear_cross_entropy(states, head.weight, head.bias, targets, reduction), h_n
+            return F.linear_cross_entropy(self._output(states), head.weight, head.bias, targets, reduction), h_n
         logits, h_n = self(x, h0)
         return F.cross_entropy(logits, targets, reduction=reduction), h_n

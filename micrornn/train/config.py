@@ -32,6 +32,14 @@ class TrainConfig:
     nonlinearity: str = option("tanh", "the vanilla cell's activation (gated cells have their own)",
                                choices=("tanh", "relu"))
     dropout: float = option(0.0, "dropout between stacked layers, training only", metavar="P", kind="probability")
+    input_dropout: float = option(0.0, "embedding dropout: drop whole input characters (the one-hot row at each step "
+                                  "of each stream; with --locked-dropout a character from the whole sequence) with "
+                                  "probability P, training only", metavar="P", kind="probability")
+    output_dropout: float = option(0.0, "dropout on the top layer's outputs before the linear head, training only",
+                                   metavar="P", kind="probability")
+    locked_dropout: bool = option(False, "variational dropout: each dropout mask (input, between layers, output) is "
+                                  "drawn once per sequence and shared by all its time steps; the recurrent state is "
+                                  "never dropped")
     seq_len: int = option(32, "BPTT truncation length", metavar="T", low=1)
     batch_size: int = option(32, "parallel streams", metavar="B", low=1)
     steps: int = option(5000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
@@ -101,7 +109,7 @@ class TrainConfig:
         _check_float("clip", self.clip)
         _check_float("sample_temperature", self.sample_temperature)  # 0: greedy
         _check_float("time_budget", self.time_budget)
-        for name in ("dropout", "state_reset"):
+        for name in ("dropout", "input_dropout", "output_dropout", "state_reset"):
             value = getattr(self, name)
             _check_float(name, value)
             if value >= 1:
@@ -124,6 +132,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         return replace(self, lr=float(lr), clip=float(self.clip), fused=bool(self.fused) and self.cell in CELLS,
                        time_budget=float(self.time_budget), dropout=float(self.dropout),
+                       input_dropout=float(self.input_dropout), output_dropout=float(self.output_dropout),
+                       locked_dropout=_check_bool("locked_dropout", self.locked_dropout),
                        state_reset=float(self.state_reset))
 
 
@@ -230,6 +240,12 @@ def _check_int(name, value, low):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
         kind = "a positive integer" if low == 1 else "a non-negative integer"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_bool(name, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def _check_float(name, value, positive=False):

@@ -137,7 +137,8 @@ class Trainer:
         x, y = next(self.stream)
         h0 = None if k % self.stream.steps_per_epoch == 0 else carried  # new epoch: fresh state
         self.hidden = reset_some_streams(h0, self.config.state_reset, self.config.seed, self.step)
-        if self.config.dropout:  # dropout masks drawn from (seed, step): a resumed run draws the same ones
+        c = self.config  # dropout masks drawn from (seed, step): a resumed run draws the same ones
+        if c.dropout or c.input_dropout or c.output_dropout:
             manual_seed(int(np.random.SeedSequence([self.config.seed, 3, self.step]).generate_state(1)[0]))
         self.optimizer.lr = self.lr_at(self.step)
         signals = getattr(self, "_signals", None)
@@ -537,8 +538,10 @@ def build_model(config, vocab_size, cell=None) -> SequenceModel:
     (`cell`: the class of the user cell config.cell names)."""
     model = SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
                           fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
-                          cell=config.cell if cell is None else cell, dropout=config.dropout)
-    if getattr(config, "gate_bias", 0.0):
+                          cell=config.cell if cell is None else cell, dropout=config.dropout,
+                          input_dropout=config.input_dropout, output_dropout=config.output_dropout,
+                          locked_dropout=config.locked_dropout)
+    if config.gate_bias:
         init_gate_bias(model, config.gate_bias)  # the lstm forget / gru update gate
     return model
 
