@@ -285,3 +285,14 @@ def test_the_options_export_to_torch_as_fresh_masks_of_the_locked_shape():
     exported.eval()
     np.testing.assert_allclose(exported(torch.as_tensor(x))[0].detach().numpy(), model.eval()(x)[0].data,
                                rtol=1e-12, atol=1e-14)
+
+
+def test_train_header_names_every_dropout_option(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 4, encoding="utf-8")
+    assert main(["train", "--hidden-size", "8", "--seq-len", "8", "--batch-size", "2", "--steps", "1",
+                 "--val-every", "0", "--sample-every", "0", "--no-plot", "--data", str(corpus),
+                 "--checkpoint", str(tmp_path / "ck.npz"), "--dropout", "0.1", "--input-dropout", "0.05",
+                 "--output-dropout", "0.2", "--locked-dropout"]) == 0
+    out = capsys.readouterr().out
+    assert "dropout 0.1, input dropout 0.05, output dropout 0.2" in out and "(locked over time)" in out

@@ -233,15 +233,17 @@ def _describe(trainer) -> str:
     path = "fused BPTT" if c.fused else "compiled unrolled graph" if c.compile else "unrolled graph"
     kind = _cell_name(c)
     budget = f", time budget {c.time_budget:g} s" if c.time_budget else ""
-    extras = "".join(f", {name} {value:g}" for name, value in (("dropout", c.dropout), ("state reset", c.state_reset),
-                                                               ("weight decay", c.weight_decay),
-                                                               ("gate bias", c.gate_bias), ("ema", c.ema)) if value)
+    extras = "".join(f", {name} {value:g}" for name, value in (
+        ("dropout", c.dropout), ("input dropout", c.input_dropout), ("output dropout", c.output_dropout),
+        ("state reset", c.state_reset), ("weight decay", c.weight_decay), ("gate bias", c.gate_bias),
+        ("ema", c.ema)) if value)
+    locked = " (locked over time)" if c.locked_dropout and (c.dropout or c.input_dropout or c.output_dropout) else ""
     return (f"data: {len(trainer.train_ids):,} training / {len(trainer.val_ids):,} validation characters, "
             f"vocabulary of {len(trainer.vocab)}\n"
             f"model: {c.num_layers}-layer {kind}, hidden {c.hidden_size}, "
             f"{m.num_parameters():,} parameters, {c.dtype}, {path}\n"
             f"training: {c.optimizer} lr {c.lr:g} ({c.lr_schedule}, warm-up {c.warmup}), clip {c.clip:g}, "
-            f"seq_len {c.seq_len} x batch {c.batch_size}, {c.steps} steps{budget}{extras}")
+            f"seq_len {c.seq_len} x batch {c.batch_size}, {c.steps} steps{budget}{extras}{locked}")
 
 
 def run(args) -> int:
