@@ -22,7 +22,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "eval", help="validation loss of a checkpoint in nats and bits per character",
         description="Score a checkpoint written by `micrornn train` on the validation split of its text (the "
-                    "last 10%% by default: nanoGPT's split of tinyshakespeare), read as one stream with the "
+                    "last 10% by default: nanoGPT's split of tinyshakespeare), read as one stream with the "
                     "hidden state carried (--protocol stream), or as nanoGPT's estimate: random windows each run "
                     "from a zero state (--protocol windows), and print nats and bits per character.")
     p.add_argument("--cell", type=cell_argument, metavar="CELL",
