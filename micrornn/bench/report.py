@@ -8,8 +8,8 @@ import numpy as np
 
 import micrornn
 from micrornn.bench.contenders import available
-from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, GATED_TARGETS, MEMORY_TARGET, SIZES,
-                                    TARGETS, Options)
+from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, GATED_TARGETS, MEMORY_TARGET,
+                                    MGU_TARGETS, SIZES, TARGETS, Options)
 
 
 def _ms(seconds: float) -> str:
@@ -56,7 +56,7 @@ def missing_contenders(options: Options) -> list:
 
 
 def _target(name: str, size: str, cell: str = "rnn"):
-    targets = TARGETS if cell == "rnn" else GATED_TARGETS
+    targets = TARGETS if cell == "rnn" else MGU_TARGETS if cell == "mgu" else GATED_TARGETS
     return targets[name][size] if name in targets else None
 
 
@@ -96,7 +96,10 @@ def format_timings(result: dict, options: Options) -> str:
         f"{CONTENDERS[n][0]} <= " + "/".join(f"{TARGETS[n][s]:g}x" for s in options.sizes) for n in TARGETS)
         + f" ({'/'.join(options.sizes)})"
         + ("; lstm/gru: floor = micrornn.bptt's hand-written NumPy LSTM/GRU, fused <= 1.15x, torch column = "
-           "nn.LSTM / nn.GRU" if set(options.cells) - {"rnn"} else "")
+           "nn.LSTM / nn.GRU" if set(options.cells) & {"lstm", "gru"} else "")
+        + ("; mgu: the MGU user cell of docs/cells.md, floor = a hand-written NumPy MGU step "
+           "(micrornn/bench/mgu.py), compiled <= " + "/".join(f"{MGU_TARGETS['compiled'][s]:g}x" for s in options.sizes)
+           if "mgu" in options.cells else "")
         + "; * torch nn.RNN and nn.LSTM/GRU read one-hot rows; noise = largest interquartile range / median in the row"
         + ("; ! = loss differs from the floor's" if any(r["loss_mismatch"] for r in result["rows"]) else ""))
     return "\n".join(lines)
