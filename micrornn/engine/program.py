@@ -109,6 +109,8 @@ class Program:
         self.forward_plan = [(c.prim.forward, c.inputs, c.output, c.attrs or None, c.needs is not None, c.convert,
                               c.prim) for c in calls]
         self.backward_plan = [(c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
+        returned = {id(v) for v in outputs}
+        self.intermediates = [(v, _stand_in(v)) for v in kinds["op"] if id(v) not in returned]  # freed after a forward
 
     def current(self) -> bool:
         """False when a parameter changed shape, dtype or requires_grad since the trace (retrace)."""
@@ -135,6 +137,8 @@ class Program:
             output.data = data if type(data) is ndarray else np.asarray(data)
             if grad and keep is not None:
                 keep(kept)
+        for v, stand_in in self.intermediates:  # what the VJPs need is in saved; the rest is freed now, not next call
+            v.data = stand_in
         return _Run(self, self.generation, saved)
 
     def outputs_of(self, run: _Run, leaves):
@@ -207,6 +211,11 @@ class Program:
             lines.append(f"  {call.output.label} = {call.prim.name}({args})  # {call.output.type_text()}{grad}")
         lines.append("  return " + ", ".join(v.label for v in self.outputs))
         return "\n".join(lines)
+
+
+def _stand_in(v: Value) -> np.ndarray:
+    """A read-only array of v's shape and dtype over one element: what v holds between replays."""
+    return np.broadcast_to(np.zeros((), v.dtype), v.shape)
 
 
 def _targets(call) -> tuple:
