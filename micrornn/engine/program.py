@@ -18,11 +18,12 @@ from micrornn.engine.tensor import Tensor, _check_float_dtypes, _leaf, apply
 class Value:
     """One array of a program: an input, a parameter, a constant, a random draw or an op's output."""
 
-    __slots__ = ("data", "kind", "source", "requires_grad", "name", "shape", "dtype", "label")
+    __slots__ = ("data", "kind", "source", "requires_grad", "name", "shape", "dtype", "label", "scope")
 
-    def __init__(self, data, kind, source, requires_grad, name):
+    def __init__(self, data, kind, source, requires_grad, name, scope=None):
         self.data, self.kind, self.source, self.requires_grad, self.name = data, kind, source, requires_grad, name
         self.shape, self.dtype, self.label = data.shape, data.dtype, "?"
+        self.scope = scope  # the tensor's scope label when traced (an RNN's layer and step), for pictures
 
     def __repr__(self):
         return f"{self.label}: {self.type_text()}"
