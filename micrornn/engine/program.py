@@ -109,7 +109,8 @@ class Program:
         self.copy_out = [_shares_buffer(v, calls, self) for v in outputs]
         self.forward_plan = [(c.prim.forward, c.inputs, c.output, c.attrs or None, c.needs is not None, c.convert,
                               c.prim) for c in calls]
-        self.backward_plan = [(c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
+        self.backward_plan = [(c.output, None, c.needs, c.inputs[0]) if _basic_getitem(c) else
+                              (c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
         returned = {id(v) for v in outputs}
         self.intermediates = [(v, _stand_in(v)) for v in kinds["op"] if id(v) not in returned]  # freed after a forward
 
@@ -168,11 +169,15 @@ class Program:
         grads = ArrayGrads()
         grads.add(self.outputs[index], g)
         dense, owned, pending, add, ndarray = grads.dense, grads.owned, grads.pending, grads.add, np.ndarray
+        owned_buffer = grads._owned_buffer
         for (out, vjp, needs_k, targets), saved in zip(self.backward_plan, reversed(run.saved)):
             if pending and out in pending:
                 grads._fold(out)
             gk = dense.pop(out, None)
             if gk is None:
+                continue
+            if vjp is None:  # a[int or slice]: g goes straight into a's buffer (what IndexGrad.add_into does)
+                owned_buffer(targets)[saved] += gk
                 continue
             parent_grads = vjp(gk, saved, needs_k)
             for i, v, fresh in targets:
@@ -217,6 +222,14 @@ class Program:
 def _stand_in(v: Value) -> np.ndarray:
     """A read-only array of v's shape and dtype over one element: what v holds between replays."""
     return np.broadcast_to(np.zeros((), v.dtype), v.shape)
+
+
+def _basic_getitem(call) -> bool:
+    """A gather by ints and slices only (a view): its VJP adds g into one slot of the input's gradient."""
+    index = call.attrs.get("index")
+    items = index if type(index) is tuple else (index,)
+    return (call.prim is ops.GETITEM and not call.convert and call.needs == (True,)
+            and all(type(i) is int or type(i) is slice for i in items))
 
 
 def _targets(call) -> tuple:
