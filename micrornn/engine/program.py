@@ -108,7 +108,7 @@ class Program:
             v.label, v.name = f"p{k}", names.get(id(v.source), v.name)
         self.copy_out = [_shares_buffer(v, calls, self) for v in outputs]
         self.forward_plan = [(c.prim.forward, c.inputs, c.output, c.attrs or None, c.needs is not None, c.convert,
-                              c.prim) for c in calls]
+                              c.prim, 0 if c.convert else len(c.inputs)) for c in calls]  # 0: the general call
         self.backward_plan = [(c.output, None, c.needs, c.inputs[0]) if _basic_getitem(c) else
                               (c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
         returned = {id(v) for v in outputs}
@@ -131,11 +131,17 @@ class Program:
         saved = [] if self.grad and self.grad_calls and self.grad_values else None
         keep = saved.append if saved is not None else None
         ndarray = np.ndarray
-        for forward, inputs, output, attrs, grad, convert, prim in self.forward_plan:
-            arrays = [v.data for v in inputs]
-            if convert:
-                arrays = _check_float_dtypes(prim, arrays)
-            data, kept = forward(*arrays, **attrs) if attrs else forward(*arrays)
+        for forward, inputs, output, attrs, grad, convert, prim, arity in self.forward_plan:
+            if arity == 1:  # one and two inputs spelled out: a list per call costs more than most ops' Python
+                data, kept = forward(inputs[0].data, **attrs) if attrs else forward(inputs[0].data)
+            elif arity == 2:
+                a, b = inputs
+                data, kept = forward(a.data, b.data, **attrs) if attrs else forward(a.data, b.data)
+            else:
+                arrays = [v.data for v in inputs]
+                if convert:
+                    arrays = _check_float_dtypes(prim, arrays)
+                data, kept = forward(*arrays, **attrs) if attrs else forward(*arrays)
             output.data = data if type(data) is ndarray else np.asarray(data)
             if grad and keep is not None:
                 keep(kept)
