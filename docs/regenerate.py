@@ -246,7 +246,7 @@ JOBS: dict[str, Job] = {
     "rtrl": Job(lambda: text_block(run(example("rtrl_vs_bptt"), shown="python examples/rtrl_vs_bptt.py")),
                 slow=True),
     "bench": Job(lambda: text_block(run(["micrornn", "bench", "--quick", "--clock", "cpu", "--cells",
-                                         "rnn,lstm,gru"], stderr=False)), slow=True),  # stderr: progress
+                                         "rnn,lstm,gru,mgu"], stderr=False)), slow=True),  # stderr: progress
     "scalar": Job(lambda: text_block(run(["python", str(REPO / "benchmarks" / "scalar_throughput.py")],
                                          shown="python benchmarks/scalar_throughput.py")), slow=True),
     "train-default": Job(default_training, slow=True),

@@ -74,8 +74,8 @@ def test_framework_contenders_compute_the_floors_loss(group, module):
 
 def test_memory_and_extras_at_tiny_sizes():
     memory = bench.measure_memory(("small",), ("float32",))
-    assert memory[0]["floor"] > 0 and memory[0]["unrolled"] > 0
-    assert "unrolled" in bench.format_memory(memory)
+    assert memory[0]["floor"] > 0 and memory[0]["unrolled"] > 0 and memory[0]["compiled"] > 0
+    assert "unrolled" in bench.format_memory(memory) and "(compiled)" in bench.format_memory(memory)
     scalar = bench.scalar_throughput(nodes=2000, repeats=1)
     sequences = bench.long_sequences((20, 50), repeats=1)
     assert scalar["nodes"] > 1000 and [s["steps"] for s in sequences] == [20, 50]
@@ -103,3 +103,12 @@ def test_bench_says_which_contenders_are_missing_and_why(capsys, monkeypatch):
     assert any(line.startswith("not measured: JAX scan (jax is not installed") for line in lines)
     monkeypatch.setattr(bench.report, "available", lambda module: True)
     assert not [line for line in bench.report.header_lines(options) if line.startswith("not measured")]
+
+
+def test_memory_table_marks_the_unrolled_and_compiled_steps_against_the_target():
+    row = {"size": "small", "dtype": "float64", "floor": 100, "bptt": 50, "unrolled": 120, "fused": 60, "compiled": 140}
+    line = bench.format_memory([row]).splitlines()[-1]
+    assert line.split()[3:7] == ["0.50x", "1.20x", "0.60x", "1.40x"]
+    assert line.endswith("<=1.3x  PASS (unrolled), MISS (compiled)")
+    row.update(unrolled=131, compiled=130)
+    assert bench.format_memory([row]).endswith("MISS (unrolled), PASS (compiled)")

@@ -316,3 +316,29 @@ def test_fused_layers_compile_with_index_inputs(cell):
     for x, y in _batches(9, T=6, B=3, classes=7, n=2):
         got, ref = _step(compiled, model, x, y), _step(lambda *a: model.loss(*a, reduction="sum")[0], model, x, y)
         assert got[0] == ref[0]
+
+
+def test_the_program_lets_go_of_intermediate_arrays_after_each_forward():
+    import tracemalloc
+    w = mr.Tensor(np.full(100_000, 0.5), requires_grad=True)  # 0.8 MB per array
+
+    def chain(x):
+        for _ in range(20):
+            x = (x * w).tanh()
+        return x.sum()
+    fn = mr.compile(chain)
+    x = np.ones(100_000)
+    fn(x).backward()  # the trace
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        loss = fn(x)
+        loss.backward()
+        value = loss.item()
+        del loss
+        w.grad = None
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert value == pytest.approx(chain(mr.Tensor(x)).item(), rel=1e-12)
+    assert kept < 2 * x.nbytes  # 40 intermediate arrays (32 MB) were kept until the next call before

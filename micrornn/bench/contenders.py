@@ -14,36 +14,46 @@ import numpy as np
 from micrornn import bptt
 from micrornn.engine.compile import compile as compile_fn
 from micrornn.bench.floor import RNNFloor
+from micrornn.bench.mgu import MGU, MGU_NAMES, MGUFloor
 from micrornn.bench.options import CLASSES, CONTENDERS, FLOOR, SIZES
 from micrornn.nn import SequenceModel
 
-Case = namedtuple("Case", "model fused indices dense targets")
+Case = namedtuple("Case", "model fused indices dense targets cell", defaults=("rnn",))
 PARAMETER_NAMES = ("rnn.cells.0.U", "rnn.cells.0.W", "rnn.cells.0.b", "head.weight", "head.bias")
 
 
 def make_case(size: str, dtype: str, seed: int = 0, cell: str = "rnn") -> Case:
-    """Unrolled and fused models with equal parameters, indices (T, B), their one-hot rows, targets."""
+    """Unrolled and fused models with equal parameters, indices (T, B), their one-hot rows, targets.
+    ``cell="mgu"``: the MGU user cell of bench/mgu.py, which has no fused layer (``fused`` is None)."""
     T, B, H = SIZES[size]
     rng = np.random.default_rng(seed)
-    model = SequenceModel(CLASSES, H, CLASSES, dtype=np.dtype(dtype), rng=seed, cell=cell)
-    fused = SequenceModel(CLASSES, H, CLASSES, fused=True, dtype=np.dtype(dtype), rng=seed, cell=cell)
-    fused.load_state_dict(model.state_dict())
+    if cell == "mgu":
+        model = SequenceModel(CLASSES, H, CLASSES, dtype=np.dtype(dtype), rng=seed,
+                              cell=lambda i, h: MGU(i, h, rng=seed))
+        fused = None
+    else:
+        model = SequenceModel(CLASSES, H, CLASSES, dtype=np.dtype(dtype), rng=seed, cell=cell)
+        fused = SequenceModel(CLASSES, H, CLASSES, fused=True, dtype=np.dtype(dtype), rng=seed, cell=cell)
+        fused.load_state_dict(model.state_dict())
     indices = rng.integers(0, CLASSES, size=(T, B))
     targets = rng.integers(0, CLASSES, size=(T, B))
     dense = np.zeros((T, B, CLASSES), dtype=dtype)
     np.put_along_axis(dense, indices[..., None], 1, axis=-1)
-    return Case(model, fused, indices, dense, targets)
+    return Case(model, fused, indices, dense, targets, cell)
 
 
-def parameter_arrays(model) -> list:
-    """U, W, b, V, c of a one-layer SequenceModel as ndarrays."""
+def parameter_arrays(model, names=PARAMETER_NAMES) -> list:
+    """U, W, b, V, c of a one-layer SequenceModel as ndarrays (or the parameters ``names`` lists)."""
     named = dict(model.named_parameters())
-    return [named[name].data for name in PARAMETER_NAMES]
+    return [named[name].data for name in names]
 
 
 def floor_step(case: Case):
     """The hand-written NumPy floor (buffers allocated here, once). For LSTM and GRU models the floor
-    is micrornn.bptt's hand-written NumPy LSTM/GRU routines (not a separately tightened step)."""
+    is micrornn.bptt's hand-written NumPy LSTM/GRU routines (not a separately tightened step); for the
+    MGU it is the hand-written NumPy MGU step of bench/mgu.py."""
+    if case.cell == "mgu":
+        return MGUFloor(*parameter_arrays(case.model, MGU_NAMES), case.indices, case.targets).step
     if case.model.rnn.cell_kind != "rnn":
         return lambda: bptt.loss_and_grads(case.model, case.dense, case.targets)[0]
     return RNNFloor(*parameter_arrays(case.model), case.indices, case.targets).step
@@ -194,11 +204,13 @@ def contenders_for(size: str, dtype: str, group: str = "numpy", cell: str = "rnn
     if group == "numpy":
         if cell == "rnn":
             steps["bptt"] = bptt_step(case)
-        steps.update({"unrolled": engine_step(case.model, case.indices, case.targets),
-                      "fused": engine_step(case.fused, case.indices, case.targets),
-                      "compiled": compiled_step(case.model, case.indices, case.targets)})
+        steps["unrolled"] = engine_step(case.model, case.indices, case.targets)
+        if case.fused is not None:
+            steps["fused"] = engine_step(case.fused, case.indices, case.targets)
+        steps["compiled"] = compiled_step(case.model, case.indices, case.targets)
     elif group == "torch":
-        steps.update(torch_steps(case))
+        if cell != "mgu":  # torch has no MGU to compare with
+            steps.update(torch_steps(case))
     elif group == "jax":
         if cell == "rnn":
             steps["jax"] = jax_step(case)

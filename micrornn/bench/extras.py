@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 
 import micrornn
-from micrornn.bench.contenders import bptt_step, engine_step, make_case, parameter_arrays
+from micrornn.bench.contenders import bptt_step, compiled_step, engine_step, make_case, parameter_arrays
 from micrornn.bench.floor import RNNFloor
 from micrornn.bench.measure import time_round_robin
 from micrornn.bench.options import CLASSES, FLOOR
@@ -40,7 +40,8 @@ def floor_bytes(floor: RNNFloor) -> int:
 
 
 def measure_memory(sizes, dtypes) -> list:
-    """Peak memory of one step of the floor, bptt, unrolled and fused (parameters and inputs excluded).
+    """Peak memory of one step of the floor, bptt, unrolled, fused and compiled (parameters and inputs
+    excluded; the compiled program's own buffers, which live between calls, counted).
 
     The engine's steps are warmed first and start with their gradients cleared, as in training, so
     their peak includes the gradient arrays the floor keeps in its buffers."""
@@ -55,8 +56,31 @@ def measure_memory(sizes, dtypes) -> list:
                                ("fused", engine_step(case.fused, case.indices, case.targets))):
                 step()
                 row[name] = peak_bytes(step)
+            row["compiled"] = compiled_bytes(case)
             rows.append(row)
     return rows
+
+
+def compiled_bytes(case) -> int:
+    """The compiled unrolled step's memory: what its first call (the trace) leaves allocated, the
+    program's buffers kept from call to call, plus the peak of one replayed step on top."""
+    gc.collect()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        step = compiled_step(case.model, case.indices, case.targets)
+        step()  # the trace: the program and its buffers are made here and kept
+        for p in case.model.parameters():
+            p.grad = None  # the gradients count in the step's peak, as in engine_step's
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    step()
+    return kept + peak_bytes(step)
 
 
 def long_sequences(lengths=(1_000, 10_000), hidden: int = 100, repeats: int = 3) -> list:

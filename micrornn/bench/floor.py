@@ -51,23 +51,8 @@ class RNNFloor:
             np.add(hs[t], recur, out=hs[t])
             np.tanh(hs[t], out=hs[t])
 
-        logits, lse = self.logits, self.lse
-        np.matmul(flat, V.T, out=logits)
-        logits += self.c
-        np.max(logits, axis=1, keepdims=True, out=lse)
-        logits -= lse  # shifted: exp cannot overflow
-        picked = logits[self.rows, self.targets]
-        np.exp(logits, out=logits)
-        probs = logits
-        np.sum(probs, axis=1, keepdims=True, out=lse)
-        loss = float(np.log(lse).sum() - picked.sum())
-        probs /= lse
-        probs[self.rows, self.targets] -= 1  # dL/do = softmax(o) - onehot(y)
-
-        np.matmul(probs.T, flat, out=grads["V"])
-        np.sum(probs, axis=0, out=grads["c"])
+        loss = softmax_head(flat, V, self.c, self.rows, self.targets, self.logits, self.lse, grads, self.gh)
         gh, deriv = self.gh, self.deriv
-        np.matmul(probs, V, out=gh.reshape(-1, H))  # dL/dh_t from the head
         np.multiply(hs, hs, out=deriv)
         np.subtract(1, deriv, out=deriv)  # tanh' = 1 - h^2; becomes delta in place below
         np.multiply(gh[T - 1], deriv[T - 1], out=deriv[T - 1])
@@ -80,3 +65,23 @@ class RNNFloor:
         np.matmul(delta.T, self.onehot, out=grads["U"])
         np.sum(delta, axis=0, out=grads["b"])
         return loss
+
+
+def softmax_head(flat, V, c, rows, targets, logits, lse, grads, gh) -> float:
+    """The head o = h V^T + c and the summed cross-entropy, forward and backward into buffers: fills
+    grads["V"], grads["c"] and gh (dL/dh for every step, shaped like flat); returns the loss."""
+    np.matmul(flat, V.T, out=logits)
+    logits += c
+    np.max(logits, axis=1, keepdims=True, out=lse)
+    logits -= lse  # shifted: exp cannot overflow
+    picked = logits[rows, targets]
+    np.exp(logits, out=logits)
+    probs = logits
+    np.sum(probs, axis=1, keepdims=True, out=lse)
+    loss = float(np.log(lse).sum() - picked.sum())
+    probs /= lse
+    probs[rows, targets] -= 1  # dL/do = softmax(o) - onehot(y)
+    np.matmul(probs.T, flat, out=grads["V"])  # dV = do^T h
+    np.sum(probs, axis=0, out=grads["c"])  # dc = sum_n do_n
+    np.matmul(probs, V, out=gh.reshape(flat.shape))  # dL/dh_t from the head: do V
+    return loss

@@ -14,12 +14,14 @@ ROUNDS = {"small": 200, "medium": 60, "large": 12}  # timed rounds per size (def
 QUICK_ROUNDS = {"small": 20, "medium": 5, "large": 2}
 QUICK_PROMISE = "about two minutes on 2 cores (113 s measured at load 2), longer on a busy machine"
 CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
+BENCH_CELLS = CELLS + ("mgu",)  # what --cells takes: the built-in kinds and the MGU user cell of bench/mgu.py
 TARGETS = {"bptt": {"small": 1.05, "medium": 1.05, "large": 1.05},
            "unrolled": {"small": 2.0, "medium": 1.25, "large": 1.15},
            "fused": {"small": 1.1, "medium": 1.1, "large": 1.1},
            "compiled": {"small": 1.3, "medium": 1.1, "large": 1.05}}
 GATED_TARGETS = {"fused": {"small": 1.15, "medium": 1.15, "large": 1.15}}  # LSTM, GRU against bptt's NumPy
-MEMORY_TARGET = 1.3  # peak memory of the unrolled step / the floor's
+MGU_TARGETS = {"compiled": {"small": 1.3, "medium": 1.3, "large": 1.3}}  # the compiled MGU against NumPy's MGU
+MEMORY_TARGET = 1.3  # peak memory of the unrolled and the compiled step / the floor's
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 FLOOR = "floor"
@@ -69,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"with --quick: {_rounds_text(QUICK_ROUNDS)})")
     parser.add_argument("--dtype", default=",".join(DTYPES), help="comma-separated float64,float32 (default both)")
     parser.add_argument("--cells", default="rnn",
-                        help="comma-separated rnn,lstm,gru (default rnn; the LSTM and GRU rows are measured "
-                             "against micrornn.bptt's hand-written NumPy routines)")
+                        help="comma-separated rnn,lstm,gru,mgu (default rnn; the LSTM and GRU rows are measured "
+                             "against micrornn.bptt's hand-written NumPy routines, the MGU user cell's unrolled and "
+                             "compiled steps against a hand-written NumPy MGU step)")
     parser.add_argument("--threads", default="1",
                         help="BLAS threads: 1 | default | both (default 1: per-step costs, as `micrornn train` runs)")
     parser.add_argument("--quick", action="store_true", help=f"few rounds: a rough table in {QUICK_PROMISE}")
@@ -112,9 +115,9 @@ def options_from_args(args) -> Options:
     if not dtypes or bad:
         raise ValueError(f"--dtype: expected a comma-separated subset of {','.join(DTYPES)}, got {args.dtype!r}")
     cells = _split(args.cells)
-    bad = [c for c in cells if c not in CELLS]
+    bad = [c for c in cells if c not in BENCH_CELLS]
     if not cells or bad:
-        raise ValueError(f"--cells: expected a comma-separated subset of {','.join(CELLS)}, got {args.cells!r}")
+        raise ValueError(f"--cells: expected a comma-separated subset of {','.join(BENCH_CELLS)}, got {args.cells!r}")
     if args.threads not in THREAD_MODES:
         raise ValueError(f"--threads: expected one of {' | '.join(THREAD_MODES)}, got {args.threads!r}")
     rounds = dict(QUICK_ROUNDS if args.quick else ROUNDS)

@@ -8,8 +8,8 @@ import numpy as np
 
 import micrornn
 from micrornn.bench.contenders import available
-from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, GATED_TARGETS, MEMORY_TARGET, SIZES,
-                                    TARGETS, Options)
+from micrornn.bench.options import (BLAS_ENV_VARS, CLASSES, CONTENDERS, FLOOR, GATED_TARGETS, MEMORY_TARGET,
+                                    MGU_TARGETS, SIZES, TARGETS, Options)
 
 
 def _ms(seconds: float) -> str:
@@ -56,7 +56,7 @@ def missing_contenders(options: Options) -> list:
 
 
 def _target(name: str, size: str, cell: str = "rnn"):
-    targets = TARGETS if cell == "rnn" else GATED_TARGETS
+    targets = TARGETS if cell == "rnn" else MGU_TARGETS if cell == "mgu" else GATED_TARGETS
     return targets[name][size] if name in targets else None
 
 
@@ -96,22 +96,31 @@ def format_timings(result: dict, options: Options) -> str:
         f"{CONTENDERS[n][0]} <= " + "/".join(f"{TARGETS[n][s]:g}x" for s in options.sizes) for n in TARGETS)
         + f" ({'/'.join(options.sizes)})"
         + ("; lstm/gru: floor = micrornn.bptt's hand-written NumPy LSTM/GRU, fused <= 1.15x, torch column = "
-           "nn.LSTM / nn.GRU" if set(options.cells) - {"rnn"} else "")
+           "nn.LSTM / nn.GRU" if set(options.cells) & {"lstm", "gru"} else "")
+        + ("; mgu: the MGU user cell of docs/cells.md, floor = a hand-written NumPy MGU step "
+           "(micrornn/bench/mgu.py), compiled <= " + "/".join(f"{MGU_TARGETS['compiled'][s]:g}x" for s in options.sizes)
+           if "mgu" in options.cells else "")
         + "; * torch nn.RNN and nn.LSTM/GRU read one-hot rows; noise = largest interquartile range / median in the row"
         + ("; ! = loss differs from the floor's" if any(r["loss_mismatch"] for r in result["rows"]) else ""))
     return "\n".join(lines)
 
 
 def format_memory(rows: list) -> str:
-    """Peak-memory table: every contender against the floor (buffers included), unrolled against its target."""
+    """Peak-memory table: every contender against the floor (buffers included), unrolled and compiled
+    against the target."""
     lines = ["-- peak memory of one training step (tracemalloc: NumPy buffers + Python objects; the floor's "
-             "preallocated buffers counted) --",
-             f"{'dtype':8} {'size':6}  {'floor MB':>9} {'bptt':>7} {'unrolled':>9} {'fused':>7}  target  result"]
+             "preallocated buffers and the compiled program's buffers counted) --",
+             f"{'dtype':8} {'size':6}  {'floor MB':>9} {'bptt':>7} {'unrolled':>9} {'fused':>7} {'compiled':>9}"
+             "  target  result"]
     for r in rows:
-        ratio = {name: r[name] / r[FLOOR] for name in ("bptt", "unrolled", "fused")}
-        verdict = "PASS" if ratio["unrolled"] <= MEMORY_TARGET else "MISS"
-        lines.append(f"{r['dtype']:8} {r['size']:6}  {_mb(r[FLOOR]):>9} {ratio['bptt']:>6.2f}x "
-                     f"{ratio['unrolled']:>8.2f}x {ratio['fused']:>6.2f}x  <={MEMORY_TARGET:g}x  {verdict} (unrolled)")
+        names = [n for n in ("bptt", "unrolled", "fused", "compiled") if n in r]
+        ratio = {name: r[name] / r[FLOOR] for name in names}
+        verdicts = ", ".join(f"{'PASS' if ratio[n] <= MEMORY_TARGET else 'MISS'} ({n})"
+                             for n in ("unrolled", "compiled") if n in ratio)
+        cells = [f"{ratio[n]:.2f}x".rjust(w) if n in ratio else "-".rjust(w)
+                 for n, w in (("bptt", 7), ("unrolled", 9), ("fused", 7), ("compiled", 9))]
+        lines.append(f"{r['dtype']:8} {r['size']:6}  {_mb(r[FLOOR]):>9} " + " ".join(cells)
+                     + f"  <={MEMORY_TARGET:g}x  {verdicts}")
     return "\n".join(lines)
 
 

@@ -182,6 +182,9 @@ class ArrayGrads:
         return g, node in self.owned
 
 
+_VIEW_CHECK_BYTES = 16384  # _joined_rows: below this many bytes per array, a copy is cheaper than two address look-ups
+
+
 def _address(array) -> int:
     """Where an array's data starts in memory."""
     return array.__array_interface__["data"][0]
@@ -189,11 +192,12 @@ def _address(array) -> int:
 
 def _joined_rows(arrays) -> np.ndarray:
     """The rows of 2-D arrays one after another: a view when they already lie so in one buffer
-    (the RNN's h_t live side by side in its states buffer), else a copy."""
+    (the RNN's h_t live side by side in its states buffer), else a copy. Small rows are copied
+    without looking: finding an array's address costs more than copying a few kilobytes."""
     first, base = arrays[0], arrays[0].base
     rows = sum(a.shape[0] for a in arrays)
-    if (isinstance(base, np.ndarray) and base.dtype == first.dtype and base.flags.c_contiguous
-            and first.flags.c_contiguous
+    if (first.nbytes >= _VIEW_CHECK_BYTES and isinstance(base, np.ndarray) and base.dtype == first.dtype
+            and base.flags.c_contiguous and first.flags.c_contiguous
             and all(a.base is base and a.flags.c_contiguous and a.dtype == first.dtype for a in arrays)):
         start = _address(first)
         offsets = [_address(a) - start for a in arrays]

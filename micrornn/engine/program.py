@@ -18,11 +18,12 @@ from micrornn.engine.tensor import Tensor, _check_float_dtypes, _leaf, apply
 class Value:
     """One array of a program: an input, a parameter, a constant, a random draw or an op's output."""
 
-    __slots__ = ("data", "kind", "source", "requires_grad", "name", "shape", "dtype", "label")
+    __slots__ = ("data", "kind", "source", "requires_grad", "name", "shape", "dtype", "label", "scope")
 
-    def __init__(self, data, kind, source, requires_grad, name):
+    def __init__(self, data, kind, source, requires_grad, name, scope=None):
         self.data, self.kind, self.source, self.requires_grad, self.name = data, kind, source, requires_grad, name
         self.shape, self.dtype, self.label = data.shape, data.dtype, "?"
+        self.scope = scope  # the tensor's scope label when traced (an RNN's layer and step), for pictures
 
     def __repr__(self):
         return f"{self.label}: {self.type_text()}"
@@ -107,8 +108,11 @@ class Program:
             v.label, v.name = f"p{k}", names.get(id(v.source), v.name)
         self.copy_out = [_shares_buffer(v, calls, self) for v in outputs]
         self.forward_plan = [(c.prim.forward, c.inputs, c.output, c.attrs or None, c.needs is not None, c.convert,
-                              c.prim) for c in calls]
-        self.backward_plan = [(c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
+                              c.prim, 0 if c.convert else len(c.inputs)) for c in calls]  # 0: the general call
+        self.backward_plan = [(c.output, None, c.needs, c.inputs[0]) if _basic_getitem(c) else
+                              (c.output, c.prim.vjp, c.needs, _targets(c)) for c in reversed(self.grad_calls)]
+        returned = {id(v) for v in outputs}
+        self.intermediates = [(v, _stand_in(v)) for v in kinds["op"] if id(v) not in returned]  # freed after a forward
 
     def current(self) -> bool:
         """False when a parameter changed shape, dtype or requires_grad since the trace (retrace)."""
@@ -127,14 +131,22 @@ class Program:
         saved = [] if self.grad and self.grad_calls and self.grad_values else None
         keep = saved.append if saved is not None else None
         ndarray = np.ndarray
-        for forward, inputs, output, attrs, grad, convert, prim in self.forward_plan:
-            arrays = [v.data for v in inputs]
-            if convert:
-                arrays = _check_float_dtypes(prim, arrays)
-            data, kept = forward(*arrays, **attrs) if attrs else forward(*arrays)
+        for forward, inputs, output, attrs, grad, convert, prim, arity in self.forward_plan:
+            if arity == 1:  # one and two inputs spelled out: a list per call costs more than most ops' Python
+                data, kept = forward(inputs[0].data, **attrs) if attrs else forward(inputs[0].data)
+            elif arity == 2:
+                a, b = inputs
+                data, kept = forward(a.data, b.data, **attrs) if attrs else forward(a.data, b.data)
+            else:
+                arrays = [v.data for v in inputs]
+                if convert:
+                    arrays = _check_float_dtypes(prim, arrays)
+                data, kept = forward(*arrays, **attrs) if attrs else forward(*arrays)
             output.data = data if type(data) is ndarray else np.asarray(data)
             if grad and keep is not None:
                 keep(kept)
+        for v, stand_in in self.intermediates:  # what the VJPs need is in saved; the rest is freed now, not next call
+            v.data = stand_in
         return _Run(self, self.generation, saved)
 
     def outputs_of(self, run: _Run, leaves):
@@ -163,11 +175,15 @@ class Program:
         grads = ArrayGrads()
         grads.add(self.outputs[index], g)
         dense, owned, pending, add, ndarray = grads.dense, grads.owned, grads.pending, grads.add, np.ndarray
+        owned_buffer = grads._owned_buffer
         for (out, vjp, needs_k, targets), saved in zip(self.backward_plan, reversed(run.saved)):
             if pending and out in pending:
                 grads._fold(out)
             gk = dense.pop(out, None)
             if gk is None:
+                continue
+            if vjp is None:  # a[int or slice]: g goes straight into a's buffer (what IndexGrad.add_into does)
+                owned_buffer(targets)[saved] += gk
                 continue
             parent_grads = vjp(gk, saved, needs_k)
             for i, v, fresh in targets:
@@ -207,6 +223,19 @@ class Program:
             lines.append(f"  {call.output.label} = {call.prim.name}({args})  # {call.output.type_text()}{grad}")
         lines.append("  return " + ", ".join(v.label for v in self.outputs))
         return "\n".join(lines)
+
+
+def _stand_in(v: Value) -> np.ndarray:
+    """A read-only array of v's shape and dtype over one element: what v holds between replays."""
+    return np.broadcast_to(np.zeros((), v.dtype), v.shape)
+
+
+def _basic_getitem(call) -> bool:
+    """A gather by ints and slices only (a view): its VJP adds g into one slot of the input's gradient."""
+    index = call.attrs.get("index")
+    items = index if type(index) is tuple else (index,)
+    return (call.prim is ops.GETITEM and not call.convert and call.needs == (True,)
+            and all(type(i) is int or type(i) is slice for i in items))
 
 
 def _targets(call) -> tuple:

@@ -41,7 +41,7 @@ class Tracer:
 
     def add(self, t: Tensor, kind: str, source=None) -> Value:
         """Register tensor t as a value of the given kind."""
-        v = Value(t.data, kind, source, t.requires_grad, t.name)
+        v = Value(t.data, kind, source, t.requires_grad, t.name, t.scope)
         self.values[id(t)] = v
         self.keep.append(t)  # alive until the trace ends, so no id is reused
         self.kinds[kind].append(v)

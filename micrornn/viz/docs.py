@@ -29,6 +29,7 @@ from micrornn.viz.gates import gate_activity, gate_summary, plot_gate_activity
 from micrornn.viz.graph import draw_graph
 from micrornn.viz.html import demo_problem, to_html
 from micrornn.viz.jacobian import jacobian_view, plot_jacobian_view
+from micrornn.viz.program import draw_program
 from micrornn.viz.render import render
 from micrornn.viz.unrolled import draw_folded, draw_unrolled
 
@@ -70,6 +71,14 @@ def backward_graph_view():
     return draw_graph(list(grad(loss, [cell.U, cell.W], create_graph=True)), names=model, forward=loss)
 
 
+def program_view():
+    """docs/compile.md: the program micrornn.compile traces for a 3-step RNN loss (hidden 4, batch 1)."""
+    from micrornn.engine.compile import compile as compile_fn
+    model, _, y = _model(3, hidden=4)
+    loss = compile_fn(lambda x, targets: model.loss(x, targets)[0])
+    return draw_program(loss, y, y)
+
+
 GRAPHS = {
     "viz_graph": lambda: graph_view(),
     "viz_graph_grad": lambda: graph_view(grad=True),
@@ -79,6 +88,7 @@ GRAPHS = {
     "viz_lstm_unrolled": lambda: draw_unrolled(_model(4, cell="lstm")[0], steps=4),  # --cell lstm --view unrolled --steps 4
     "viz_lstm_folded": lambda: draw_folded(_model(3, cell="lstm")[0]),               # --cell lstm --view folded
     "bptt_backward_graph": backward_graph_view,
+    "compile_program": program_view,
 }
 
 

@@ -23,7 +23,7 @@ def matmul_vjp(g, saved, needs):
         b, g = b[:, None], np.expand_dims(g, -1)
     if a.ndim == 1:
         a, g = a[None, :], np.expand_dims(g, -2)
-    ga = g @ np.swapaxes(b, -1, -2) if needs[0] else None
+    ga = g @ (b.T if b.ndim == 2 else np.swapaxes(b, -1, -2)) if needs[0] else None  # .T: no Python-level call
     gb = None
     if needs[1]:
         if b.ndim == 2:  # a shared weight: all rows of all batches form one product, lazily
