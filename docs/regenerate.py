@@ -146,18 +146,42 @@ def stamp() -> str:
     return f"<small>Measured {datetime.date.today().isoformat()} on {machine()}{load}.</small>\n"
 
 
-def run(command: list[str], shown: str | None = None, ok=(0,), cwd: Path | None = None, stderr: bool = True) -> str:
-    """`$ command` and its output (stdout, and stderr unless it is progress only), run from a temporary
-    folder unless cwd is given."""
+def _program(command: list[str]) -> tuple[list[str], dict]:
+    """The argv and environment that run `command` ("micrornn ..." and "python ..." with this checkout first)."""
     program = [sys.executable, "-m", "micrornn", *command[1:]] if command[0] == "micrornn" else \
         [sys.executable, *command[1:]] if command[0] == "python" else command
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                COLUMNS="200")
+    return program, env
+
+
+def _transcript(command, shown, ok, returncode, stdout, stderr, with_stderr) -> str:
+    """`$ command` and its output; RuntimeError when it exited with a status not in `ok`."""
+    if returncode not in ok:
+        raise RuntimeError(f"{' '.join(command)} exited {returncode}:\n{stderr}")
+    return f"$ {shown or ' '.join(command)}\n{stdout}{stderr if with_stderr else ''}"
+
+
+def run(command: list[str], shown: str | None = None, ok=(0,), cwd: Path | None = None, stderr: bool = True) -> str:
+    """`$ command` and its output (stdout, and stderr unless it is progress only), run from a temporary
+    folder unless cwd is given."""
+    program, env = _program(command)
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(program, cwd=cwd or tmp, env=env, capture_output=True, text=True)
-    if done.returncode not in ok:
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
-    return f"$ {shown or ' '.join(command)}\n{done.stdout}{done.stderr if stderr else ''}"
+    return _transcript(command, shown, ok, done.returncode, done.stdout, done.stderr, stderr)
+
+
+def run_together(commands: list[tuple[list[str], str]], cwd: Path) -> list[str]:
+    """Run (command, shown) pairs at the same time, one process each (one core each on two cores), from cwd;
+    their transcripts (stdout only) in the same order."""
+    started = []
+    for command, _ in commands:
+        program, env = _program(command)
+        started.append(subprocess.Popen(program, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True))
+    outputs = [process.communicate() for process in started]
+    return [_transcript(command, shown, (0,), process.returncode, out, err, False)
+            for (command, shown), process, (out, err) in zip(commands, started, outputs)]
 
 
 def example(name: str, *args: str) -> list[str]:
@@ -182,9 +206,22 @@ def default_training() -> str:
 
 
 def quality(preset: str) -> Callable[[], str]:
-    """The preset and its PyTorch twin, same model kind, size, recipe and wall time, in one process."""
-    return lambda: text_block(run(["python", str(REPO / "benchmarks" / "torch_same_time.py"), "--preset", preset],
-                                  shown=f"python benchmarks/torch_same_time.py --preset {preset}"))
+    """The preset as a user runs it beside its PyTorch twin (same model kind, size, recipe and wall time,
+    one core each, at the same time), then the preset's checkpoint scored by nanoGPT's windowed estimate
+    too; its loss curve becomes docs/quality_<preset>_loss.png (and the best preset's sample is shown)."""
+    def make() -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = f"runs/{preset}.npz"
+            trained, twin = run_together([
+                (["micrornn", "train", "--preset", preset, "--quiet", "--checkpoint", checkpoint], ""),
+                (["python", str(REPO / "benchmarks" / "torch_same_time.py"), "--preset", preset, "--only", "torch"],
+                 f"python benchmarks/torch_same_time.py --preset {preset} --only torch")], cwd=Path(tmp))
+            windows = run(["micrornn", "eval", "--checkpoint", checkpoint, "--protocol", "windows"], cwd=Path(tmp))
+            shutil.copy(Path(tmp) / "runs" / f"{preset}_loss.png", DOCS / f"quality_{preset}_loss.png")
+            sample = [run(["micrornn", "sample", "--checkpoint", checkpoint, "--prime", "ROMEO:", "--length", "500",
+                           "--temperature", "0.8", "--seed", "1"], cwd=Path(tmp))] if preset == "best" else []
+        return text_block(trained, twin, windows, *sample)
+    return make
 
 
 def gated_gradients_picture() -> None:
@@ -253,7 +290,7 @@ JOBS: dict[str, Job] = {
     "quality-rnn": Job(quality("rnn"), slow=True),
     "quality-lstm": Job(quality("lstm"), slow=True),
     "quality-gru": Job(quality("gru"), slow=True),
-    "quality-best": Job(lambda: text_block(run(["micrornn", "train", "--preset", "best", "--quiet"])), slow=True),
+    "quality-best": Job(quality("best"), slow=True),
     "ngram": Job(lambda: text_block(run(["python", str(REPO / "benchmarks" / "ngram_baseline.py"), "--orders", "5",
                                          "6", "7", "8"], shown="python benchmarks/ngram_baseline.py --orders 5 6 7 8")),
                  slow=True),
