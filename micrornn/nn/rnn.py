@@ -177,9 +177,10 @@ class LSTM(_Layers):
     cell_kind = LSTMCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
-                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, layer_norm=False):
+        self.layer_norm = bool(layer_norm)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, LSTMCell)
+                    dtype, rng, lambda i, h, b, dt, r: LSTMCell(i, h, b, dt, r, layer_norm=self.layer_norm))
 
     def forward(self, x, state=None, lengths=None, return_states=False):
         """x as for RNN; state (h0, c0), each (D*num_layers, B, H), or None (zeros); lengths (B,) or
@@ -199,7 +200,12 @@ class LSTM(_Layers):
         H, T = cell.hidden_size, x.shape[0]
         b = cell.b if cell.b is not None else _zeros(cell, 4 * H)
         h0, c0 = (zeros, zeros) if init is None else init
-        hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
+        if cell.layer_norm:
+            bias_c = cell.bias_c if cell.bias_c is not None else _zeros(cell, H)
+            hc = apply(_fused_primitive("LSTM_LN_LAYER"), x, cell.U, cell.W, b, cell.gain_x, cell.gain_h, cell.gain_c,
+                       bias_c, h0, c0, mask=mask)
+        else:
+            hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
         hs = hc[:, :, :H]
         return hs, (hc[T - 1, :, :H], hc[T - 1, :, H:]), lambda: (hs, hc[:, :, H:])
 
@@ -210,9 +216,10 @@ class GRU(_Layers):
     cell_kind = GRUCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
-                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None):
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, layer_norm=False):
+        self.layer_norm = bool(layer_norm)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, GRUCell)
+                    dtype, rng, lambda i, h, b, dt, r: GRUCell(i, h, b, dt, r, layer_norm=self.layer_norm))
 
     def forward(self, x, h0=None, lengths=None, return_states=False):
         """x as for RNN; h0 (D*num_layers, B, H) or None (zeros); lengths (B,) or None."""
@@ -225,7 +232,11 @@ class GRU(_Layers):
         H = cell.hidden_size
         b = cell.b if cell.b is not None else _zeros(cell, 3 * H)
         b_hn = cell.b_hn if cell.b_hn is not None else _zeros(cell, H)
-        hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
+        if cell.layer_norm:
+            hs = apply(_fused_primitive("GRU_LN_LAYER"), x, cell.U, cell.W, b, b_hn, cell.gain_x, cell.gain_h,
+                       zeros if h0 is None else h0, mask=mask)
+        else:
+            hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
         return hs, hs[x.shape[0] - 1], lambda: (hs,)
 
 
@@ -244,12 +255,16 @@ class SequenceModel(Module):
     cell: "rnn", "lstm" or "gru" (nn.RNN/LSTM/GRU, unrolled or fused), or a cell class/factory
     ``make_cell(input_size, hidden_size)`` stacked by ``nn.Recurrent`` (index inputs reach it as one-hot
     rows (B, input_size), float inputs as they are). For the LSTM, h0 and h_n are (h, c) tuples.
+    layer_norm=True (lstm, gru only) normalizes the gate blocks: see LSTMCell and GRUCell.
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
                  fused=False, bias=True, batch_first=False, dtype=np.float64, rng=None, *, cell="rnn",
-                 bidirectional=False, dropout=0.0):
+                 bidirectional=False, dropout=0.0, layer_norm=False):
         rng = default_rng(rng)
+        if layer_norm and cell not in ("lstm", "gru"):
+            raise ValueError(f"layer_norm=True needs cell='lstm' or 'gru' (their cells normalize gate blocks); "
+                             f"got cell={getattr(cell, '__name__', cell)!r}")
         check_size("output_size", output_size)  # name the argument the caller used, not Linear's
         check_model_memory("SequenceModel", {"input_size": input_size, "hidden_size": hidden_size,  # before any array
                            "output_size": output_size, "num_layers": num_layers}, dtype,
@@ -267,7 +282,7 @@ class SequenceModel(Module):
                                  f"gates, got nonlinearity={nonlinearity!r}")
             layer = LSTM if cell == "lstm" else GRU
             self.rnn = layer(input_size, hidden_size, num_layers, bias, batch_first, dropout=dropout,
-                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng)
+                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng, layer_norm=layer_norm)
         else:
             name = getattr(cell, "__name__", type(cell).__name__)
             if fused:
@@ -290,7 +305,8 @@ class SequenceModel(Module):
                 "num_layers": r.num_layers, "nonlinearity": getattr(r, "nonlinearity", "tanh"),
                 "fused": r.fused, "bias": getattr(r, "bias", self.head.bias is not None), "batch_first": r.batch_first,
                 "dtype": str(self.head.weight.dtype), "cell": r.cell_kind if user is None else cell_import_name(user),
-                "bidirectional": r.bidirectional, "dropout": r.dropout}
+                "bidirectional": r.bidirectional, "dropout": r.dropout,
+                "layer_norm": bool(getattr(r, "layer_norm", False))}
 
     def _rnn_input(self, x):
         """x for the stack: index inputs become one-hot rows for a user cell (built-in layers gather rows)."""
