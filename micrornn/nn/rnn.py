@@ -13,6 +13,7 @@ import numpy as np
 from micrornn.nn import functional as F
 
 from micrornn.bptt import fused as fused_ops
+from micrornn.bptt import fused_layernorm as fused_ln_ops
 from micrornn.nn.cells import (CELLS, NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
@@ -202,7 +203,7 @@ class LSTM(_Layers):
         h0, c0 = (zeros, zeros) if init is None else init
         if cell.layer_norm:
             bias_c = cell.bias_c if cell.bias_c is not None else _zeros(cell, H)
-            hc = apply(_fused_primitive("LSTM_LN_LAYER"), x, cell.U, cell.W, b, cell.gain_x, cell.gain_h, cell.gain_c,
+            hc = apply(fused_ln_ops.LSTM_LN_LAYER, x, cell.U, cell.W, b, cell.gain_x, cell.gain_h, cell.gain_c,
                        bias_c, h0, c0, mask=mask)
         else:
             hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
@@ -233,7 +234,7 @@ class GRU(_Layers):
         b = cell.b if cell.b is not None else _zeros(cell, 3 * H)
         b_hn = cell.b_hn if cell.b_hn is not None else _zeros(cell, H)
         if cell.layer_norm:
-            hs = apply(_fused_primitive("GRU_LN_LAYER"), x, cell.U, cell.W, b, b_hn, cell.gain_x, cell.gain_h,
+            hs = apply(fused_ln_ops.GRU_LN_LAYER, x, cell.U, cell.W, b, b_hn, cell.gain_x, cell.gain_h,
                        zeros if h0 is None else h0, mask=mask)
         else:
             hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
