@@ -32,6 +32,8 @@ class TrainConfig:
     nonlinearity: str = option("tanh", "the vanilla cell's activation (gated cells have their own)",
                                choices=("tanh", "relu"))
     dropout: float = option(0.0, "dropout between stacked layers, training only", metavar="P", kind="probability")
+    layer_norm: bool = option(False, "layer-normalize each gate block of the lstm or gru cells, and the LSTM's cell "
+                              "state before its tanh (Ba et al. 2016); not for rnn or user cells")
     seq_len: int = option(32, "BPTT truncation length", metavar="T", low=1)
     batch_size: int = option(32, "parallel streams", metavar="B", low=1)
     steps: int = option(5000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
@@ -80,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"cell must be one of {CELLS} or a user cell 'package.module:Class', got {self.cell!r}")
         if self.cell not in CELLS and self.nonlinearity != "tanh":
             raise ValueError(f"nonlinearity applies to cell 'rnn' only, not to {self.cell}")
+        if self.layer_norm and self.cell not in ("lstm", "gru"):
+            raise ValueError(f"layer_norm needs cell lstm or gru (their gate blocks are normalized), got {self.cell!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.optimizer not in OPTIMIZERS:

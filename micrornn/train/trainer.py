@@ -517,7 +517,8 @@ def build_model(config, vocab_size, cell=None) -> SequenceModel:
     (`cell`: the class of the user cell config.cell names)."""
     return SequenceModel(vocab_size, config.hidden_size, vocab_size, config.num_layers, config.nonlinearity,
                          fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
-                         cell=config.cell if cell is None else cell, dropout=config.dropout)
+                         cell=config.cell if cell is None else cell, dropout=config.dropout,
+                         layer_norm=config.layer_norm)
 
 
 def check_training_fits(config, vocab_size) -> None:
