@@ -21,9 +21,14 @@ EPS = 1e-5
 
 def normalize(v, G: int, eps: float = EPS):
     """(v^, inv): each of the G blocks of v (..., G*H) centred and scaled over its units; inv (..., G, 1)."""
-    blocks = v.reshape(v.shape[:-1] + (G, v.shape[-1] // G))
-    centred = blocks - blocks.mean(axis=-1, keepdims=True)
-    inv = 1.0 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
+    H = v.shape[-1] // G
+    blocks = v.reshape(v.shape[:-1] + (G, H))
+    centred = blocks - np.add.reduce(blocks, axis=-1, keepdims=True) * (1.0 / H)  # v - mu (sums: no np.mean overhead)
+    inv = np.add.reduce(centred * centred, axis=-1, keepdims=True)
+    inv *= 1.0 / H
+    inv += eps
+    np.sqrt(inv, out=inv)
+    np.reciprocal(inv, out=inv)  # 1 / sqrt(var + eps)
     centred *= inv
     return centred.reshape(v.shape), inv
 
@@ -31,9 +36,16 @@ def normalize(v, G: int, eps: float = EPS):
 def normalize_backward(d_hat, v_hat, inv, G: int):
     """dL/dv from dL/dv^ (..., G*H): inv * (dv^ - mean(dv^) - v^ mean(dv^ v^)) per block."""
     shape = d_hat.shape
-    d = d_hat.reshape(shape[:-1] + (G, shape[-1] // G))
+    H = shape[-1] // G
+    d = d_hat.reshape(shape[:-1] + (G, H))
     vh = v_hat.reshape(d.shape)
-    dv = d - d.mean(axis=-1, keepdims=True) - vh * (d * vh).mean(axis=-1, keepdims=True)
+    mean_d = np.add.reduce(d, axis=-1, keepdims=True)
+    mean_d *= 1.0 / H
+    mean_dv = np.add.reduce(d * vh, axis=-1, keepdims=True)
+    mean_dv *= 1.0 / H
+    dv = vh * mean_dv
+    np.subtract(d, dv, out=dv)
+    dv -= mean_d
     dv *= inv
     return dv.reshape(shape)
 

@@ -101,6 +101,7 @@ def ln_lstm_layer_backward(dhs, dcs, cache, U, W, gain_x, gain_h, gain_c, mask=N
     dy_all, gh_all, gc_all = np.empty_like(hs), np.empty_like(hs), np.empty_like(hs)
     carry_h = np.zeros((B, H), dtype=dtype)  # d(h W^T)_{t+1} W: what reaches h_t from step t+1
     carry_c = np.zeros((B, H), dtype=dtype)  # gc_{t+1} f_{t+1}: what reaches c_t along the cell line
+    o_slope = gates[..., 3 * H:] * (1 - tanh_y * tanh_y)  # o * tanh'(y) of every step: dy = gh * o_slope
     for t in range(T - 1, -1, -1):
         i, f, g, o = (gates[t, :, k * H:(k + 1) * H] for k in range(4))
         c_prev = cs[t - 1] if t > 0 else c0
@@ -110,7 +111,7 @@ def ln_lstm_layer_backward(dhs, dcs, cache, U, W, gain_x, gain_h, gain_c, mask=N
             passed_h = gh[skip]
             passed_c = carry_c[skip] if dcs is None else carry_c[skip] + dcs[t][skip]
         dy = dy_all[t]
-        np.multiply(gh, o * (1 - tanh_y[t] * tanh_y[t]), out=dy)  # dL/dy = gh * o * tanh'(y)
+        np.multiply(gh, o_slope[t], out=dy)  # dL/dy = gh * o * tanh'(y)
         if skip is not None:
             dy[skip] = 0
         gc = gc_all[t]
