@@ -1,7 +1,8 @@
 """The fused layer-norm LSTM and GRU primitives (bptt.fused_layernorm) in float64: the primitives against
-central differences (first and second order, with a mask), and fused == unrolled for a whole model's
+central differences (first and second order and forward mode, with a mask), and fused == unrolled for a whole model's
 loss and every gradient (2 layers, bidirectional, lengths, random h0)."""
 # gradient-tested: lstm_ln_layer, gru_ln_layer
+# higher-order-tested: lstm_ln_layer, gru_ln_layer
 
 import numpy as np
 import pytest
@@ -67,10 +68,24 @@ def test_second_order_through_the_replayed_steps(kind):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_forward_mode_is_refused_by_name(kind):
-    arrays = layer_arrays(kind, 2)
-    with pytest.raises(NotImplementedError, match=f"{kind}_ln_layer"):
-        mr.jvp(lambda *ts: apply(PRIMS[kind], *ts), [Tensor(a) for a in arrays], [np.ones_like(a) for a in arrays])
+@pytest.mark.parametrize("masked", [False, True])
+def test_jvp_against_central_differences_and_the_vjp(kind, masked):
+    """Forward mode: J v against central differences, and <J v, u> = <v, J^T u> against the VJP."""
+    arrays = layer_arrays(kind, 3, B=3, seed=9)
+    mask = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=bool) if masked else None
+    rng = np.random.default_rng(4)
+    vs = [rng.standard_normal(a.shape) for a in arrays]
+    layer = lambda *xs: apply(PRIMS[kind], *xs, mask=mask)  # noqa: E731
+    out, jv = mr.jvp(layer, [Tensor(a) for a in arrays], vs)
+    eps = 1e-6
+    plus = layer(*[Tensor(a + eps * v) for a, v in zip(arrays, vs)]).data
+    minus = layer(*[Tensor(a - eps * v) for a, v in zip(arrays, vs)]).data
+    np.testing.assert_allclose(jv.data, (plus - minus) / (2 * eps), rtol=1e-6, atol=1e-8)
+    u = rng.standard_normal(out.shape)
+    inputs = [Tensor(a, requires_grad=True) for a in arrays]
+    layer(*inputs).backward(u)
+    transposed = sum(float(np.sum(t.grad * v)) for t, v in zip(inputs, vs))
+    assert abs(float(np.sum(jv.data * u)) - transposed) <= 1e-12 * abs(transposed)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
