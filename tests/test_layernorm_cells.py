@@ -168,3 +168,19 @@ def test_graph_gradients_match_central_differences(cell):
     for name in graph:
         excess = np.abs(graph[name] - numeric[name]) - (1e-5 + 1e-3 * np.abs(numeric[name]))
         assert excess.max() <= 0, name
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_to_torch_gives_the_same_outputs_and_gradients(cell):
+    torch = pytest.importorskip("torch", reason="to_torch needs torch (optional)")
+    from micrornn.interop import to_torch
+    model = perturbed(SequenceModel(5, 4, 5, num_layers=2, cell=cell, layer_norm=True, rng=np.random.default_rng(0)))
+    x = np.random.default_rng(1).standard_normal((3, 2, 5))
+    exported = to_torch(model)
+    logits = exported(torch.from_numpy(x))[0]
+    np.testing.assert_allclose(logits.detach().numpy(), model(x)[0].data, rtol=1e-12, atol=1e-13)
+    logits.sum().backward()
+    model(x)[0].sum().backward()
+    torch_grads = dict(exported.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(torch_grads[name].grad.numpy(), p.grad, rtol=1e-10, atol=1e-12, err_msg=name)
