@@ -32,8 +32,18 @@ def _has_torch_layout(cell) -> bool:
 
 def _cells(module) -> list:
     """[(key prefix, key suffix, cell)] for a SequenceModel, a recurrent layer or a single cell."""
+    found = _all_cells(module)
+    for _, _, cell in found:
+        if getattr(cell, "layer_norm", False):
+            raise TypeError(f"interop: PyTorch's nn.{cell.kind.upper()} has no layer norm, so a "
+                            f"{type(cell).__name__} with layer_norm=True has no PyTorch layout")
+    return found
+
+
+def _all_cells(module) -> list:
+    """_cells before the layer-norm refusal."""
     if hasattr(module, "rnn") and hasattr(module, "head"):
-        return [(f"rnn.{p}", s, c) for p, s, c in _cells(module.rnn)]
+        return [(f"rnn.{p}", s, c) for p, s, c in _all_cells(module.rnn)]
     if hasattr(module, "cells") and hasattr(module, "num_layers") and hasattr(module, "num_directions"):
         found = [("", f"_l{l}" + ("_reverse" if d else ""), module.cell_at(l, d))
                  for l in range(module.num_layers) for d in range(module.num_directions)]

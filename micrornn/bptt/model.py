@@ -19,13 +19,14 @@ gives alone.
 
 import numpy as np
 
-from micrornn.bptt import gru, lstm, vanilla
+from micrornn.bptt import gru, gru_ln, lstm, lstm_ln, vanilla
 from micrornn.bptt.shared import (_check_head, _check_shape, _check_targets, _float_dtype, check_lengths,
                                   head_loss_and_grads, length_mask, reverse_index)
 
 GATES = {"rnn": ("a",), "lstm": lstm.GATES, "gru": gru.GATES}  # the row blocks of each kind's pre-activations
 STATES = {"rnn": 1, "lstm": 2, "gru": 1}  # state entries: h, or (h, c)
-_PARAMS = ("U", "W", "b", "b_hn")
+_PARAMS = ("U", "W", "b", "b_hn", "gain_x", "gain_h", "gain_c", "bias_c")  # named_parameters() order
+_LAYER_NORM = ("gain_x", "gain_h", "gain_c", "bias_c")  # a layer-norm cell's extra parameters
 
 
 def _cell_kind(rnn):
@@ -97,6 +98,14 @@ def _run_direction(kind, p, x, h0, c0, mask):
         return hs, (x, hs, h0)
     if x.dtype.kind in "iu":  # index inputs stand for one-hot rows
         x = np.eye(p["U"].shape[1], dtype=_float_dtype(p["U"]))[x]
+    if p["gain_x"] is not None:  # a layer-norm cell (lstm_ln, gru_ln)
+        if kind == "lstm":
+            hs, _, cache = lstm_ln.ln_lstm_layer_forward(x, p["U"], p["W"], p["b"], p["gain_x"], p["gain_h"],
+                                                         p["gain_c"], p["bias_c"], h0, c0, mask=mask)
+        else:
+            hs, cache = gru_ln.ln_gru_layer_forward(x, p["U"], p["W"], p["b"], p["b_hn"], p["gain_x"], p["gain_h"],
+                                                    h0, mask=mask)
+        return hs, cache
     if kind == "lstm":
         hs, cs, gates = lstm.lstm_layer_forward(x, p["U"], p["W"], p["b"], h0, c0, mask=mask)
         return hs, (x, hs, cs, gates, h0, c0)
@@ -121,6 +130,8 @@ def _back_direction(kind, p, cache, dhs, mask, need_dx, want_steps):
         if mask is not None:
             delta *= mask[..., None]  # a padded step has no pre-activation in the graph
         return dx, {"U": dU, "W": dW, "b": db}, {"h": gh, "c": None, "gates": delta}
+    if p["gain_x"] is not None:
+        return _back_layer_norm(kind, p, cache, dhs, mask, need_dx)
     if kind == "lstm":
         x, hs, cs, gates, h0, c0 = cache
         dx, dU, dW, db, _, _, (gh, gc, da) = lstm.lstm_layer_backward(
@@ -135,6 +146,26 @@ def _back_direction(kind, p, cache, dhs, mask, need_dx, want_steps):
     dx, dU, dW, db, db_hn, _, (gh, da) = gru.gru_layer_backward(dhs, x, hs, gates, hns, h0, p["U"], p["W"],
                                                                 return_hidden=True, mask=mask)
     return dx, {"U": dU, "W": dW, "b": db, "b_hn": db_hn}, {"h": gh, "c": None, "gates": da}
+
+
+def _back_layer_norm(kind, p, cache, dhs, mask, need_dx):
+    """_back_direction for a layer-norm cell (the same step gradients; the gates are the normalized
+    pre-activations)."""
+    if kind == "lstm":
+        grads, (gh, gc, da) = lstm_ln.ln_lstm_layer_backward(dhs, None, cache, p["U"], p["W"], p["gain_x"],
+                                                             p["gain_h"], p["gain_c"], mask=mask, need_dx=need_dx)
+        gates, H = cache[5], gh.shape[2]
+        line = np.zeros_like(gc)  # gc_{t+1} f_{t+1}, as for the plain LSTM
+        line[:-1] = gc[1:] * gates[1:, :, H:2 * H]
+        if mask is not None:
+            line[:-1] = np.where(mask[1:, :, None], line[:-1], gc[1:])
+        steps = {"h": gh, "c": gc, "c_line": line, "gates": da}
+    else:
+        grads, (gh, da) = gru_ln.ln_gru_layer_backward(dhs, cache, p["U"], p["W"], p["gain_x"], p["gain_h"],
+                                                       mask=mask, need_dx=need_dx)
+        steps = {"h": gh, "c": None, "gates": da}
+    names = ("U", "W", "b") + (("b_hn",) if kind == "gru" else ()) + _LAYER_NORM
+    return grads["x"], {n: grads[n] for n in names if n in grads}, steps
 
 
 class _Time:

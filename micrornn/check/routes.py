@@ -51,7 +51,7 @@ class Row:
 
 def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6, batch=2,
                    nonlinearity="tanh", seed=0, fused=False, with_h0=False, cell="rnn", bidirectional=False,
-                   batch_first=False, bias=True):
+                   batch_first=False, bias=True, layer_norm=False):
     """A float64 SequenceModel and random time-major data: (model, x (T,B,I), targets (T,B), h0).
 
     h0 is None, an array (D*layers, B, H), or for the LSTM a tuple (h0, c0) of such arrays.
@@ -59,7 +59,7 @@ def random_problem(layers=2, input_size=3, hidden_size=4, output_size=5, steps=6
     rng = np.random.default_rng(seed)
     model = SequenceModel(input_size, hidden_size, output_size, num_layers=layers, nonlinearity=nonlinearity,
                           fused=fused, bias=bias, batch_first=batch_first, dtype=np.float64, rng=rng, cell=cell,
-                          bidirectional=bidirectional)
+                          bidirectional=bidirectional, layer_norm=layer_norm)
     x = rng.standard_normal((steps, batch, input_size))
     targets = rng.integers(0, output_size, size=(steps, batch))
     shape = ((2 if bidirectional else 1) * layers, batch, hidden_size)

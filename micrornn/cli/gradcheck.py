@@ -25,6 +25,7 @@ def add_parser(subparsers):
     p.add_argument("--cell", type=cell_argument, default="rnn", metavar="CELL",
                    help=f"{CELL_HELP} (default rnn); a user cell is checked graph against central differences")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
+    p.add_argument("--layer-norm", action="store_true", help="layer-norm cells (--cell lstm or gru only)")
     p.add_argument("--batch-first", action="store_true", help="the model takes (B, T, I) inputs")
     p.add_argument("--layers", type=positive_int, default=2, help="stacked RNN layers (default 2)")
     p.add_argument("--input-size", type=positive_int, default=3, help="input features (default 3)")
@@ -67,7 +68,8 @@ def check_sizes(args, defaults, flags=None) -> None:
 def _run_user_cell(args, cell, lengths) -> int:
     """A user cell has no analytic or fused route: its graph gradient against central differences."""
     refused = [flag for flag, on in (("--fused", args.fused), ("--h0", args.h0), ("--break-gate", args.break_gate),
-                                     ("--nonlinearity", args.nonlinearity != "tanh")) if on]
+                                     ("--nonlinearity", args.nonlinearity != "tanh"), ("--layer-norm", args.layer_norm))
+               if on]
     if refused:
         raise UsageError(f"gradcheck: {', '.join(refused)} need a built-in cell ({', '.join(CELLS)}), not {args.cell}")
     try:
@@ -115,6 +117,10 @@ def run(args) -> int:
         return _run_user_cell(args, resolve_cell(args.cell), lengths)
     if args.nonlinearity != "tanh" and args.cell != "rnn":
         raise UsageError(f"gradcheck: --nonlinearity applies to --cell rnn only, not {args.cell}")
+    if args.layer_norm and args.cell not in ("lstm", "gru"):
+        raise UsageError(f"gradcheck: --layer-norm needs --cell lstm or gru, not {args.cell}")
+    if args.layer_norm and args.break_gate:
+        raise UsageError("gradcheck: --break-gate breaks the plain cells' derivatives; drop it with --layer-norm")
     gates = CELLS[args.cell].blocks
     if args.break_gate is not None and args.break_gate not in gates:
         raise UsageError(f"gradcheck: --break-gate for {args.cell} must be one of {', '.join(gates)}, "
@@ -122,9 +128,9 @@ def run(args) -> int:
     model, x, targets, h0 = rnncheck.random_problem(
         args.layers, args.input_size, args.hidden_size, args.output_size, args.steps, args.batch,
         args.nonlinearity, args.seed, args.fused, args.h0, cell=args.cell, bidirectional=args.bidirectional,
-        batch_first=args.batch_first, bias=not args.no_bias)
+        batch_first=args.batch_first, bias=not args.no_bias, layer_norm=args.layer_norm)
     kind = args.nonlinearity if args.cell == "rnn" else args.cell
-    extras = "".join(f", {flag}" for flag, on in (("bidirectional", args.bidirectional),
+    extras = "".join(f", {flag}" for flag, on in (("layer norm", args.layer_norm), ("bidirectional", args.bidirectional),
                                                   ("batch_first", args.batch_first), ("no bias", args.no_bias)) if on)
     print(f"gradcheck: SequenceModel(input={args.input_size}, hidden={args.hidden_size}, "
           f"output={args.output_size}, layers={args.layers}, {kind}{extras}), "

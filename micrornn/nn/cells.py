@@ -14,12 +14,14 @@ import re
 import numpy as np
 
 from micrornn.engine import ops
+from micrornn.nn.functional import layer_norm as _layer_norm
 from micrornn.nn.layers import check_size, uniform
 from micrornn.nn.module import Module, Parameter
 from micrornn.engine.random import default_rng
 from micrornn.engine.tensor import Tensor, _leaf, apply, as_tensor, concatenate, matmul_add
 
 NONLINEARITIES = ("tanh", "relu")
+LN_EPS = 1e-5  # the eps inside the square root of every layer norm of the cells
 _ACTIVATIONS = {"tanh": ops.TANH, "relu": ops.RELU}
 
 
@@ -57,8 +59,10 @@ class _Cell(Module):
         """The cell's kind (the older name of ``kind``)."""
         return self.kind
 
+    layer_norm: bool = False
+
     @classmethod
-    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True) -> dict:
+    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True, layer_norm: bool = False) -> dict:
         """{parameter name: shape} in named_parameters() order, for these sizes."""
         G = len(cls.blocks) * hidden_size
         shapes = {"U": (G, input_size), "W": (G, hidden_size)}
@@ -66,23 +70,48 @@ class _Cell(Module):
             shapes["b"] = (G,)
         return shapes
 
-    def _init_weights(self, input_size, hidden_size, bias, dtype, rng):
+    @staticmethod
+    def _layer_norm_shapes(G: int, hidden_size: int, bias: bool, lstm: bool) -> dict:
+        """The gains (and the LSTM's cell-state shift) that layer_norm=True adds."""
+        shapes = {"gain_x": (G,), "gain_h": (G,)}
+        if lstm:
+            shapes["gain_c"] = (hidden_size,)
+            if bias:
+                shapes["bias_c"] = (hidden_size,)
+        return shapes
+
+    def _init_weights(self, input_size, hidden_size, bias, dtype, rng, layer_norm=False):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
+        self.layer_norm = bool(layer_norm)
         rng, H = default_rng(rng), self.hidden_size
         bound = 1.0 / np.sqrt(H)  # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H))
-        for name, shape in self.parameter_shapes(self.input_size, H, True).items():
-            setattr(self, name, Parameter(uniform(rng, bound, shape, dtype)) if bias or name in "UW" else None)
+        for name, shape in self.parameter_shapes(self.input_size, H, True, self.layer_norm).items():
+            if name.startswith("gain_"):  # layer-norm gains start at 1, the cell-state shift at 0
+                setattr(self, name, Parameter(np.ones(shape, dtype=dtype)))
+            elif name == "bias_c":
+                setattr(self, name, Parameter(np.zeros(shape, dtype=dtype)) if bias else None)
+            else:
+                setattr(self, name, Parameter(uniform(rng, bound, shape, dtype)) if bias or name in "UW" else None)
         return rng, bound
+
+    def _normalized(self, a, gain, shift=None) -> Tensor:
+        """LN of each gate block of a (..., G*H) over its H units: gain * (a - mean) / sqrt(var + eps) + shift."""
+        G, H = len(self.blocks), self.hidden_size
+        blocks = a.reshape(*a.shape[:-1], G, H)
+        out = _layer_norm(blocks, gain.reshape(G, H), None if shift is None else shift.reshape(G, H), LN_EPS)
+        return out.reshape(a.shape)
 
     def initial_state(self, batch, dtype=None):
         """The zero state for ``batch`` sequences: h (B, H) zeros."""
         return _leaf(np.zeros((batch, self.hidden_size), dtype=dtype or self.U.dtype))
 
     def project(self, x) -> Tensor:
-        """x U^T + b for every leading position of x (..., I); integer x (T, B) are one-hot
-        indices: a gather of the rows of [U^T + b] instead of a product."""
+        """x U^T + b for every leading position of x (..., I) (layer_norm: LN(x U^T; gain_x, b));
+        integer x (T, B) are one-hot indices: a gather of the rows of [U^T + b] instead of a product."""
         x = as_tensor(x)
+        if self.layer_norm:  # LN(x U^T; gain_x, b): the bias is the shift of the normalized input part
+            return self._normalized(self.U.T[x.data] if x.dtype.kind in "iu" else x @ self.U.T, self.gain_x, self.b)
         if x.dtype.kind in "iu":
             table = self.U.T if self.b is None else self.U.T + self.b
             return table[x.data]
@@ -143,14 +172,28 @@ class LSTMCell(_Cell):
 
     i = σ(x U_i^T + h W_i^T + b_i), f = σ(..f), g = tanh(..g), o = σ(..o),
     c' = f * c + i * g,  h' = o * tanh(c').
+
+    layer_norm=True (Ba, Kiros & Hinton 2016): LN(v; γ, β) = γ * (v - mean(v)) / sqrt(var(v) + 1e-5) + β,
+    taken over the H units of each gate block k (i, f, g, o) separately for the input and recurrent parts:
+
+        â_k = LN(x U_k^T; gain_x[k], b_k) + LN(h W_k^T; gain_h[k], 0),   i = σ(â_i), f, g, o likewise,
+        c' = f * c + i * g,   h' = o * tanh(LN(c'; gain_c, bias_c)).
+
+    gain_x, gain_h (4H,) and gain_c (H,) start at 1, bias_c (H,) at 0 (absent, with b, when bias=False).
     """
 
     kind = "lstm"
     gate_names = blocks = ("i", "f", "g", "o")
     state_names = ("h", "c")
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None):
-        self._init_weights(input_size, hidden_size, bias, dtype, rng)
+    @classmethod
+    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True, layer_norm: bool = False) -> dict:
+        """{parameter name: shape}: U, W, b, plus gain_x, gain_h, gain_c, bias_c with layer_norm."""
+        shapes = super().parameter_shapes(input_size, hidden_size, bias)
+        return {**shapes, **cls._layer_norm_shapes(4 * hidden_size, hidden_size, bias, True)} if layer_norm else shapes
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None, *, layer_norm=False):
+        self._init_weights(input_size, hidden_size, bias, dtype, rng, layer_norm)
 
     def initial_state(self, batch, dtype=None):
         """The zero state (h, c), each (B, H)."""
@@ -176,13 +219,18 @@ class LSTMCell(_Cell):
     def _gate_values(self, p, state, W_T) -> tuple:
         """The gate activations (i, f, g, o) from p_t = x_t U^T + b and the state (None: zeros)."""
         H = self.hidden_size
-        a = p if state is None else matmul_add(state[0], W_T, p)  # (B, 4H): blocks i, f, g, o
+        if self.layer_norm:  # p = LN(x U^T; gain_x, b); the recurrent part is normalized apart (LN(0) = 0)
+            a = p if state is None else p + self._normalized(state[0] @ W_T, self.gain_h)
+        else:
+            a = p if state is None else matmul_add(state[0], W_T, p)  # (B, 4H): blocks i, f, g, o
         return a[:, :H].sigmoid(), a[:, H:2 * H].sigmoid(), a[:, 2 * H:3 * H].tanh(), a[:, 3 * H:].sigmoid()
 
     def step(self, p, state, W_T, out=None):
         """(h_t, c_t) from p_t = x_t U^T + b and (h_{t-1}, c_{t-1}); state None is the zero state."""
         i, f, g, o = self._gate_values(p, state, W_T)
         c = i * g if state is None else f * state[1] + i * g  # with c_0 = 0 the forget term is 0
+        if self.layer_norm:  # h = o * tanh(LN(c; gain_c, bias_c)), one block of H units
+            return o * _layer_norm(c, self.gain_c, self.bias_c, LN_EPS).tanh(), c
         return o * c.tanh(), c
 
 
@@ -191,19 +239,30 @@ class GRUCell(_Cell):
 
     r = σ(x U_r^T + h W_r^T + b_r), z = σ(..z), n = tanh(x U_n^T + b_n + r * (h W_n^T + b_hn)),
     h' = (1 - z) * n + z * h.   (b_r, b_z are PyTorch's b_ih + b_hh; b_n is b_in; b_hn is b_hn.)
+
+    layer_norm=True (Ba, Kiros & Hinton 2016): LN(v; γ, β) = γ * (v - mean(v)) / sqrt(var(v) + 1e-5) + β over
+    the H units of each block k (r, z, n), the input and recurrent parts apart, so r still scales the
+    whole recurrent part of n:
+
+        r = σ(LN(x U_r^T; gain_x[r], b_r) + LN(h W_r^T; gain_h[r], 0)),   z likewise,
+        n = tanh(LN(x U_n^T; gain_x[n], b_n) + r * LN(h W_n^T; gain_h[n], b_hn)),   h' = (1 - z) * n + z * h.
+
+    gain_x, gain_h (3H,) start at 1.
     """
 
     kind = "gru"
     gate_names = blocks = ("r", "z", "n")
 
     @classmethod
-    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True) -> dict:
-        """{parameter name: shape}: U, W, b as for every cell, plus b_hn (H,) inside r * (...)."""
+    def parameter_shapes(cls, input_size: int, hidden_size: int, bias: bool = True, layer_norm: bool = False) -> dict:
+        """{parameter name: shape}: U, W, b as for every cell, plus b_hn (H,) inside r * (...), plus
+        gain_x, gain_h (3H,) with layer_norm."""
         shapes = super().parameter_shapes(input_size, hidden_size, bias)
-        return {**shapes, "b_hn": (hidden_size,)} if bias else shapes
+        shapes = {**shapes, "b_hn": (hidden_size,)} if bias else shapes
+        return {**shapes, **cls._layer_norm_shapes(3 * hidden_size, hidden_size, bias, False)} if layer_norm else shapes
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None):
-        self._init_weights(input_size, hidden_size, bias, dtype, rng)
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float64, rng=None, *, layer_norm=False):
+        self._init_weights(input_size, hidden_size, bias, dtype, rng, layer_norm)
 
     def forward(self, x, h=None) -> Tensor:
         """x (B, input), h (B, hidden) or None (zeros) -> h_next (B, hidden)."""
@@ -222,6 +281,8 @@ class GRUCell(_Cell):
             hn = self.b_hn
         else:
             hW = h @ W_T  # (B, 3H); its n block stays apart from p_n because r multiplies it
+            if self.layer_norm:  # LN(h W^T; gain_h, 0) per block; b_hn shifts the n block below
+                hW = self._normalized(hW, self.gain_h)
             rz = (p[:, :2 * H] + hW[:, :2 * H]).sigmoid()
             hn = hW[:, 2 * H:] if self.b_hn is None else hW[:, 2 * H:] + self.b_hn
         r, z = rz[:, :H], rz[:, H:]

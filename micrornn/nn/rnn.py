@@ -13,6 +13,7 @@ import numpy as np
 from micrornn.nn import functional as F
 
 from micrornn.bptt import fused as fused_ops
+from micrornn.bptt import fused_layernorm as fused_ln_ops
 from micrornn.nn.cells import (CELLS, NONLINEARITIES, GRUCell, LSTMCell, RNNCell, check_nonlinearity,
                                expect_shape as _expect)
 from micrornn.nn.layers import Linear, check_size
@@ -178,9 +179,12 @@ class LSTM(_Layers):
     cell_kind = LSTMCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
-                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False):
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False,
+                 layer_norm=False):
+        self.layer_norm = bool(layer_norm)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, LSTMCell, locked_dropout)
+                    dtype, rng, lambda i, h, b, dt, r: LSTMCell(i, h, b, dt, r, layer_norm=self.layer_norm),
+                    locked_dropout)
 
     def forward(self, x, state=None, lengths=None, return_states=False):
         """x as for RNN; state (h0, c0), each (D*num_layers, B, H), or None (zeros); lengths (B,) or
@@ -200,7 +204,12 @@ class LSTM(_Layers):
         H, T = cell.hidden_size, x.shape[0]
         b = cell.b if cell.b is not None else _zeros(cell, 4 * H)
         h0, c0 = (zeros, zeros) if init is None else init
-        hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
+        if cell.layer_norm:
+            bias_c = cell.bias_c if cell.bias_c is not None else _zeros(cell, H)
+            hc = apply(fused_ln_ops.LSTM_LN_LAYER, x, cell.U, cell.W, b, cell.gain_x, cell.gain_h, cell.gain_c,
+                       bias_c, h0, c0, mask=mask)
+        else:
+            hc = apply(_fused_primitive("LSTM_LAYER"), x, cell.U, cell.W, b, h0, c0, mask=mask)  # (T, B, 2H): [h_t c_t]
         hs = hc[:, :, :H]
         return hs, (hc[T - 1, :, :H], hc[T - 1, :, H:]), lambda: (hs, hc[:, :, H:])
 
@@ -211,9 +220,12 @@ class GRU(_Layers):
     cell_kind = GRUCell.kind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
-                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False):
+                 dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False,
+                 layer_norm=False):
+        self.layer_norm = bool(layer_norm)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
-                    dtype, rng, GRUCell, locked_dropout)
+                    dtype, rng, lambda i, h, b, dt, r: GRUCell(i, h, b, dt, r, layer_norm=self.layer_norm),
+                    locked_dropout)
 
     def forward(self, x, h0=None, lengths=None, return_states=False):
         """x as for RNN; h0 (D*num_layers, B, H) or None (zeros); lengths (B,) or None."""
@@ -226,7 +238,11 @@ class GRU(_Layers):
         H = cell.hidden_size
         b = cell.b if cell.b is not None else _zeros(cell, 3 * H)
         b_hn = cell.b_hn if cell.b_hn is not None else _zeros(cell, H)
-        hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
+        if cell.layer_norm:
+            hs = apply(fused_ln_ops.GRU_LN_LAYER, x, cell.U, cell.W, b, b_hn, cell.gain_x, cell.gain_h,
+                       zeros if h0 is None else h0, mask=mask)
+        else:
+            hs = apply(_fused_primitive("GRU_LAYER"), x, cell.U, cell.W, b, b_hn, zeros if h0 is None else h0, mask=mask)
         return hs, hs[x.shape[0] - 1], lambda: (hs,)
 
 
@@ -252,12 +268,18 @@ class SequenceModel(Module):
     each of these masks once per sequence and call, shape (1, B, features), shared by every time step
     (for one-hot inputs: a character dropped from the whole sequence). The recurrent state is never
     dropped. Masks come from micrornn's seeded generator; survivors are scaled by 1/(1-p).
+
+    layer_norm=True (lstm, gru only) normalizes the gate blocks: see LSTMCell and GRUCell.
     """
 
     def __init__(self, input_size, hidden_size, output_size, num_layers=1, nonlinearity="tanh",
                  fused=False, bias=True, batch_first=False, dtype=np.float64, rng=None, *, cell="rnn",
-                 bidirectional=False, dropout=0.0, input_dropout=0.0, output_dropout=0.0, locked_dropout=False):
+                 bidirectional=False, dropout=0.0, input_dropout=0.0, output_dropout=0.0, locked_dropout=False,
+                 layer_norm=False):
         rng = default_rng(rng)
+        if layer_norm and cell not in ("lstm", "gru"):
+            raise ValueError(f"layer_norm=True needs cell='lstm' or 'gru' (their cells normalize gate blocks); "
+                             f"got cell={getattr(cell, '__name__', cell)!r}")
         self.input_dropout = F.check_probability("input_dropout", input_dropout)
         self.output_dropout = F.check_probability("output_dropout", output_dropout)
         self.locked_dropout = locked = check_flag("locked_dropout", locked_dropout)
@@ -278,7 +300,8 @@ class SequenceModel(Module):
                                  f"gates, got nonlinearity={nonlinearity!r}")
             layer = LSTM if cell == "lstm" else GRU
             self.rnn = layer(input_size, hidden_size, num_layers, bias, batch_first, dropout=dropout,
-                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng, locked_dropout=locked)
+                             bidirectional=bidirectional, fused=fused, dtype=dtype, rng=rng, locked_dropout=locked,
+                             layer_norm=layer_norm)
         else:
             name = getattr(cell, "__name__", type(cell).__name__)
             if fused:
@@ -303,7 +326,8 @@ class SequenceModel(Module):
                 "fused": r.fused, "bias": getattr(r, "bias", self.head.bias is not None), "batch_first": r.batch_first,
                 "dtype": str(self.head.weight.dtype), "cell": r.cell_kind if user is None else cell_import_name(user),
                 "bidirectional": r.bidirectional, "dropout": r.dropout, "input_dropout": self.input_dropout,
-                "output_dropout": self.output_dropout, "locked_dropout": self.locked_dropout}
+                "output_dropout": self.output_dropout, "locked_dropout": self.locked_dropout,
+                "layer_norm": bool(getattr(r, "layer_norm", False))}
 
     def _rnn_input(self, x):
         """x for the stack: index inputs become one-hot rows for a user cell (built-in layers gather rows

@@ -40,6 +40,8 @@ class TrainConfig:
     locked_dropout: bool = option(False, "variational dropout: each dropout mask (input, between layers, output) is "
                                   "drawn once per sequence and shared by all its time steps; the recurrent state is "
                                   "never dropped")
+    layer_norm: bool = option(False, "layer-normalize each gate block of the lstm or gru cells, and the LSTM's cell "
+                              "state before its tanh (Ba et al. 2016); not for rnn or user cells")
     seq_len: int = option(32, "BPTT truncation length", metavar="T", low=1)
     batch_size: int = option(32, "parallel streams", metavar="B", low=1)
     steps: int = option(5000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
@@ -96,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"cell must be one of {CELLS} or a user cell 'package.module:Class', got {self.cell!r}")
         if self.cell not in CELLS and self.nonlinearity != "tanh":
             raise ValueError(f"nonlinearity applies to cell 'rnn' only, not to {self.cell}")
+        if self.layer_norm and self.cell not in ("lstm", "gru"):
+            raise ValueError(f"layer_norm needs cell lstm or gru (their gate blocks are normalized), got {self.cell!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.optimizer not in OPTIMIZERS:

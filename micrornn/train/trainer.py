@@ -540,7 +540,7 @@ def build_model(config, vocab_size, cell=None) -> SequenceModel:
                           fused=config.fused, dtype=np.dtype(config.dtype), rng=np.random.default_rng(config.seed),
                           cell=config.cell if cell is None else cell, dropout=config.dropout,
                           input_dropout=config.input_dropout, output_dropout=config.output_dropout,
-                          locked_dropout=config.locked_dropout)
+                          locked_dropout=config.locked_dropout, layer_norm=config.layer_norm)
     if config.gate_bias:
         init_gate_bias(model, config.gate_bias)  # the lstm forget / gru update gate
     return model
