@@ -73,7 +73,26 @@ def options():
                                                                      "`micrornn train`)")
     ap.add_argument("--only", choices=("torch", "micrornn"), help="run one side only")
     ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args()
+    args = ap.parse_args()
+    given = [f"--{name.replace('_', '-')}" for name in RECIPE_OPTIONS if getattr(args, name) != ap.get_default(name)]
+    if args.preset and given:
+        ap.error(f"--preset {args.preset} sets the model and recipe; drop {', '.join(given)} (or leave out --preset)")
+    return args
+
+
+RECIPE_OPTIONS = ("cell", "hidden_size", "layers", "seq_len", "batch_size", "lr", "warmup", "clip", "dropout",
+                  "input_dropout", "output_dropout", "locked_dropout", "weight_decay", "gate_bias", "ema",
+                  "state_reset", "steps")
+
+
+def check_twin_can_follow(config) -> None:
+    """Exit with one line when the config asks for something the torch side does not build."""
+    unsupported = [what for what, asked in (("layer_norm", getattr(config, "layer_norm", False)),
+                                           (f"nonlinearity {config.nonlinearity}", config.nonlinearity != "tanh"),
+                                           (f"dtype {config.dtype}", config.dtype != "float32")) if asked]
+    if unsupported:
+        sys.exit(f"the PyTorch twin does not follow {', '.join(unsupported)}: compare that run on micrornn alone "
+                 "(--only micrornn)")
 
 
 def run_config(args) -> TrainConfig:
@@ -144,16 +163,18 @@ def torch_model(torch, config, V):
 
 
 class TorchAverage:
-    """avg = d * avg + (1 - d) * p after each step; ``swapped`` holds the averages in the model for a block."""
+    """avg = d_t * avg + (1 - d_t) * p after step t, d_t = min(d, (1 + t) / (10 + t)) as micrornn's WeightAverage;
+    ``evaluate`` holds the averages in the model for a block."""
 
     def __init__(self, torch, model, decay):
         self.torch, self.params, self.decay = torch, list(model.parameters()), decay
         self.avg = [p.detach().clone() for p in self.params]
 
-    def update(self):
+    def update(self, step):
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
         with self.torch.no_grad():
             for a, p in zip(self.avg, self.params):
-                a.mul_(self.decay).add_(p, alpha=1.0 - self.decay)
+                a.mul_(d).add_(p, alpha=1.0 - d)
 
     def evaluate(self, fn):
         """fn() with the averaged weights in the model, the trained ones restored afterwards."""
@@ -240,15 +261,16 @@ def run_torch(args, config, vocab, train_ids, val_ids):
                      else torch.from_numpy(numpy_state))
         progress = max(step / config.steps, budget.fraction(time.perf_counter() - start, reserve))
         for group in opt.param_groups:
-            group["lr"] = learning_rate(config.lr, step, progress, config.warmup)
+            group["lr"] = learning_rate(config.lr, step, progress, config.warmup, config.lr_schedule)
         logits, state = model(torch.from_numpy(x), state)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(y).reshape(-1))
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        if config.clip:  # 0: no clipping, as micrornn
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
         if ema:
-            ema.update()
+            ema.update(step + 1)
         state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         step += 1
         train_time += time.perf_counter() - t0
@@ -281,6 +303,8 @@ def run_micrornn(args, config, text, val_ids):
 def main():
     args = options()
     config = run_config(args)
+    if args.only != "micrornn":
+        check_twin_can_follow(config)
     text = load_bundled_corpus()
     vocab = Vocab(text)
     train_ids, val_ids = train_val_split(vocab.encode(text), config.val_fraction)

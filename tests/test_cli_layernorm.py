@@ -23,6 +23,9 @@ def test_train_and_sample_a_layer_norm_model(tmp_path, cell, fused, capsys):
     model, _, _ = load_model(ck)
     assert all(c.layer_norm for c in model.rnn.cells)
     assert "rnn.cells.1.gain_h" in dict(model.named_parameters())
+    assert f"{cell.upper()} with layer norm" in capsys.readouterr().out  # the run's header says so
+    assert main(["eval", "--checkpoint", str(ck)]) == 0
+    assert f"{cell} with layer norm" in capsys.readouterr().out
     assert main(["sample", "--checkpoint", str(ck), "--length", "12", "--seed", "1"]) == 0
 
 
@@ -46,3 +49,19 @@ def test_gradcheck_layer_norm_passes_three_ways(cell, capsys):
 def test_gradcheck_refuses_layer_norm_for_other_cells(cell, capsys):
     assert main(["gradcheck", "--cell", cell, "--layer-norm"]) == 2
     assert "--layer-norm" in capsys.readouterr().err
+
+
+def test_layer_norm_must_be_a_bool_and_needs_two_units(tmp_path, capsys):
+    from micrornn.nn import LSTMCell, SequenceModel
+    from micrornn.train import TrainConfig
+    with pytest.raises(ValueError, match="layer_norm must be true or false"):
+        TrainConfig(cell="lstm", layer_norm="false").validated()  # a TOML string is not silently truthy
+    with pytest.raises(TypeError, match="layer_norm must be True or False"):
+        SequenceModel(5, 4, 5, cell="gru", layer_norm="false")
+    with pytest.raises(ValueError, match="hidden_size >= 2"):
+        LSTMCell(3, 1, layer_norm=True)
+    config = tmp_path / "c.toml"
+    config.write_text('cell = "lstm"\nlayer_norm = "false"\n', encoding="utf-8")
+    assert main(["train", "--config", str(config), "--steps", "0", "--checkpoint", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "layer_norm" in err and len(err.strip().splitlines()) == 1

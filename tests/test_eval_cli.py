@@ -116,7 +116,7 @@ def test_train_preset_with_overrides_and_the_final_report(trained, tmp_path, cap
     _, corpus = trained
     ck = tmp_path / "preset.npz"
     assert main(["train", "--preset", "rnn", "--data", str(corpus), "--checkpoint", str(ck), *TINY,
-                 "--steps", "6", "--fused", "--patience", "3", "--val-every", "2", "--val-chars", "30",
+                 "--steps", "6", "--layers", "2", "--fused", "--patience", "3", "--val-every", "2", "--val-chars", "30",
                  "--warmup", "2", "--state-reset", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "done: 6 steps" in out and "bits/char" in out
@@ -145,3 +145,11 @@ def test_eval_windows_protocol_prints_it_and_matches_the_library(trained, capsys
         assert main(["eval", "--checkpoint", str(ck), "--protocol", "windows", *bad]) == 2, bad
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (bad, err)
+
+
+@pytest.mark.parametrize("extra", [["--windows", "5"], ["--window", "8", "--seed", "3"]])
+def test_window_options_with_the_stream_protocol_are_refused(trained, capsys, extra):
+    ck, _ = trained
+    assert main(["eval", "--checkpoint", str(ck), *extra]) == 2  # not silently ignored
+    err = capsys.readouterr().err
+    assert "apply to --protocol windows only" in err and extra[0] in err and len(err.strip().splitlines()) == 1

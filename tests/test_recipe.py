@@ -104,12 +104,13 @@ def test_weight_average_is_the_moving_average_and_swaps_exactly():
     model = SequenceModel(4, 3, 4, rng=0)
     ema = WeightAverage(model, 0.9)
     by_hand = {n: p.data.copy() for n, p in model.named_parameters()}
-    for k in range(3):
+    for step in (1, 2, 3, 50, 51):
         for p in model.parameters():
-            p.data += 0.1 * (k + 1)
-        ema.update()
+            p.data += 0.1 * step
+        ema.update(step)
+        d = min(0.9, (1 + step) / (10 + step))  # warm-up: 2/11, 3/12, 4/13, 51/60, 52/61 (0.9 from step 80 on)
         for n, p in model.named_parameters():
-            by_hand[n] = 0.9 * by_hand[n] + 0.1 * p.data
+            by_hand[n] = d * by_hand[n] + (1 - d) * p.data
     trained = {n: p.data.copy() for n, p in model.named_parameters()}
     for n in by_hand:
         np.testing.assert_allclose(ema.average[n], by_hand[n], rtol=1e-14)
@@ -157,8 +158,13 @@ def test_best_checkpoint_holds_the_averages(tmp_path):
     trainer = Trainer(TEXT, tiny(ema=0.7, steps=6, val_every=2, patience=5))
     quiet_run(trainer, checkpoint=tmp_path / "ck.npz")
     from micrornn.train.checkpoint import load_checkpoint
-    _, _, state = load_checkpoint(tmp_path / "ck_best.npz")
+    params, meta, state = load_checkpoint(tmp_path / "ck_best.npz")
     assert set(state["ema"]) == {n for n, _ in trainer.model.named_parameters()}
+    again = Trainer(TEXT, tiny(ema=0.7, steps=6, val_every=2, patience=5))
+    quiet_run(again, steps=meta["step"])  # the same run stopped at the best step: its average, exactly
+    for name, average in again.ema.average.items():
+        np.testing.assert_array_equal(state["ema"][name], average, err_msg=name)
+        assert not np.array_equal(state["ema"][name], params[name]) or average.ndim == 0, name
 
 
 # ---- the command line -----------------------------------------------------------------------------

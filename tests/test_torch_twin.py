@@ -83,8 +83,39 @@ def test_adamw_groups_decay_matrices_only_and_the_average_swaps_back():
     with torch.no_grad():
         for p in t.parameters():
             p.add_(1.0)
-    avg.update()
+    avg.update(100)  # past the warm-up: d = min(0.5, 101/110) = 0.5
     inside = avg.evaluate(lambda: [p.detach().clone() for p in t.parameters()])
     for b, p, i in zip(before, t.parameters(), inside):
         torch.testing.assert_close(i, b + 0.5)  # 0.5 * old + 0.5 * (old + 1)
         torch.testing.assert_close(p.detach(), b + 1.0)
+
+
+def test_the_twin_s_average_follows_micrornn_s_warm_up():
+    from micrornn.train.ema import WeightAverage
+    model = SequenceModel(V, H, V, num_layers=2, cell="gru", rng=0)
+    t = twin_of(model, "gru")
+    ours, theirs = WeightAverage(model, 0.99), twin.TorchAverage(torch, t, 0.99)
+    for step in range(1, 6):
+        for p in model.parameters():
+            p.data += 0.01 * step
+        with torch.no_grad():
+            for p in t.parameters():
+                p.add_(0.01 * step)
+        ours.update(step)
+        theirs.update(step)
+    got = dict(zip((n for n, _ in t.named_parameters()), theirs.avg))
+    np.testing.assert_allclose(got["head.weight"].numpy(), ours.average["head.weight"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_preset_refuses_recipe_options_and_the_twin_refuses_what_it_cannot_build(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["torch_same_time.py", "--preset", "gru", "--ema", "0.9"])
+    with pytest.raises(SystemExit) as done:
+        twin.options()
+    assert done.value.code == 2 and "drop --ema" in capsys.readouterr().err
+    for field, value, words in (("layer_norm", True, "layer_norm"), ("nonlinearity", "relu", "nonlinearity relu"),
+                                ("dtype", "float64", "dtype float64")):
+        cfg = SimpleNamespace(layer_norm=False, nonlinearity="tanh", dtype="float32")
+        setattr(cfg, field, value)
+        with pytest.raises(SystemExit, match=words):
+            twin.check_twin_can_follow(cfg)
+    twin.check_twin_can_follow(SimpleNamespace(layer_norm=False, nonlinearity="tanh", dtype="float32"))

@@ -40,11 +40,11 @@ def add_parser(subparsers):
                    help="stream: the part read as one stream with the state carried; windows: the mean loss over "
                         "--windows random windows of --window characters, each from a zero state (nanoGPT's "
                         "estimate) (default stream)")
-    p.add_argument("--window", type=positive_int, default=256, metavar="N",
+    p.add_argument("--window", type=positive_int, metavar="N",
                    help="--protocol windows: predictions per window (default 256)")
-    p.add_argument("--windows", type=positive_int, default=2000, metavar="N",
+    p.add_argument("--windows", type=positive_int, metavar="N",
                    help="--protocol windows: how many windows (default 2000)")
-    p.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
+    p.add_argument("--seed", type=non_negative_int, metavar="N",
                    help="--protocol windows: the seed that draws the windows (default 0)")
     return p
 
@@ -81,8 +81,16 @@ def _text(args, meta):
     return text, name
 
 
+WINDOW_DEFAULTS = {"window": 256, "windows": 2000, "seed": 0}
+
+
 def run(args) -> int:
     """Print the checkpoint, the text scored, and its loss in nats and bits per character."""
+    given = [f"--{name}" for name in WINDOW_DEFAULTS if getattr(args, name) is not None]
+    if args.protocol == "stream" and given:
+        raise UsageError(f"{', '.join(given)} apply to --protocol windows only (the stream protocol reads the part once)")
+    for name, default in WINDOW_DEFAULTS.items():
+        setattr(args, name, default if getattr(args, name) is None else getattr(args, name))
     model, vocab, meta = _load(args.checkpoint, args.cell)
     text, name = _text(args, meta)
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
@@ -98,7 +106,7 @@ def run(args) -> int:
     except ValueError as e:
         raise UsageError(f"{name}: {e}; this checkpoint cannot score it") from None
     m = model.config
-    cell = m.get("cell", "rnn")
+    cell = m.get("cell", "rnn") + (" with layer norm" if m.get("layer_norm") else "")
     print(f"checkpoint: {args.checkpoint} (step {meta.get('step', '?')}, {m['num_layers']}-layer {cell}, "
           f"hidden {m['hidden_size']}, {model.num_parameters():,} parameters"
           f"{', its averaged weights (ema ' + format(config['ema'], 'g') + ')' if config.get('ema') else ''})")

@@ -225,7 +225,9 @@ def _cell_name(config) -> str:
     """The model kind in words: "tanh RNN", "LSTM", "GRU"."""
     if config.cell not in CELLS:
         return config.cell  # a user cell: its import name
-    return f"{config.nonlinearity} RNN" if config.cell == "rnn" else config.cell.upper()
+    if config.cell == "rnn":
+        return f"{config.nonlinearity} RNN"
+    return config.cell.upper() + (" with layer norm" if config.layer_norm else "")
 
 
 def _describe(trainer) -> str:

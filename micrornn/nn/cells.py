@@ -83,7 +83,12 @@ class _Cell(Module):
     def _init_weights(self, input_size, hidden_size, bias, dtype, rng, layer_norm=False):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
+        if not isinstance(layer_norm, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: layer_norm must be True or False, got {layer_norm!r}")
         self.layer_norm = bool(layer_norm)
+        if self.layer_norm and self.hidden_size < 2:
+            raise ValueError(f"{type(self).__name__}: layer_norm needs hidden_size >= 2 (a block of one unit "
+                             f"normalizes to its shift alone, whatever the input), got {hidden_size}")
         rng, H = default_rng(rng), self.hidden_size
         bound = 1.0 / np.sqrt(H)  # PyTorch's init: U(-1/sqrt(H), 1/sqrt(H))
         for name, shape in self.parameter_shapes(self.input_size, H, True, self.layer_norm).items():

@@ -181,7 +181,7 @@ class LSTM(_Layers):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
                  dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False,
                  layer_norm=False):
-        self.layer_norm = bool(layer_norm)
+        self.layer_norm = check_flag("layer_norm", layer_norm)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
                     dtype, rng, lambda i, h, b, dt, r: LSTMCell(i, h, b, dt, r, layer_norm=self.layer_norm),
                     locked_dropout)
@@ -222,7 +222,7 @@ class GRU(_Layers):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, *,
                  dropout=0.0, bidirectional=False, fused=False, dtype=np.float64, rng=None, locked_dropout=False,
                  layer_norm=False):
-        self.layer_norm = bool(layer_norm)
+        self.layer_norm = check_flag("layer_norm", layer_norm)
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, fused,
                     dtype, rng, lambda i, h, b, dt, r: GRUCell(i, h, b, dt, r, layer_norm=self.layer_norm),
                     locked_dropout)
@@ -277,7 +277,7 @@ class SequenceModel(Module):
                  bidirectional=False, dropout=0.0, input_dropout=0.0, output_dropout=0.0, locked_dropout=False,
                  layer_norm=False):
         rng = default_rng(rng)
-        if layer_norm and cell not in ("lstm", "gru"):
+        if check_flag("layer_norm", layer_norm) and cell not in ("lstm", "gru"):
             raise ValueError(f"layer_norm=True needs cell='lstm' or 'gru' (their cells normalize gate blocks); "
                              f"got cell={getattr(cell, '__name__', cell)!r}")
         self.input_dropout = F.check_probability("input_dropout", input_dropout)

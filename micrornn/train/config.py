@@ -50,7 +50,8 @@ class TrainConfig:
     weight_decay: float = option(0.0, "adamw's decoupled weight decay: each step p -= lr * WD * p on the weight "
                                  "matrices only (never biases or gains); needs --optimizer adamw", metavar="WD")
     gate_bias: float = option(0.0, "at model creation set the lstm forget-gate / gru update-gate bias to B "
-                              "(positive: the cells keep their state); lstm and gru only", metavar="B", kind="real")
+                              "(positive: the cells keep their state); lstm and gru only; write a negative value as "
+                              "--gate-bias=-1.5", metavar="B", kind="real")
     ema: float = option(0.0, "keep an exponential moving average of the weights (avg = D*avg + (1-D)*p after "
                         "each step) for validation, samples and the checkpoint's model; 0 = off", metavar="D",
                         kind="probability")
@@ -98,7 +99,7 @@ class TrainConfig:
             raise ValueError(f"cell must be one of {CELLS} or a user cell 'package.module:Class', got {self.cell!r}")
         if self.cell not in CELLS and self.nonlinearity != "tanh":
             raise ValueError(f"nonlinearity applies to cell 'rnn' only, not to {self.cell}")
-        if self.layer_norm and self.cell not in ("lstm", "gru"):
+        if _check_bool("layer_norm", self.layer_norm) and self.cell not in ("lstm", "gru"):
             raise ValueError(f"layer_norm needs cell lstm or gru (their gate blocks are normalized), got {self.cell!r}")
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
@@ -138,6 +139,7 @@ class TrainConfig:
                        time_budget=float(self.time_budget), dropout=float(self.dropout),
                        input_dropout=float(self.input_dropout), output_dropout=float(self.output_dropout),
                        locked_dropout=_check_bool("locked_dropout", self.locked_dropout),
+                       layer_norm=_check_bool("layer_norm", self.layer_norm),
                        state_reset=float(self.state_reset))
 
 

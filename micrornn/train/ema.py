@@ -1,9 +1,11 @@
 """An exponential moving average of a model's weights (EMA), for validation, samples and checkpoints.
 
-After every optimizer step each averaged array moves toward its parameter: avg = d * avg + (1 - d) * p.
-The average starts as a copy of the weights (so it needs no bias correction) and is kept in the
-parameters' dtype. ``swapped_in(model)`` puts the averages into the model for a block and restores the
-trained weights exactly afterwards.
+After optimizer step t (1, 2, ...) each averaged array moves toward its parameter:
+avg = d_t * avg + (1 - d_t) * p with d_t = min(d, (1 + t) / (10 + t)), so the first steps mostly
+replace the starting copy of the weights (the initial weights would otherwise keep a share d^t of
+it for thousands of steps). The average is kept in the parameters' dtype; t is the trainer's step,
+which checkpoints already hold, so a resumed run continues the same average. ``swapped_in(model)``
+puts the averages into the model for a block and restores the trained weights exactly afterwards.
 """
 from __future__ import annotations
 
@@ -26,9 +28,9 @@ class WeightAverage:
         self.params = dict(model.named_parameters())
         self.average = {name: p.data.copy() for name, p in self.params.items()}
 
-    def update(self) -> None:
-        """One step of the average: avg = d * avg + (1 - d) * p, for every parameter."""
-        d = self.decay
+    def update(self, step: int) -> None:
+        """The average after optimizer step `step` (from 1): avg = d_t avg + (1 - d_t) p, every parameter."""
+        d = min(self.decay, (1.0 + step) / (10.0 + step))  # the warm-up: early steps weigh the new weights more
         for name, p in self.params.items():
             avg = self.average[name]
             avg *= d

@@ -163,7 +163,7 @@ class Trainer:
         """Count an update and keep its loss and gradient norm."""
         self.step += 1
         if self.ema is not None:
-            self.ema.update()
+            self.ema.update(self.step)
         self.grad_norm = grad_norm
         self.history["step"].append(self.step)
         self.history["loss"].append(loss)
