@@ -251,6 +251,31 @@ def headline() -> str:
             f"{fused['small']} / {fused['medium']} / {fused['large']} |\n")
 
 
+QUALITY_TARGETS = {"rnn": 1.50, "lstm": 1.45, "gru": 1.45, "best": 1.40}
+
+
+def quality_summary() -> str:
+    """One table of every preset's figures, read from the quality-* transcripts on this page."""
+    regions = {name: body for page in pages() for _, name, body, _ in REGION.findall(page.read_text(encoding="utf-8"))}
+    rows = ["| preset | micrornn, one stream | micrornn, windows | PyTorch twin, one stream | twin, windows | "
+            "target (one stream) |", "|---|---|---|---|---|---|"]
+    for preset, target in QUALITY_TARGETS.items():
+        body = regions.get(f"quality-{preset}", "")
+        ours = re.search(r"validation ([\d.]+) nats/char \(", body)
+        windows = re.search(r"^val: ([\d.]+) nats/char", body, re.M)
+        twin = re.search(r"validation stream ([\d.]+) nats/char.*?windows \(.*?\) ([\d.]+) nats/char", body)
+        if ours is None:
+            rows.append(f"| `--preset {preset}` | not measured | | | | <= {target:.2f} |")
+            continue
+        nats = float(ours.group(1))
+        def three(m, i, missing="-"):
+            return f"{float(m.group(i)):.3f}" if m else missing
+        rows.append(f"| `--preset {preset}` | **{nats:.3f}** | {three(windows, 1)} | {three(twin, 1, 'not run')} | "
+                    f"{three(twin, 2)} | "
+                    f"<= {target:.2f}: {'met' if nats <= target else 'missed'} |")
+    return "\n".join(rows) + "\n"
+
+
 @dataclass
 class Job:
     """A generated region: how to make its text, whether it measures time (slow) and whether the
@@ -294,6 +319,7 @@ JOBS: dict[str, Job] = {
     "ngram": Job(lambda: text_block(run(["python", str(REPO / "benchmarks" / "ngram_baseline.py"), "--orders", "5",
                                          "6", "7", "8"], shown="python benchmarks/ngram_baseline.py --orders 5 6 7 8")),
                  slow=True),
+    "quality-summary": Job(quality_summary, checked=True),  # after the quality-* regions it reads
     "headline": Job(headline, checked=True),   # last: it reads the regions above
 }
 
