@@ -17,7 +17,7 @@ MEMORY_GATES = {"lstm": "f", "gru": "z"}
 
 def _cells(module) -> list:
     """The recurrent cells the layers in `module` list (in PyTorch's order), else the module itself if it is a cell."""
-    found = []
+    found: list = []
     for m in module.modules():
         for cell in list(getattr(m, "cells", None) or []) + list(getattr(m, "reverse_cells", None) or []):
             if all(cell is not f for f in found):

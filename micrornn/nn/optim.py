@@ -232,7 +232,7 @@ class Adagrad(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction; each parameter counts its own steps (skipped ones excluded)."""
 
-    hyper_names = ("lr", "betas", "eps")
+    hyper_names: tuple[str, ...] = ("lr", "betas", "eps")
     buffer_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):

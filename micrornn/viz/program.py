@@ -46,7 +46,8 @@ def draw_program(compiled, *args, rankdir: str = "TB", title: str | None = None,
     border, calls that no gradient flows through in grey."""
     program = program_of(compiled, args, kwargs)
     returned = {id(v) for v in program.outputs}
-    clusters, firsts = {}, {}
+    clusters: dict = {}
+    firsts: dict = {}
     leaves = program.inputs + program.params + program.consts + program.randoms
     for v in leaves:
         attrs = dict(PARAM_STYLE if v.kind == "param" else INPUT_STYLE)
@@ -66,7 +67,7 @@ def draw_program(compiled, *args, rankdir: str = "TB", title: str | None = None,
         if key and key[0] == "step":
             firsts.setdefault(key, (number, out.label))
 
-    edges = Counter()
+    edges: Counter = Counter()
     for call in program.calls:
         for v in call.inputs:
             edges[(v.label, call.output.label, v.kind == "param", None)] += 1
