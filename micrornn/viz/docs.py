@@ -126,7 +126,8 @@ PLOTS = {
         data, path, title="LSTM gates over time (forget-gate bias +3, W x 2, inputs x 2)")),
 }
 STEPPER = "bptt_stepper"  # docs/bptt_stepper.html: micrornn viz --html docs/bptt_stepper.html
-PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png", "gated_gradients_T100.png")  # made by examples
+PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png", "gated_gradients_T100.png",  # made by examples
+                    "quality_gru_loss.png", "quality_rnn_loss.png", "quality_best_loss.png")  # docs/regenerate.py's quality runs
 
 
 def data_text(name, data) -> str:
