@@ -92,13 +92,7 @@ def lstm_layer_forward(x, U, W, b, h0, c0, mask=None):
     for t in range(T):
         a = gates[t]  # a_t, activated in place
         a += np.matmul(h_prev, W_T, out=ah)
-        _sigmoid(a[:, :2 * H], out=a[:, :2 * H])  # i, f
-        np.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])  # g
-        _sigmoid(a[:, 3 * H:], out=a[:, 3 * H:])  # o
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        c = cs[t]
-        np.multiply(f, c_prev, out=c)
-        c += i * g  # c_t = f * c_{t-1} + i * g
+        o, c = activate_cell(a, H, c_prev, cs[t])
         np.tanh(c, out=hs[t])
         hs[t] *= o  # h_t = o * tanh(c_t)
         skip = _skipped(mask, t)
@@ -169,3 +163,15 @@ def lstm_layer_backward(dhs, dcs, x, hs, cs, gates, h0, c0, U, W, return_hidden=
     dx = (flat @ U).reshape(T, B, I)  # down the layer: dL/dx_t = da_t U
     grads = (dx, dU, dW, db, carry_h, carry_c)  # after the loop the carries are dL/dh_0, dL/dc_0
     return grads + ((gh_all, gc_all, da),) if return_hidden else grads
+
+
+def activate_cell(a, H, c_prev, c):
+    """Activate the pre-activations a (B, 4H) in place (i, f, o sigmoid, g tanh) and write the cell
+    c_t = f * c_{t-1} + i * g into c; return (o, c)."""
+    _sigmoid(a[:, :2 * H], out=a[:, :2 * H])  # i, f
+    np.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])  # g
+    _sigmoid(a[:, 3 * H:], out=a[:, 3 * H:])  # o
+    i, f, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H]
+    np.multiply(f, c_prev, out=c)
+    c += i * g  # c_t = f * c_{t-1} + i * g
+    return a[:, 3 * H:], c

@@ -23,8 +23,8 @@ keeps (h, c): its deltas are 0 and gh, gc pass to step t-1 unchanged.
 import numpy as np
 
 from micrornn.bptt.layernorm import block_norm, input_part_backward, input_part_forward, normalize, normalize_backward
-from micrornn.bptt.lstm import _check_args, gate_slopes
-from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _sigmoid, _skipped
+from micrornn.bptt.lstm import _check_args, activate_cell, gate_slopes
+from micrornn.bptt.shared import _arrays, _as, _check_shape, _float_dtype, _skipped
 
 
 def _check_ln(H, gain_x, gain_h, gain_c, bias_c):
@@ -64,13 +64,7 @@ def ln_lstm_layer_forward(x, U, W, b, gain_x, gain_h, gain_c, bias_c, h0, c0, ma
         r_hat[t], inv_r[t] = normalize(h_prev @ W_T, 4)
         a = gates[t]
         a += r_hat[t] * gain_h  # a_t = p_t + LN(h_{t-1} W^T; gain_h, 0)
-        _sigmoid(a[:, :2 * H], out=a[:, :2 * H])  # i, f
-        np.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])  # g
-        _sigmoid(a[:, 3 * H:], out=a[:, 3 * H:])  # o
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        c = cs[t]
-        np.multiply(f, c_prev, out=c)
-        c += i * g  # c_t = f * c_{t-1} + i * g
+        o, c = activate_cell(a, H, c_prev, cs[t])
         c_hat[t], inv_c[t] = normalize(c, 1)
         y = c_hat[t] * gain_c
         if bias_c is not None:
