@@ -8,6 +8,8 @@ from micrornn import nn
 from micrornn.engine.compile import ValueDependentError
 from micrornn.nn import functional as F
 
+from user_cells import MGU
+
 
 def _grads(module):
     return {name: p.grad.copy() for name, p in module.named_parameters()}
@@ -57,25 +59,8 @@ def test_float32_and_parameter_updates_between_calls():
         opt.step()  # the program reads the parameters' new values on the next call
 
 
-class MinimalGatedCell(nn.Module):
-    """A user cell (MGU): f = sigmoid(x Wf + h Uf), n = tanh(x Wn + (f*h) Un), h' = (1-f) h + f n."""
-
-    def __init__(self, input_size, hidden_size, rng=0):
-        r = np.random.default_rng(rng)
-        self.hidden_size = hidden_size
-        self.Wf = nn.Parameter(r.normal(0, 0.4, (input_size, hidden_size)))
-        self.Uf = nn.Parameter(r.normal(0, 0.4, (hidden_size, hidden_size)))
-        self.Wn = nn.Parameter(r.normal(0, 0.4, (input_size, hidden_size)))
-        self.Un = nn.Parameter(r.normal(0, 0.4, (hidden_size, hidden_size)))
-
-    def forward(self, x, h):
-        f = (x @ self.Wf + h @ self.Uf).sigmoid()
-        n = (x @ self.Wn + (f * h) @ self.Un).tanh()
-        return (1 - f) * h + f * n
-
-
 def test_user_cell_through_recurrent_with_input_gradient():
-    rec = nn.Recurrent(MinimalGatedCell(4, 5))
+    rec = nn.Recurrent(MGU(4, 5))
 
     def loss(x, target):
         out, h = rec(x)
@@ -99,7 +84,7 @@ def test_user_cell_through_recurrent_with_input_gradient():
         for name in ref_grads:
             np.testing.assert_array_equal(rec.cell.__dict__[name.split(".")[-1]].grad, ref_grads[name])
     program = compiled.program(x, target)
-    assert {v.name for v in program.params} == {"cell.Wf", "cell.Uf", "cell.Wn", "cell.Un"}
+    assert {v.name for v in program.params} == {"cell.U", "cell.W_f", "cell.W_n"}
 
 
 def test_dropout_masks_are_drawn_on_every_call():
@@ -286,7 +271,7 @@ def test_non_contiguous_index_inputs_are_refilled_on_every_call():
                                         ("gru", False), ("gru", True), ("user", False)])
 @pytest.mark.parametrize("reduction,bidirectional", [("sum", False), ("mean", False), ("sum", True)])
 def test_lengths_as_a_static_argument_give_the_uncompiled_gradients(cell, fused, reduction, bidirectional):
-    kind = MinimalGatedCell if cell == "user" else cell
+    kind = MGU if cell == "user" else cell
     model = nn.SequenceModel(7, 5, 7, cell=kind, rng=1, bidirectional=bidirectional,
                              **({"fused": fused} if cell != "user" else {}))
 

@@ -17,26 +17,18 @@ from micrornn.train.checkpoint import save_checkpoint
 from micrornn.train.data import Vocab
 from micrornn.train.sample import CHECKPOINT_KIND, load_model
 
+from user_cells import MGU
+
 TEXT = ("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n"
         "And all the clouds that lour'd upon our house\n") * 6
 V = 11
 
 
-class Minimal(Module):
-    """A user cell (minimal gated unit): f = sigmoid(x U_f + h W_f), h' = h + f (tanh(x U_n + (f h) W_n) - h)."""
+class Minimal(MGU):
+    """The shared user MGU seeded by its input size: the weights the gradient check below runs on."""
 
     def __init__(self, input_size, hidden_size):
-        rng = np.random.default_rng(input_size)
-        self.hidden_size = hidden_size
-        self.U = Parameter(rng.uniform(-0.5, 0.5, (input_size, 2 * hidden_size)))
-        self.W_f = Parameter(rng.uniform(-0.5, 0.5, (hidden_size, hidden_size)))
-        self.W_n = Parameter(rng.uniform(-0.5, 0.5, (hidden_size, hidden_size)))
-
-    def forward(self, x, h):
-        H = self.hidden_size
-        p = x @ self.U
-        f = (p[:, :H] + h @ self.W_f).sigmoid()
-        return h + f * ((p[:, H:] + (f * h) @ self.W_n).tanh() - h)
+        super().__init__(input_size, hidden_size, rng=input_size)
 
 
 class Recorder(Module):

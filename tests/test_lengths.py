@@ -9,7 +9,7 @@ from micrornn import bptt, nn
 from micrornn.check import routes
 from micrornn.nn import functional as F
 
-from test_recurrent_stack import MGU
+from user_cells import MGU
 
 LENGTHS = np.array([5, 2, 4])
 LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

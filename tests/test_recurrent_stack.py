@@ -7,25 +7,9 @@ import pytest
 
 import micrornn as mr
 from micrornn import nn
-from micrornn.nn import Module, Parameter, Recurrent
+from micrornn.nn import Module, Recurrent
 
-
-class MGU(Module):
-    """Minimal gated unit: f = σ(x U_f + h W_f), n = tanh(x U_n + (f h) W_n), h' = (1 - f) h + f n."""
-
-    def __init__(self, input_size, hidden_size, rng=0):
-        rng = np.random.default_rng(rng)
-        self.hidden_size = hidden_size
-        self.U = Parameter(rng.uniform(-0.5, 0.5, (input_size, 2 * hidden_size)))
-        self.W_f = Parameter(rng.uniform(-0.5, 0.5, (hidden_size, hidden_size)))
-        self.W_n = Parameter(rng.uniform(-0.5, 0.5, (hidden_size, hidden_size)))
-
-    def forward(self, x, h):
-        H = self.hidden_size
-        p = x @ self.U
-        f = (p[:, :H] + h @ self.W_f).sigmoid()
-        n = (p[:, H:] + (f * h) @ self.W_n).tanh()
-        return h + f * (n - h)
+from user_cells import MGU
 
 
 def _copy_into(rec, layer):

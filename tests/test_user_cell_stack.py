@@ -16,7 +16,7 @@ from micrornn.train import TrainConfig, Trainer
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint
 from micrornn.train.sample import load_model
 
-from test_recurrent_stack import MGU
+from user_cells import MGU
 
 TINY = ["--hidden-size", "6", "--layers", "2", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
         "--sample-every", "0", "--sample-length", "20", "--dtype", "float64"]
@@ -90,7 +90,7 @@ def test_the_trainer_takes_the_cell_and_checkpoints_its_import_name(tmp_path, ce
     assert load_checkpoint(path)[1]["model"]["cell"] == cell_module
     with pytest.raises(CheckpointError, match=f"trained with the user cell {cell_module}; pass --cell {cell_module}"):
         load_model(path)
-    with pytest.raises(CheckpointError, match="not test_recurrent_stack:MGU"):
+    with pytest.raises(CheckpointError, match="not user_cells:MGU"):
         load_model(path, MGU)
     model, vocab, _ = load_model(path, cell)
     np.testing.assert_array_equal(model.rnn.cells[0].U.data, trainer.model.rnn.cells[0].U.data)

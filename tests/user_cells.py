@@ -1,8 +1,10 @@
-"""Three recurrent cells micrornn does not ship, written as a user would, for the picture and
-diagnostic tests: a peephole LSTM ((h, c) state), the minimal gated unit and IndRNN (no W matrix).
+"""Recurrent cells micrornn does not ship, written as a user would, shared by the tests: a peephole
+LSTM ((h, c) state), the minimal gated unit and IndRNN (no W matrix) for the picture and diagnostic
+tests, and MGU, the minimal gated unit in the layout of docs/cells.md, for the time-loop, dropout,
+lengths, compile and command-line tests.
 
-Each follows the cell protocol: hidden_size, forward(x_t, state) -> state; the two gated ones name
-their gates (gate_names + gates()). Nothing here comes from the library's own cells.
+Each follows the cell protocol: hidden_size, forward(x_t, state) -> state; the two gated picture
+cells name their gates (gate_names + gates()). Nothing here comes from the library's own cells.
 """
 import numpy as np
 
@@ -87,6 +89,26 @@ class IndRNN(nn.Module):
 
     def forward(self, x, h):
         return (x @ self.W.T + self.u * h + self.b).relu()
+
+
+class MGU(nn.Module):
+    """Minimal gated unit in docs/cells.md's layout (one block U (I, 2H) of input weights, no bias):
+    f = sigmoid(x U_f + h W_f), n = tanh(x U_n + (f h) W_n), h' = (1 - f) h + f n; every weight drawn
+    uniform in [-scale, scale] from the seed rng (0 unless given: nn.Recurrent builds it from the sizes alone)."""
+
+    def __init__(self, input_size, hidden_size, rng=0, scale=0.5):
+        rng = np.random.default_rng(rng)
+        self.hidden_size = hidden_size
+        self.U = Parameter(rng.uniform(-scale, scale, (input_size, 2 * hidden_size)))
+        self.W_f = Parameter(rng.uniform(-scale, scale, (hidden_size, hidden_size)))
+        self.W_n = Parameter(rng.uniform(-scale, scale, (hidden_size, hidden_size)))
+
+    def forward(self, x, h):
+        H = self.hidden_size
+        p = x @ self.U
+        f = (p[:, :H] + h @ self.W_f).sigmoid()
+        n = (p[:, H:] + (f * h) @ self.W_n).tanh()
+        return h + f * (n - h)
 
 
 USER_CELLS = (PeepholeLSTM, MGUCell, IndRNN)
