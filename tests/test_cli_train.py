@@ -10,16 +10,9 @@ import pytest
 from micrornn.train.checkpoint import load_checkpoint, save_checkpoint
 from micrornn.cli import main
 
-TINY = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
-        "--sample-every", "0", "--sample-length", "20", "--dtype", "float64"]
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 8
+from tiny_runs import TINY_TRAIN, WINTER as TEXT
 
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
+TINY = [*TINY_TRAIN, "--val-every", "0"]
 
 
 def train(tmp_path, corpus, *extra, checkpoint="ck.npz"):

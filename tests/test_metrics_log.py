@@ -9,16 +9,9 @@ from micrornn.cli import main
 from micrornn.train.checkpoint import load_checkpoint
 from micrornn.train.metrics import MetricsLog, read_log
 
-TINY = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--sample-every", "0",
-        "--sample-length", "20", "--dtype", "float64", "--quiet", "--no-plot"]
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 8
+from tiny_runs import TINY_TRAIN
 
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
+TINY = [*TINY_TRAIN, "--quiet", "--no-plot"]
 
 
 def records(path):

@@ -14,6 +14,8 @@ from micrornn.train.schedule import learning_rate
 from micrornn.train.stopping import Budget, EarlyStopping
 from micrornn.train.trainer import best_checkpoint_path
 
+from tiny_runs import quiet_run
+
 TEXT = ("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n"
         "And all the clouds that lour'd upon our house\n") * 6
 
@@ -22,10 +24,6 @@ def tiny(**kw):
     base = dict(hidden_size=10, num_layers=1, seq_len=8, batch_size=4, steps=12, val_every=0, sample_every=0,
                 dtype="float64", warmup=0, state_reset=0.0, val_chars=0)
     return TrainConfig(**{**base, **kw})
-
-
-def quiet_run(trainer, **kw):
-    return trainer.run(progress=False, log=lambda s: None, **kw)
 
 
 # ---- learning rate ------------------------------------------------------------------------------

@@ -5,23 +5,11 @@ import pytest
 import micrornn as mr
 from micrornn.nn import GRUCell, LSTMCell, SequenceModel, init_gate_bias
 from micrornn.nn.cells import CELLS
-from micrornn.train import TrainConfig, Trainer, evaluate
+from micrornn.train import Trainer, evaluate
 from micrornn.train.ema import WeightAverage
 from micrornn.train.sample import load_model
 
-TEXT = ("To be, or not to be, that is the question:\n"
-        "Whether 'tis nobler in the mind to suffer\n"
-        "The slings and arrows of outrageous fortune,\n") * 4
-
-
-def tiny(**kw):
-    base = dict(hidden_size=12, num_layers=1, seq_len=8, batch_size=4, steps=10, val_every=0, sample_every=0,
-                sample_length=20, dtype="float64", warmup=0, state_reset=0.0)
-    return TrainConfig(**{**base, **kw})
-
-
-def quiet_run(trainer, **kw):
-    return trainer.run(progress=False, log=lambda s: None, **kw)
+from tiny_runs import SOLILOQUY as TEXT, quiet_run, tiny
 
 
 # ---- gate bias ------------------------------------------------------------------------------------

@@ -16,16 +16,9 @@ from micrornn.train.checkpoint import load_checkpoint
 from micrornn.train.config import PRESET_DIR, PRESETS, TrainConfig as Config, option, option_name, preset_settings, \
     read_config
 
-TINY = ["--hidden-size", "12", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
-        "--sample-every", "0", "--sample-length", "20", "--dtype", "float64", "--quiet", "--no-plot"]
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 8
+from tiny_runs import TINY_TRAIN
 
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
+TINY = [*TINY_TRAIN, "--val-every", "0", "--quiet", "--no-plot"]
 
 
 def train_parser():

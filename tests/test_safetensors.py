@@ -15,7 +15,6 @@ pytest.importorskip("safetensors", reason="safetensors is an optional extra")
 
 TINY = ["--hidden-size", "6", "--layers", "2", "--seq-len", "8", "--batch-size", "2", "--val-every", "0",
         "--sample-every", "0", "--dtype", "float64", "--quiet", "--no-plot", "--steps", "2"]
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 8
 
 
 def torch_twin(torch, config):
@@ -43,11 +42,9 @@ def logits_of_both(torch, model, twin, ids, vocab_size):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_export_loads_into_torch_with_equal_outputs(tmp_path, cell, capsys):
+def test_export_loads_into_torch_with_equal_outputs(tmp_path, corpus, cell, capsys):
     torch = pytest.importorskip("torch", reason="torch is needed only to check the file from PyTorch's side")
     from safetensors.torch import load_file
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
     ck, out = tmp_path / "ck.npz", tmp_path / "weights.safetensors"
     assert main(["train", "--data", str(corpus), "--checkpoint", str(ck), "--cell", cell, *TINY]) == 0
     assert main(["export", "--checkpoint", str(ck), "--safetensors", str(out)]) == 0

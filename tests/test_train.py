@@ -9,19 +9,7 @@ from micrornn.train.sample import load_model, sample
 from micrornn.engine.tensor import Tensor
 from micrornn.train import TrainConfig, Trainer, evaluate, fit, make_optimizer, update
 
-TEXT = ("To be, or not to be, that is the question:\n"
-        "Whether 'tis nobler in the mind to suffer\n"
-        "The slings and arrows of outrageous fortune,\n") * 4  # 528 characters
-
-
-def tiny(**kw):
-    base = dict(hidden_size=12, num_layers=1, seq_len=8, batch_size=4, steps=10, val_every=0, sample_every=0,
-                sample_length=20, dtype="float64", warmup=0, state_reset=0.0)
-    return TrainConfig(**{**base, **kw})
-
-
-def quiet_run(trainer, **kw):
-    return trainer.run(progress=False, log=lambda s: None, **kw)
+from tiny_runs import SOLILOQUY as TEXT, quiet_run, tiny
 
 
 def assert_same_state(a, b):

@@ -16,11 +16,11 @@ from micrornn.train import TrainConfig, Trainer
 from micrornn.train.checkpoint import CheckpointError, load_checkpoint
 from micrornn.train.sample import load_model
 
+from tiny_runs import WINTER as TEXT
 from user_cells import MGU
 
 TINY = ["--hidden-size", "6", "--layers", "2", "--seq-len", "8", "--batch-size", "4", "--val-every", "0",
         "--sample-every", "0", "--sample-length", "20", "--dtype", "float64"]
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 8
 CELL_SOURCE = '''
 import numpy as np
 from micrornn.nn import Module, Parameter
@@ -100,9 +100,7 @@ def test_the_trainer_takes_the_cell_and_checkpoints_its_import_name(tmp_path, ce
         Trainer(TEXT, TrainConfig(cell=cell_module))
 
 
-def test_cli_train_sample_eval_resume_need_the_same_cell(tmp_path, cell_module, capsys):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
+def test_cli_train_sample_eval_resume_need_the_same_cell(tmp_path, corpus, cell_module, capsys):
     ck = str(tmp_path / "ck.npz")
     assert main(["train", "--data", str(corpus), "--checkpoint", ck, "--cell", cell_module, "--steps", "3",
                  "--quiet", "--no-plot", *TINY]) == 0
@@ -131,13 +129,11 @@ def test_gradcheck_cli_checks_a_user_cell_against_central_differences(cell_modul
     assert "--fused need a built-in cell" in capsys.readouterr().err
 
 
-def test_a_checkpoint_never_imports_the_module_it_names(tmp_path):
+def test_a_checkpoint_never_imports_the_module_it_names(tmp_path, corpus):
     """The module writes a marker file when imported; loading a checkpoint that names it must not."""
     marker = tmp_path / "imported.txt"
     side_effect = f"open({str(marker)!r}, 'w').write('imported')"
     (tmp_path / "sidefx_cell.py").write_text(CELL_SOURCE.format(side_effect=side_effect), encoding="utf-8")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
     ck = tmp_path / "ck.npz"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).resolve().parents[1]}"}
     run = lambda *argv: subprocess.run([sys.executable, "-m", "micrornn", *argv], capture_output=True,  # noqa: E731
@@ -154,9 +150,7 @@ def test_a_checkpoint_never_imports_the_module_it_names(tmp_path):
         assert not marker.exists(), f"{argv[0]} imported the module a checkpoint named"
 
 
-def test_a_user_cell_trains_at_the_default_float32_and_its_hint_names_the_cell(tmp_path, cell_module, capsys):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
+def test_a_user_cell_trains_at_the_default_float32_and_its_hint_names_the_cell(tmp_path, corpus, cell_module, capsys):
     ck = str(tmp_path / "ck.npz")
     float32 = [a for a in TINY if a not in ("--dtype", "float64")]  # the default dtype, float32
     assert main(["train", "--data", str(corpus), "--checkpoint", ck, "--cell", cell_module, "--steps", "2",
@@ -167,9 +161,7 @@ def test_a_user_cell_trains_at_the_default_float32_and_its_hint_names_the_cell(t
     assert {p.dtype for p in model.parameters()} == {np.dtype(np.float32)}
 
 
-def test_fused_with_a_user_cell_and_a_mismatched_built_in_cell_are_refused(tmp_path, cell_module, capsys):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
+def test_fused_with_a_user_cell_and_a_mismatched_built_in_cell_are_refused(tmp_path, corpus, cell_module, capsys):
     ck = str(tmp_path / "ck.npz")
     assert main(["train", "--data", str(corpus), "--checkpoint", ck, "--cell", cell_module, "--fused", "--steps",
                  "2", "--quiet", "--no-plot", *TINY]) == 2
