@@ -12,24 +12,12 @@ from micrornn.bptt import (
     softmax_cross_entropy,
 )
 
-ATOL, RTOL, EPS = 1e-6, 1e-4, 1e-6
+from grad_helpers import central_differences
+
+ATOL, RTOL = 1e-6, 1e-4  # the finite-difference step is central_differences' 1e-6
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def numerical_grad(f, arr, eps=EPS):
-    """Central finite differences of scalar f() w.r.t. every entry of arr (perturbed in place)."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        orig = arr[idx]
-        arr[idx] = orig + eps
-        f_plus = f()
-        arr[idx] = orig - eps
-        f_minus = f()
-        arr[idx] = orig
-        grad[idx] = (f_plus - f_minus) / (2 * eps)
-    return grad
-
 
 def assert_grad_close(analytic, numeric, name, atol=ATOL, rtol=RTOL):
     """Assert |a - n| <= atol + rtol * |n| elementwise, reporting the worst entry."""
@@ -145,7 +133,7 @@ def test_layer_backward_matches_finite_differences(nonlinearity, T, B):
     dx, dU, dW, db, dh0 = rnn_layer_backward(probe, x, hs, h0, U, W, nonlinearity)
     for name, analytic, arr in [("dx", dx, x), ("dU", dU, U), ("dW", dW, W),
                                 ("db", db, b), ("dh0", dh0, h0)]:
-        assert_grad_close(analytic, numerical_grad(loss, arr), f"{nonlinearity} T={T} B={B} {name}")
+        assert_grad_close(analytic, central_differences(loss, arr), f"{nonlinearity} T={T} B={B} {name}")
 
 
 def test_layer_backward_without_h0_uses_zero_state():
@@ -176,7 +164,7 @@ def test_layer_backward_return_dh_is_total_state_gradient(nonlinearity):
     assert len(plain) == 5
     for a, b_ in zip(plain, rest):
         np.testing.assert_array_equal(a, b_)
-    assert_grad_close(dh, numerical_grad(loss, offset), "dh")
+    assert_grad_close(dh, central_differences(loss, offset), "dh")
 
 
 # ----------------------------------------------------------------------------- model level
@@ -210,7 +198,7 @@ def test_loss_and_grads_matches_finite_differences(nonlinearities, bias, with_h0
     if bias:
         arrays["head.bias"] = model.head.bias.data
     for name, arr in arrays.items():
-        numeric = numerical_grad(lambda: naive_loss(model, x, targets, h0), arr)
+        numeric = central_differences(lambda: naive_loss(model, x, targets, h0), arr)
         assert_grad_close(grads[name], numeric, name)
 
 
@@ -225,7 +213,7 @@ def test_hidden_grads_match_finite_differences_of_state_offsets():
     assert loss == pytest.approx(loss_and_grads(model, x, targets, h0)[0], rel=1e-15)
     offsets = [np.zeros((T, B, H)) for _ in range(2)]
     for l in range(2):
-        numeric = numerical_grad(lambda: naive_loss(model, x, targets, h0, offsets), offsets[l])
+        numeric = central_differences(lambda: naive_loss(model, x, targets, h0, offsets), offsets[l])
         assert_grad_close(hidden[l], numeric, f"hidden grads layer {l}")
 
 

@@ -11,7 +11,9 @@ from micrornn.bptt.fused import GRU_LAYER, LSTM_LAYER
 from micrornn.check.finite_differences import gradcheck
 from micrornn.engine.tensor import Tensor, apply
 
-ATOL, RTOL, EPS = 1e-6, 1e-4, 1e-6
+from grad_helpers import central_differences
+
+ATOL, RTOL = 1e-6, 1e-4  # the finite-difference step is central_differences' 1e-6
 
 
 def sigmoid(a):
@@ -47,20 +49,6 @@ def naive_gru(x, U, W, b, b_hn, h0):
         h = (1 - z) * n + z * h
         hs.append(h)
     return np.stack(hs)
-
-
-def numeric(f, arr, eps=EPS):
-    """Central differences of scalar f() for every entry of arr (perturbed in place)."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        orig = arr[idx]
-        arr[idx] = orig + eps
-        plus = f()
-        arr[idx] = orig - eps
-        minus = f()
-        arr[idx] = orig
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
 
 
 def assert_close(analytic, numeric_grad, name):
@@ -133,7 +121,7 @@ def test_lstm_backward_matches_finite_differences(T, B, with_h0):
     if with_h0:
         wrt.update(h0=h0, c0=c0)
     for (name, arr), g in zip(wrt.items(), grads):
-        assert_close(g, numeric(loss, arr), name)
+        assert_close(g, central_differences(loss, arr), name)
     if not with_h0:  # dL/dh0 and dL/dc0 still come back (of the zero state)
         assert grads[4].shape == grads[5].shape == (B, 4)
 
@@ -154,7 +142,7 @@ def test_gru_backward_matches_finite_differences(T, B, with_h0):
     if with_h0:
         wrt["h0"] = h0
     for (name, arr), g in zip(wrt.items(), grads):
-        assert_close(g, numeric(loss, arr), name)
+        assert_close(g, central_differences(loss, arr), name)
 
 
 def test_lstm_hidden_grads_are_totals():
@@ -180,7 +168,7 @@ def test_lstm_hidden_grads_are_totals():
             out += np.sum(h * probe[t])
         return out
 
-    assert_close(gh[0], numeric(loss, offset), "gh_1")
+    assert_close(gh[0], central_differences(loss, offset), "gh_1")
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -9,9 +9,7 @@ comment line "# higher-order-tested: NAME").
 """
 from __future__ import annotations
 
-import re
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ import micrornn as mr
 from micrornn import Tensor
 from micrornn.engine import ops
 from micrornn.check.finite_differences import GradcheckError, gradcheck, gradgradcheck
+from grad_helpers import declared_in_tests
 from test_ops import ALL_CASES, case, graph_ops, make_inputs, normal
 from test_tensor_ops import CASES as TENSOR_API_CASES
 
@@ -186,17 +185,6 @@ def test_hvp_through_unrolled_steps_grows_linearly_in_T():
 
 # ---- every primitive has both rules and a case -------------------------------------------------
 
-MARKER = re.compile(r"^\s*#\s*higher-order-tested:\s*(.+)$", re.MULTILINE)
-
-
-def declared_elsewhere() -> set:
-    names = set()
-    for path in Path(__file__).parent.glob("*.py"):
-        for match in MARKER.finditer(path.read_text(encoding="utf-8")):
-            names.update(n.strip() for n in match.group(1).split(",") if n.strip())
-    return names
-
-
 def test_every_primitive_has_higher_order_rules():
     no_dvjp = sorted(n for n, p in ops.PRIMITIVES.items() if p.dvjp is None)
     no_jvp = sorted(n for n, p in ops.PRIMITIVES.items() if not p.has_jvp())
@@ -207,7 +195,7 @@ def test_every_primitive_has_higher_order_rules():
 
 def test_every_primitive_has_second_order_and_jvp_tests():
     exercised = set().union(*(graph_ops(p.values[1](*make_inputs(p.values[2]))) for p in EVERY_CASE))
-    missing = sorted(set(ops.PRIMITIVES) - exercised - declared_elsewhere())
+    missing = sorted(set(ops.PRIMITIVES) - exercised - declared_in_tests("higher-order-tested"))
     assert not missing, (f"primitives without second-order and JVP tests: {missing}; add first-order cases "
                          "to CASES in tests/test_ops.py or tests/test_tensor_ops.py (they are reused here), or a "
                          "'# higher-order-tested: NAME' line in the test file that covers them")

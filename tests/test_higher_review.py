@@ -5,8 +5,8 @@ import pytest
 import micrornn as mr
 from micrornn import Tensor
 from micrornn.check.finite_differences import GradcheckError, gradgradcheck
+from grad_helpers import assert_recorded_gradient_is_first_order, make_inputs
 from test_higher_ops import EVERY_CASE
-from test_ops import make_inputs
 
 
 def test_gradgradcheck_names_a_failing_second_input():
@@ -46,10 +46,4 @@ def test_jvp_of_a_function_returning_a_number_says_what_fn_must_return():
 def test_recorded_gradient_equals_the_first_order_gradient_for_every_case(name, fn, arrays):
     """grad(create_graph=True) runs each op's dvjp; its value must be the plain VJP's (second-order checks
     cannot see a wrong dvjp of a piecewise-linear op such as relu: its second derivative is 0 either way)."""
-    inputs = make_inputs(arrays)
-    out = fn(*inputs)
-    u = np.random.default_rng(0).standard_normal(out.shape)
-    first = mr.grad(out, inputs, grad_outputs=u, retain_graph=True)
-    recorded = mr.grad(out, inputs, grad_outputs=u, create_graph=True)
-    for a, b in zip(first, recorded):
-        np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-14)
+    assert_recorded_gradient_is_first_order(fn, make_inputs(arrays))

@@ -6,8 +6,6 @@ module declares that it covers a primitive).
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +16,8 @@ import micrornn as mr
 from micrornn import Tensor, concatenate, stack
 from micrornn.engine import ops
 from micrornn.check.finite_differences import autograd_grads, gradcheck, numerical_grad
+
+from grad_helpers import declared_in_tests, declared_names, make_inputs
 
 RNG = np.random.default_rng(1234)
 
@@ -245,11 +245,6 @@ CASES = {
 ALL_CASES = [pytest.param(name, *p.values, id=f"{name}-{p.id}") for name, ps in CASES.items() for p in ps]
 
 
-def make_inputs(arrays):
-    """Fresh float64 leaf tensors (copies: gradcheck perturbs them in place)."""
-    return [Tensor(np.array(a, dtype=np.float64), requires_grad=True) for a in arrays]
-
-
 def graph_ops(root) -> set:
     """Names of every op in root's graph."""
     seen, stack_, names = {id(root)}, [root], set()
@@ -288,19 +283,8 @@ def test_worst_gradcheck_error_is_small():
 # in another test module (say the RNN layer's own file), which declares it with a comment line of
 # the form  "# gradient-tested: NAME"  (one or more comma-separated names). The meta-test reads the
 # source text of tests/*.py, so it does not depend on which modules pytest collected or in what order.
-MARKER = re.compile(r"^\s*#\s*gradient-tested:\s*(.+)$", re.MULTILINE)
-
-
-def declared_elsewhere() -> set:
-    names = set()
-    for path in Path(__file__).parent.glob("*.py"):
-        for match in MARKER.finditer(path.read_text(encoding="utf-8")):
-            names.update(n.strip() for n in match.group(1).split(",") if n.strip())
-    return names
-
-
 def test_every_primitive_has_cases():
-    missing = set(ops.PRIMITIVES) - set(CASES) - declared_elsewhere()
+    missing = set(ops.PRIMITIVES) - set(CASES) - declared_in_tests("gradient-tested")
     assert not missing, (f"primitives without gradient tests: {sorted(missing)}; add cases to CASES in "
                          "tests/test_ops.py or a '# gradient-tested: NAME' line in the test file that covers them")
 
@@ -312,8 +296,7 @@ def test_cases_name_registered_primitives():
 
 def test_marker_scan_finds_declarations():
     text = "x = 1\n# gradient-tested: rnn_layer, other_op\n    #gradient-tested: third\n"
-    found = {n.strip() for m in MARKER.finditer(text) for n in m.group(1).split(",")}
-    assert found == {"rnn_layer", "other_op", "third"}
+    assert declared_names(text, "gradient-tested") == {"rnn_layer", "other_op", "third"}
 
 
 # ---- properties of elementwise broadcasting (hypothesis) ------------------------------------

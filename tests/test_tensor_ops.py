@@ -11,6 +11,8 @@ import micrornn as mr
 from micrornn import Tensor
 from micrornn.check.finite_differences import gradcheck
 
+from grad_helpers import assert_recorded_gradient_is_first_order, make_inputs
+
 RNG = np.random.default_rng(2026)
 
 
@@ -21,7 +23,7 @@ def away_from_zero(*shape):
 
 def leaves(*arrays):
     """Fresh float64 tensors that require grad (gradcheck perturbs them in place)."""
-    return [Tensor(np.array(a, dtype=np.float64), requires_grad=True) for a in arrays]
+    return make_inputs(arrays)
 
 
 COND = RNG.random((3, 4)) > 0.5
@@ -73,13 +75,7 @@ def test_recorded_gradient_equals_the_first_order_gradient(label):
     # grad(create_graph=True) runs each op's dvjp, not its vjp; second-order checks cannot see a wrong
     # dvjp of a piecewise-linear op (abs, maximum, clip, ...: its second derivative is 0 either way)
     fn, arrays = CASES[label]
-    inputs = leaves(*arrays)
-    out = fn(*inputs)
-    u = np.random.default_rng(0).standard_normal(out.shape)
-    first = mr.grad(out, inputs, grad_outputs=u, retain_graph=True)
-    recorded = mr.grad(out, inputs, grad_outputs=u, create_graph=True)
-    for a, b in zip(first, recorded):
-        np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-14)
+    assert_recorded_gradient_is_first_order(fn, leaves(*arrays))
 
 
 def test_tie_gradients_split_evenly():
