@@ -1,6 +1,7 @@
 """Shared by the gradient tests: fresh leaf tensors, the comment lines that declare a primitive tested
-in another file, the check that a recorded (create_graph) gradient equals the plain one, and central
-differences over a plain NumPy array for the hand-derived BPTT tests."""
+in another file, the check that a recorded (create_graph) gradient equals the plain one, central
+differences over a plain NumPy array for the hand-derived BPTT tests, and the two agreement figures of
+the whole-model route tests."""
 import re
 from pathlib import Path
 
@@ -50,3 +51,14 @@ def central_differences(f, arr: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         arr[idx] = orig
         grad[idx] = (f_plus - f_minus) / (2 * eps)
     return grad
+
+
+def relative(a, ref) -> float:
+    """max|a - ref| / max|ref| (0 when both are exactly zero)."""
+    diff, scale = float(np.max(np.abs(a - ref))), float(np.max(np.abs(ref)))
+    return 0.0 if diff == 0 else (diff / scale if scale else np.inf)
+
+
+def numeric_ratio(g, n, *, atol: float, rtol: float) -> float:
+    """Worst |g - n| / (atol + rtol |n|): <= 1 is within the target."""
+    return float(np.max(np.abs(g - n) / (atol + rtol * np.abs(n))))

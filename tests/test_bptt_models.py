@@ -18,18 +18,9 @@ from micrornn.bptt.model import step_grads
 from micrornn.nn import SequenceModel
 from micrornn.engine.tensor import no_grad
 
+from grad_helpers import numeric_ratio, relative
+
 AGREE, ATOL, RTOL, EPS = 1e-10, 1e-5, 1e-3, 1e-6
-
-
-def relative(a, ref):
-    """max|a - ref| / max|ref| (0 when both are exactly zero)."""
-    diff, scale = float(np.max(np.abs(a - ref))), float(np.max(np.abs(ref)))
-    return 0.0 if diff == 0 else (diff / scale if scale else np.inf)
-
-
-def numeric_ratio(g, n):
-    """Worst |g - n| / (ATOL + RTOL |n|)."""
-    return float(np.max(np.abs(g - n) / (ATOL + RTOL * np.abs(n))))
 
 
 def sampled_numeric(model, x, targets, h0, per_tensor, rng):
@@ -79,7 +70,7 @@ def agreement(cell, layers, bidirectional, with_h0, batch_first, T, numeric="all
         finally:
             model.rnn.fused = saved
         for route, grads in (("graph", graph), ("analytic", analytic), ("fused", fused)):
-            figures[f"{route}_vs_numeric"] = max(numeric_ratio(grads[n].reshape(-1)[i], v)
+            figures[f"{route}_vs_numeric"] = max(numeric_ratio(grads[n].reshape(-1)[i], v, atol=ATOL, rtol=RTOL)
                                                  for n, (i, v) in num.items())
     return figures
 
