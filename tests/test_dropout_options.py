@@ -143,6 +143,9 @@ def test_bad_probabilities_and_flags_are_refused_by_name():
         TrainConfig(locked_dropout="yes").validated()
     with pytest.raises(ValueError, match="shared_axes"):
         F.dropout(np.ones((2, 3)), 0.5, shared_axes=(2,))
+    with pytest.raises(ValueError, match="locked_dropout .* needs dropout, input_dropout or output_dropout"):
+        TrainConfig(locked_dropout=True).validated()  # a flag with no mask to lock is a mistake, not a no-op
+    TrainConfig(locked_dropout=True, output_dropout=0.1).validated()
 
 
 def test_the_analytic_route_refuses_model_dropout_in_training_mode():
@@ -248,7 +251,7 @@ def test_train_options_exist_and_bad_values_exit_2(tmp_path, capsys):
     corpus.write_text(TEXT, encoding="utf-8")
     for args, message in [(["--input-dropout", "1"], "--input-dropout"), (["--output-dropout", "-0.2"],
                           "--output-dropout"), (["--input-dropout", "x"], "--input-dropout"),
-                          (["--locked-dropout=yes"], "--locked-dropout")]:
+                          (["--locked-dropout=yes"], "--locked-dropout"), (["--locked-dropout"], "locked_dropout")]:
         assert main(["train", "--data", str(corpus), *args]) == 2, args
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (args, err)

@@ -131,6 +131,9 @@ class TrainConfig:
         _check_float("ema", self.ema)
         if self.ema >= 1:
             raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
+        if self.locked_dropout is True and not (self.dropout or self.input_dropout or self.output_dropout):
+            raise ValueError("locked_dropout shares each dropout mask across time steps: it needs dropout, "
+                             "input_dropout or output_dropout above 0, got all three 0")
         if self.dropout and self.num_layers < 2:
             raise ValueError(f"dropout acts between stacked layers: it needs num_layers >= 2, got {self.num_layers}")
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
