@@ -257,8 +257,8 @@ QUALITY_TARGETS = {"rnn": 1.50, "lstm": 1.45, "gru": 1.45, "best": 1.40}
 def quality_summary() -> str:
     """One table of every preset's figures, read from the quality-* transcripts on this page."""
     regions = {name: body for page in pages() for _, name, body, _ in REGION.findall(page.read_text(encoding="utf-8"))}
-    rows = ["| preset | micrornn, one stream | micrornn, windows | PyTorch twin, one stream | twin, windows | "
-            "target (one stream) |", "|---|---|---|---|---|---|"]
+    rows = ["| preset | micrornn, one stream | micrornn, windows | steps | load at the end | PyTorch twin, one stream | "
+            "twin, windows | target (one stream) |", "|---|---|---|---|---|---|---|---|"]
     for preset, target in QUALITY_TARGETS.items():
         body = regions.get(f"quality-{preset}", "")
         ours = (re.search(r"validation ([\d.]+) nats/char \(", body)  # a transcript, or a table row of a run
@@ -266,13 +266,17 @@ def quality_summary() -> str:
         windows = re.search(r"^val: ([\d.]+) nats/char", body, re.M)
         twin = (re.search(r"validation stream ([\d.]+) nats/char.*?windows \(.*?\) ([\d.]+) nats/char", body)
                 or re.search(r"^\| PyTorch .*\| ([\d.]+) \|$()", body, re.M))
+        steps = re.search(r"done: (\d+) steps|^\| micrornn, `--preset \w+`[^|]*\| ([\d,]+) \|", body, re.M)
+        load = re.search(r"load average at the end ([\d.]+)", body) or re.search(r"load ([\d.]+) at the end", body)
         if ours is None:
-            rows.append(f"| `--preset {preset}` | not measured | | | | <= {target:.2f} |")
+            rows.append(f"| `--preset {preset}` | not measured | | | | | | <= {target:.2f} |")
             continue
         nats = float(ours.group(1))
         def three(m, i, missing="-"):
             return f"{float(m.group(i)):.3f}" if m and m.group(i) else missing
-        rows.append(f"| `--preset {preset}` | **{nats:.3f}** | {three(windows, 1)} | {three(twin, 1, 'not run')} | "
+        count = f"{int((steps.group(1) or steps.group(2)).replace(',', '')):,}" if steps else "-"
+        rows.append(f"| `--preset {preset}` | **{nats:.3f}** | {three(windows, 1)} | {count} | "
+                    f"{load.group(1) if load else '-'} | {three(twin, 1, 'not run')} | "
                     f"{three(twin, 2)} | "
                     f"<= {target:.2f}: {'met' if nats <= target else 'missed'} |")
     return "\n".join(rows) + "\n"
