@@ -6,7 +6,8 @@
 
 Both sides train on micrornn's bundled tinyshakespeare with the standard split, read the same
 (seq_len, batch) chunks of the same contiguous streams, start from one-hot inputs (the same
-parameter count), and use the same recipe, field by field of TrainConfig: Adam (AdamW with decoupled
+parameter count: PyTorch's recurrent-side biases that only add to its input-side ones are held at 0),
+and use the same recipe, field by field of TrainConfig: Adam (AdamW with decoupled
 weight decay on the weight matrices only when weight_decay > 0), linear warm-up then cosine decay
 driven by the larger of steps and wall time, global gradient-norm clipping, occasional state resets,
 float32, the forget/update-gate bias init (gate_bias), dropout between layers, on the input
@@ -120,6 +121,22 @@ def recipe(config) -> dict:
     return {name: getattr(config, name, DROPOUT_FIELDS.get(name, 0.0)) for name in names}
 
 
+def redundant_bias_rows(cell, H):
+    """How many leading rows of PyTorch's bias_hh only add to bias_ih (all of them, except the GRU's b_hn,
+    which the reset gate scales and micrornn keeps as its own b_hn)."""
+    return 2 * H if cell == "gru" else (4 * H if cell == "lstm" else H)
+
+
+def _frozen_rows(torch, rows):
+    """A gradient hook that zeroes the first ``rows`` entries: those biases stay at 0, out of the clip norm and
+    of Adam's updates."""
+    def hook(grad):
+        grad = grad.clone()
+        grad[:rows] = 0
+        return grad
+    return hook
+
+
 def torch_model(torch, config, V):
     """One-layer nn.RNN/LSTM/GRU modules run one at a time over one-hot inputs, and a linear head: the layout of
     micrornn's SequenceModel, with its dropouts (a mask (1, B, F) per chunk when locked) and gate-bias init."""
@@ -140,11 +157,12 @@ def torch_model(torch, config, V):
             super().__init__()
             self.layers = torch.nn.ModuleList([layer(V if l == 0 else H, H) for l in range(L)])
             self.head = torch.nn.Linear(H, V)
-            if r["gate_bias"]:  # micrornn's b is b_ih + b_hh: put B in b_ih and 0 in b_hh (lstm f / gru z: block 1)
+            for m in self.layers:  # micrornn's one bias b is PyTorch's b_ih + b_hh: b_hh is held at 0
                 with torch.no_grad():
-                    for m in self.layers:
+                    m.bias_hh_l0[:redundant_bias_rows(config.cell, H)] = 0.0
+                    if r["gate_bias"]:  # lstm f / gru z: block 1 of b_ih
                         m.bias_ih_l0[H:2 * H] = r["gate_bias"]
-                        m.bias_hh_l0[H:2 * H] = 0.0
+                m.bias_hh_l0.register_hook(_frozen_rows(torch, redundant_bias_rows(config.cell, H)))
 
         def forward(self, x, state=None):
             locked, lstm = r["locked_dropout"], config.cell == "lstm"
@@ -278,7 +296,8 @@ def run_torch(args, config, vocab, train_ids, val_ids):
     seconds = time.perf_counter() - start
     windows = scored(lambda: torch_windowed(torch, model, val_ids, V, args.window, args.windows, args.seed)) \
         if args.windows else None
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters()) - sum(  # the bias_hh rows held at 0 are not trained
+        redundant_bias_rows(config.cell, config.hidden_size) for _ in model.layers)
     return dict(side=f"PyTorch {torch.__version__}, {args.threads} threads", params=params, steps=step, val=val,
                 windows=windows, seconds=seconds, cpu=time.process_time() - cpu,
                 chars_per_sec=step * config.seq_len * config.batch_size / max(train_time, 1e-9))

@@ -119,3 +119,23 @@ def test_a_preset_refuses_recipe_options_and_the_twin_refuses_what_it_cannot_bui
         with pytest.raises(SystemExit, match=words):
             twin.check_twin_can_follow(cfg)
     twin.check_twin_can_follow(SimpleNamespace(layer_norm=False, nonlinearity="tanh", dtype="float32"))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_the_twin_trains_micrornn_s_biases_only(cell):
+    # PyTorch's b_hh rows that only add to b_ih would give the twin a second, faster-moving copy of each bias
+    # (and a wider initial sum): they start at 0 and get no gradient, so both sides train the same parameters
+    t = twin.torch_model(torch, config(cell, weight_decay=0.1), V)
+    rows = twin.redundant_bias_rows(cell, H)
+    opt = twin.torch_optimizer(torch, t, config(cell, weight_decay=0.1))
+    for _ in range(3):
+        opt.zero_grad()
+        out, _ = t(torch.randint(0, V, (6, 3)))
+        out.square().sum().backward()
+        opt.step()
+    for layer in t.layers:
+        assert (layer.bias_hh_l0[:rows] == 0).all() and (layer.bias_ih_l0 != 0).all()
+        if cell == "gru":  # b_hn, which the reset gate scales, is trained: micrornn's own b_hn
+            assert (layer.bias_hh_l0[rows:] != 0).all()
+    trained = sum(p.numel() for p in t.parameters()) - rows * len(t.layers)
+    assert trained == SequenceModel(V, H, V, num_layers=2, cell=cell).num_parameters()
