@@ -43,8 +43,8 @@ class TrainConfig:
     layer_norm: bool = option(False, "layer-normalize each gate block of the lstm or gru cells, and the LSTM's cell "
                               "state before its tanh (Ba et al. 2016); not for rnn or user cells")
     seq_len: int = option(32, "BPTT truncation length", metavar="T", low=1)
-    batch_size: int = option(32, "parallel streams", metavar="B", low=1)
-    steps: int = option(5000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
+    batch_size: int = option(48, "parallel streams", metavar="B", low=1)
+    steps: int = option(4000, "train until this many steps in total, resumed steps included", metavar="N", low=0)
     optimizer: str = option("adam", "the optimizer; sgd uses momentum 0.9; adamw is adam with decoupled weight decay "
                             "(--weight-decay)", choices=tuple(sorted(OPTIMIZERS)))
     weight_decay: float = option(0.0, "adamw's decoupled weight decay: each step p -= lr * WD * p on the weight "
@@ -55,7 +55,7 @@ class TrainConfig:
     ema: float = option(0.0, "keep an exponential moving average of the weights (avg = D*avg + (1-D)*p after "
                         "each step) for validation, samples and the checkpoint's model; 0 = off", metavar="D",
                         kind="probability")
-    lr: float | None = option(None, "learning rate (default: adam 3e-3, adagrad 0.1, sgd 0.5)", metavar="LR",
+    lr: float | None = option(None, "learning rate (default: adam and adamw 5e-3, adagrad 0.1, sgd 0.5)", metavar="LR",
                                 kind="positive")
     lr_schedule: str = option("cosine", "cosine: decay the lr to 0 at the last step; constant: keep it",
                               choices=LR_SCHEDULES)

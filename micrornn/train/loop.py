@@ -17,7 +17,7 @@ from micrornn.nn.module import Module
 from micrornn.nn.recurrent import detach_state_tensors
 
 # name -> (class, default learning rate, extra arguments); adamw decays weight matrices only (never biases)
-OPTIMIZERS = {"adam": (Adam, 3e-3, {}), "adamw": (AdamW, 3e-3, {"matrices_only": True}), "adagrad": (Adagrad, 0.1, {}),
+OPTIMIZERS = {"adam": (Adam, 5e-3, {}), "adamw": (AdamW, 5e-3, {"matrices_only": True}), "adagrad": (Adagrad, 0.1, {}),
               "sgd": (SGD, 0.5, {"momentum": 0.9})}
 EVAL_CHUNK = 1024  # evaluation reads its one stream this many characters at a time
 
