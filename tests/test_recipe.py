@@ -185,3 +185,28 @@ def model_ids(meta):
     from micrornn.train.data import Vocab
     vocab = Vocab.from_list(meta["vocab"])
     return vocab.encode(TEXT[int(len(TEXT) * 0.9):])
+
+
+def test_out_of_range_gate_bias_and_weight_decay_are_refused_by_name():
+    from micrornn.train import TrainConfig
+    with pytest.raises(ValueError, match="gate_bias 1e\\+39 is out of range"):
+        TrainConfig(cell="lstm", gate_bias=1e39).validated()  # float32 would store it as inf
+    TrainConfig(cell="lstm", gate_bias=-100.0).validated()
+    with pytest.raises(ValueError, match="weight_decay 2000.0 with lr 0.005"):
+        TrainConfig(optimizer="adamw", weight_decay=2000.0, lr=5e-3).validated()  # weights flip sign each step
+    TrainConfig(optimizer="adamw", weight_decay=100.0, lr=5e-3).validated()
+
+
+def test_a_run_ending_with_non_finite_weights_says_no_checkpoint_was_written(tmp_path, monkeypatch, capsys):
+    # the run trains with an infinite gate bias (finite losses: the gates saturate); the final save refuses
+    # non-finite weights, so the command must not name a checkpoint it did not write
+    from micrornn.cli import main
+    monkeypatch.setattr("micrornn.train.config.GATE_BIAS_LIMIT", float("inf"))
+    corpus, out = tmp_path / "c.txt", tmp_path / "run.npz"
+    corpus.write_text(TEXT, encoding="utf-8")
+    code = main(["train", "--data", str(corpus), "--cell", "lstm", "--gate-bias=1e39", "--steps", "2",
+                 "--hidden-size", "4", "--seq-len", "8", "--batch-size", "2", "--quiet", "--no-plot",
+                 "--val-every", "0", "--checkpoint", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1 and "not finite" in captured.err and "checkpoint:" not in captured.out
+    assert not out.exists()

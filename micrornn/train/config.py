@@ -12,6 +12,7 @@ from micrornn.nn.cells import CELLS as CELL_REGISTRY, is_import_name
 from micrornn.train.loop import OPTIMIZERS
 
 LR_SCHEDULES = ("cosine", "constant")
+GATE_BIAS_LIMIT = 100.0  # sigmoid(100) is 1 in float64: a larger initial gate bias is a mistake
 CELLS = tuple(CELL_REGISTRY)  # the built-in cell kinds
 
 
@@ -52,8 +53,8 @@ class TrainConfig:
     gate_bias: float = option(0.0, "at model creation set the lstm forget-gate / gru update-gate bias to B "
                               "(positive: the cells keep their state); lstm and gru only; write a negative value as "
                               "--gate-bias=-1.5", metavar="B", kind="real")
-    ema: float = option(0.0, "keep an exponential moving average of the weights (avg = D*avg + (1-D)*p after "
-                        "each step) for validation, samples and the checkpoint's model; 0 = off", metavar="D",
+    ema: float = option(0.0, "keep an exponential moving average of the weights (avg = d*avg + (1-d)*p after "
+                        "step t, d = min(D, (1+t)/(10+t))) for validation, samples and the checkpoint's model; 0 = off", metavar="D",
                         kind="probability")
     lr: float | None = option(None, "learning rate (default: adam and adamw 5e-3, adagrad 0.1, sgd 0.5)", metavar="LR",
                                 kind="positive")
@@ -120,12 +121,18 @@ class TrainConfig:
             if value >= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
         _check_float("weight_decay", self.weight_decay)
+        if lr * self.weight_decay >= 1:
+            raise ValueError(f"weight_decay {self.weight_decay!r} with lr {lr!r}: each step multiplies the weights by "
+                             f"1 - lr * weight_decay = {1 - lr * self.weight_decay:.3g}, which must stay above 0")
         if self.weight_decay and self.optimizer != "adamw":
             raise ValueError(f"weight_decay {self.weight_decay} needs optimizer adamw (decoupled decay), "
                              f"got optimizer {self.optimizer}")
         if isinstance(self.gate_bias, bool) or not isinstance(self.gate_bias, (int, float, np.floating)) \
                 or not math.isfinite(self.gate_bias):
             raise ValueError(f"gate_bias must be a finite number, got {self.gate_bias!r}")
+        if abs(self.gate_bias) > GATE_BIAS_LIMIT:
+            raise ValueError(f"gate_bias {self.gate_bias!r} is out of range: a gate bias beyond +-{GATE_BIAS_LIMIT:g} "
+                             f"holds the gate at 0 or 1 for good")
         if self.gate_bias and self.cell not in ("lstm", "gru"):
             raise ValueError(f"gate_bias sets the lstm forget / gru update gate; cell {self.cell} has neither")
         _check_float("ema", self.ema)
