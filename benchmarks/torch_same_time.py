@@ -90,7 +90,10 @@ def check_twin_can_follow(config) -> None:
     """Exit with one line when the config asks for something the torch side does not build."""
     unsupported = [what for what, asked in (("layer_norm", getattr(config, "layer_norm", False)),
                                            (f"nonlinearity {config.nonlinearity}", config.nonlinearity != "tanh"),
-                                           (f"dtype {config.dtype}", config.dtype != "float32")) if asked]
+                                           (f"dtype {config.dtype}", config.dtype != "float32"),
+                                           (f"optimizer {config.optimizer}", config.optimizer not in ("adam", "adamw")),
+                                           (f"cell {config.cell}", config.cell not in ("rnn", "lstm", "gru")))
+                   if asked]
     if unsupported:
         sys.exit(f"the PyTorch twin does not follow {', '.join(unsupported)}: compare that run on micrornn alone "
                  "(--only micrornn)")
@@ -100,19 +103,28 @@ def run_config(args) -> TrainConfig:
     """The TrainConfig both sides follow: the preset's (--seconds overriding its budget), else the options."""
     common = dict(val_every=0, sample_every=0, fused=True, seed=args.seed)
     if args.preset:
-        config = preset_config(args.preset, **common)
-        return config if args.seconds is None else TrainConfig(**{**config.__dict__, "time_budget": args.seconds})
+        budget = {} if args.seconds is None else {"time_budget": args.seconds}
+        return _validated(preset_config(args.preset, **common, **budget))
     known = {f.name for f in fields(TrainConfig)}
     extra = {name: getattr(args, name) for name in DROPOUT_FIELDS if getattr(args, name) != DROPOUT_FIELDS[name]}
     missing = sorted(set(extra) - known)
     if missing:
         sys.exit(f"this micrornn has no TrainConfig field {', '.join(missing)}")
-    return TrainConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.layers, seq_len=args.seq_len,
+    return _validated(TrainConfig(cell=args.cell, hidden_size=args.hidden_size, num_layers=args.layers, seq_len=args.seq_len,
                        batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, clip=args.clip,
                        dropout=args.dropout, state_reset=args.state_reset, steps=args.steps,
                        time_budget=120.0 if args.seconds is None else args.seconds,
                        optimizer="adamw" if args.weight_decay else "adam", weight_decay=args.weight_decay,
-                       gate_bias=args.gate_bias, ema=args.ema, **extra, **common).validated()
+                       gate_bias=args.gate_bias, ema=args.ema, **extra, **common))
+
+
+def _validated(config: TrainConfig) -> TrainConfig:
+    """The config with its lr filled in; exit with status 2 and one line naming a nonsensical option."""
+    try:
+        return config.validated()
+    except ValueError as e:
+        print(f"torch_same_time.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def recipe(config) -> dict:

@@ -112,13 +112,23 @@ def test_a_preset_refuses_recipe_options_and_the_twin_refuses_what_it_cannot_bui
     with pytest.raises(SystemExit) as done:
         twin.options()
     assert done.value.code == 2 and "drop --ema" in capsys.readouterr().err
+    plain = dict(layer_norm=False, nonlinearity="tanh", dtype="float32", optimizer="adamw", cell="gru")
     for field, value, words in (("layer_norm", True, "layer_norm"), ("nonlinearity", "relu", "nonlinearity relu"),
-                                ("dtype", "float64", "dtype float64")):
-        cfg = SimpleNamespace(layer_norm=False, nonlinearity="tanh", dtype="float32")
-        setattr(cfg, field, value)
+                                ("dtype", "float64", "dtype float64"), ("optimizer", "sgd", "optimizer sgd"),
+                                ("cell", "mycells:MGU", "cell mycells:MGU")):
         with pytest.raises(SystemExit, match=words):
-            twin.check_twin_can_follow(cfg)
-    twin.check_twin_can_follow(SimpleNamespace(layer_norm=False, nonlinearity="tanh", dtype="float32"))
+            twin.check_twin_can_follow(SimpleNamespace(**{**plain, field: value}))
+    twin.check_twin_can_follow(SimpleNamespace(**plain))
+
+
+@pytest.mark.parametrize("argv", [["--seconds", "-5"], ["--cell", "rnn", "--gate-bias", "1"],
+                                  ["--preset", "gru", "--seconds", "-3"]])
+def test_nonsensical_twin_options_exit_2_with_one_line(monkeypatch, capsys, argv):
+    monkeypatch.setattr("sys.argv", ["torch_same_time.py", "--only", "torch", *argv])
+    with pytest.raises(SystemExit) as done:
+        twin.run_config(twin.options())
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and len(err.strip().splitlines()) == 1 and "error:" in err, err
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
