@@ -1,7 +1,7 @@
 """Published and measured validation losses on tinyshakespeare's standard split, to place a run among.
 
 All are nats per character over the last 10% of the text (nanoGPT's shakespeare_char split). The
-CPU figures were measured on a 2-core x86_64 VM (see the README's quality section for how).
+CPU figures were measured on a 2-core x86_64 VM (docs/quality.md says how).
 """
 from __future__ import annotations
 
