@@ -127,7 +127,8 @@ PLOTS = {
 }
 STEPPER = "bptt_stepper"  # docs/bptt_stepper.html: micrornn viz --html docs/bptt_stepper.html
 PROGRAM_PICTURES = ("gradient_flow_T100.png", "loss_curve.png", "gated_gradients_T100.png",  # made by examples
-                    "quality_gru_loss.png", "quality_rnn_loss.png", "quality_best_loss.png")  # docs/regenerate.py's quality runs
+                    "quality_gru_loss.png", "quality_rnn_loss.png", "quality_lstm_loss.png",
+                    "quality_best_loss.png")  # docs/regenerate.py's quality runs
 
 
 def data_text(name, data) -> str:
