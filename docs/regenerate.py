@@ -243,7 +243,7 @@ def headline() -> str:
     fused = {size: re.search(rf"^rnn\s+float64\s+{size}\s+(?:\S+\s+){{6}}(\S+)", bench, re.M).group(1)
              for size in ("small", "medium", "large")}
     return (f"| what | measured |\n|---|---|\n"
-            f"| `micrornn train` (the defaults: 2x192 RNN on tinyshakespeare, {steps} steps) | "
+            f"| `micrornn train` (the defaults: 2x192 RNN on tinyshakespeare, {int(steps.replace(',', '')):,} steps) | "
             f"{nats} nats/char ({bits} bits/char) on the validation split, in {seconds} s |\n"
             f"| `micrornn gradcheck --cell lstm`: graph vs hand-derived BPTT | worst difference {check[0]} |\n"
             f"| the same against central differences | worst {check[1]} of the tolerance |\n"
