@@ -45,7 +45,7 @@ def test_gradcheck_layer_norm_passes_three_ways(cell, capsys):
     assert "layer norm" in out and "gain_h" in out and "PASS: all" in out
 
 
-@pytest.mark.parametrize("cell", ["rnn", "tests.user_cells:MGUCell"])
+@pytest.mark.parametrize("cell", ["rnn", "user_cells:MGUCell"])
 def test_gradcheck_refuses_layer_norm_for_other_cells(cell, capsys):
     assert main(["gradcheck", "--cell", cell, "--layer-norm"]) == 2
     assert "--layer-norm" in capsys.readouterr().err

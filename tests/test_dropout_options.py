@@ -241,7 +241,7 @@ def test_a_run_with_the_options_resumes_bit_exact(tmp_path, fused):
     for (name, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     plain = Trainer(TEXT, TrainConfig(**{**config.__dict__, "input_dropout": 0.0, "output_dropout": 0.0,
-                                         "dropout": 0.0, "lr": None}))
+                                         "dropout": 0.0, "locked_dropout": False, "lr": None}))
     plain.run(progress=False, log=lambda s: None)
     assert plain.history["loss"] != straight.history["loss"]  # the options changed the training
 
