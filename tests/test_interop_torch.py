@@ -138,7 +138,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch, torch.distributed as dist
     from micrornn import nn
     from micrornn.engine.compile import ValueDependentError
-from micrornn.interop import to_torch
+    from micrornn.interop import to_torch
 
     def work(rank, folder):
         dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
