@@ -15,7 +15,7 @@ REFERENCES = [
     (1.567, "PyTorch 2x256 tanh RNN, 0.23M parameters, 160 s on 2 CPU cores"),
     (1.604, "PyTorch 2x256 LSTM, 0.88M parameters, 160 s on 2 CPU cores"),
     (1.898, "nanoGPT's CPU configuration: 4-layer transformer, 0.80M parameters, 165 s on 2 CPU cores"),
-    (1.548, "PyTorch 2x512 tanh RNN, the rnn preset's recipe, 15 min on one CPU core"),
+    (1.546, "PyTorch 2x512 tanh RNN, the rnn preset's recipe, 15 min on one CPU core"),
     (1.450, "PyTorch 2x320 GRU, the gru preset's recipe, 15 min on one CPU core"),
     (1.517, "Kneser-Ney 7-gram character model (counting, no network: benchmarks/ngram_baseline.py)"),
     (1.515, "PyTorch 2x256 LSTM, the lstm preset's recipe, 15 min on one CPU core"),
