@@ -11,8 +11,6 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
-
 from micrornn.train.allocator import tune_allocator
 from micrornn.train.checkpoint import CheckpointError
 from micrornn.cli import UsageError, non_negative_float, non_negative_int, positive_float, positive_int, thread_count
@@ -398,7 +396,7 @@ def _run(args, trainer, checkpoint, plot) -> int:
         except KeyboardInterrupt:
             text = "(interrupted)"
         say(f"--- sample (temperature {t:g}) ---\n{text}\n---")
-    if not all(np.isfinite(p.data).all() for p in trainer.model.parameters()):  # the final save refused them
+    if not trainer.parameters_finite():  # the final save refused them
         print(f"error: some trained parameters are not finite (inf or NaN), so no checkpoint was written to "
               f"{checkpoint}", file=sys.stderr)
         return 1

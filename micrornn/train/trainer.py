@@ -326,9 +326,13 @@ class Trainer:
         except OSError as e:
             log(f"warning: could not save {path} at step {self.step}: {e.strerror or e}; training goes on")
 
+    def parameters_finite(self) -> bool:
+        """Whether every parameter is finite (the final save refuses to write inf or NaN weights)."""
+        return all(np.isfinite(p.data).all() for p in self.model.parameters())
+
     def _save_final(self, path, failure=None) -> None:
         """The save at the end of a run, whatever ended it; on failure the state goes to a rescue file."""
-        if not all(np.isfinite(p.data).all() for p in self.model.parameters()):
+        if not self.parameters_finite():
             return  # never overwrite a good checkpoint with NaN parameters
         try:
             with self._signals.shield():
